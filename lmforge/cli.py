@@ -1,0 +1,160 @@
+"""The `lmforge` command: parses arguments, loads the config, calls a stage. No logic of its own.
+
+    lmforge run [--preset tiny] [--run-dir runs/tiny] [--from STAGE] [--to STAGE] [section.key=value ...]
+    lmforge status [--run-dir DIR]
+    lmforge collect|tokenizer|pretrain|report [--run-dir DIR] [--force] [section.key=value ...]
+    lmforge generate "Nikola Tesla was" [--run-dir DIR] [--stage pretrain] [--temperature 0.8] ...
+    lmforge next "Det er bedre med en fugl i hånden enn ti på" [--top-k 10] [--temperature 1.0]
+
+Exit codes: 0 done, 1 failed, 2 bad usage or config.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .run import STAGE_NAMES, RunDir, StageError, get_stage, run_pipeline, run_stage, stage_state
+
+
+def _add_common(p: argparse.ArgumentParser, preset: bool = True) -> None:
+    p.add_argument("--run-dir", help="the run folder (default runs/<preset>)")
+    if preset:
+        p.add_argument("--preset", help="preset name or YAML path (default: the run's config.yaml, else tiny)")
+        p.add_argument("overrides", nargs="*", metavar="section.key=value")
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmforge", description="From raw text to a chat model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the stage graph, skipping stages that are up to date")
+    _add_common(p)
+    p.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help="rerun from this stage on")
+    p.add_argument("--to", dest="to_stage", choices=STAGE_NAMES, help="stop after this stage")
+    p = sub.add_parser("status", help="each stage's state, headline metric and time")
+    _add_common(p, preset=False)
+    p.add_argument("--preset", help=argparse.SUPPRESS)
+    for name in STAGE_NAMES:
+        p = sub.add_parser(name, help=get_stage(name).about)
+        _add_common(p)
+        p.add_argument("--force", action="store_true", help="run even when up to date")
+    p = sub.add_parser("generate", help="continue a prompt with a trained model")
+    _add_common(p, preset=False)
+    p.add_argument("--preset", help=argparse.SUPPRESS)
+    p.add_argument("prompt")
+    _add_sampling(p)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("-n", "--num-samples", type=int, default=1)
+    p = sub.add_parser("next", help="bar chart of the next-token distribution")
+    _add_common(p, preset=False)
+    p.add_argument("--preset", help=argparse.SUPPRESS)
+    p.add_argument("prompt")
+    _add_sampling(p)
+    p.add_argument("--show", type=int, default=10, help="how many tokens to list")
+    return parser
+
+
+def resolve(args) -> tuple:
+    """The run folder and the config: the run's saved config.yaml unless a preset is named."""
+    preset = getattr(args, "preset", None)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (Path(preset).stem if preset else "tiny")
+    run = RunDir(run_dir)
+    overrides = getattr(args, "overrides", None) or []
+    if preset is None and run.config_path.exists():
+        cfg = load_config(None, overrides, base=run.config_path)
+    else:
+        cfg = load_config(preset or "tiny", overrides)
+        if args.run_dir is None:
+            run = RunDir(Path("runs") / cfg.run.name)
+    return run, cfg
+
+
+def cmd_status(run: RunDir, cfg) -> int:
+    if not run.root.exists():
+        print(f"no run at {run.root}")
+        return 1
+    print(f"run {run.root}")
+    print(f"{'stage':<11} {'state':<9} {'headline':<34} {'time':>8}")
+    for name in STAGE_NAMES:
+        stage = get_stage(name)
+        manifest = run.read_manifest(name)
+        if manifest is None:
+            state, headline, wall = "-", "", ""
+        else:
+            state = manifest.get("status", "?")
+            if state == "done" and stage_state(run, cfg, stage) != "done":
+                state = "stale"
+            value = (manifest.get("metrics") or {}).get(stage.headline)
+            headline = f"{stage.headline}={value}" if value is not None else (manifest.get("error") or "")[:34]
+            wall = f"{manifest['wall_seconds']:.0f}s" if "wall_seconds" in manifest else ""
+        print(f"{name:<11} {state:<9} {headline:<34} {wall:>8}")
+    return 0
+
+
+def cmd_sample(args, run: RunDir, cfg) -> int:
+    from .generate import cli_generate, cli_next
+    return (cli_generate if args.command == "generate" else cli_next)(args, run, cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run, cfg = resolve(args)
+        if cfg.run.threads:
+            import torch
+            torch.set_num_threads(cfg.run.threads)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:     # under torchrun: join the group first
+            from .train.loop import init_distributed, pick_device
+            init_distributed(pick_device(cfg.run.device))
+        if args.command == "run":
+            run_pipeline(cfg, run, from_stage=args.from_stage, to_stage=args.to_stage)
+            cmd_status(run, cfg)
+            return 0
+        if args.command == "status":
+            return cmd_status(run, cfg)
+        if args.command in ("generate", "next"):
+            return cmd_sample(args, run, cfg)
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.save_config(cfg)
+        run_stage(run, cfg, get_stage(args.command), force=args.force)
+        return 0
+    except ConfigError as err:
+        print(f"lmforge: config error: {err}", file=sys.stderr)
+        return 2
+    except StageError as err:
+        print(f"lmforge: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lmforge: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - one line for the user, the manifest keeps the traceback
+        from .model import ModelLoadError
+        from .train.loop import CheckpointError
+        if isinstance(err, (CheckpointError, ModelLoadError)):
+            print(f"lmforge: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+def entry() -> int:
+    """Console entry point: main(), then leave the torchrun process group cleanly."""
+    code = main()
+    dist = sys.modules.get("torch.distributed")    # only if something imported it
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

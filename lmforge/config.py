@@ -1,0 +1,299 @@
+"""The one typed config tree of lmforge, its YAML presets and `section.key=value` overrides.
+
+    from lmforge.config import load_config
+    cfg = load_config("tiny", ["model.n_layer=6", "pretrain.lr=3e-3"])
+
+Every field has a type and, where it matters, an allowed range or set of choices
+(`field(..., lo=, hi=, choices=)`). A bad preset, section, field or value raises
+ConfigError with one line that names it and says what is allowed; the CLI turns that
+into exit code 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line for the user."""
+
+
+def opt(default, lo=None, hi=None, choices=None, help=""):
+    """A config field with its allowed range (inclusive) or allowed choices."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    name: str = opt("tiny", help="run name; the default run dir is runs/<name>")
+    seed: int = opt(1337, lo=0)
+    device: str = opt("auto", choices=["auto", "cpu", "cuda", "mps"])
+    threads: int = opt(0, lo=0, help="torch CPU threads; 0 = leave torch's default")
+
+
+@dataclass
+class WorldConfig:
+    """The built-in world: a seeded generator of entities, facts and documents."""
+    seed: int = opt(7, lo=0)
+    n_entities: int = opt(360, lo=20, hi=100_000)
+    held_out_fraction: float = opt(0.1, lo=0.0, hi=0.5, help="entities kept out of all training text")
+    languages: list = opt(["en", "nb"], help="subset of en, nb")
+    article_variants: int = opt(6, lo=1, hi=200, help="reworded articles per entity and language")
+    stories: int = opt(600, lo=0)
+    dialogues: int = opt(600, lo=0)
+    arithmetic: int = opt(3000, lo=0)
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = opt(4096, lo=300, hi=262_144)
+    val_fraction: float = opt(0.02, lo=0.001, hi=0.5, help="documents held out for validation")
+    min_frequency: int = opt(2, lo=1)
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = opt(0, lo=0, help="0 = take it from the trained tokenizer")
+    seq_len: int = opt(256, lo=8, hi=131_072, help="maximum context length")
+    n_layer: int = opt(4, lo=1, hi=256)
+    n_head: int = opt(4, lo=1, hi=256)
+    n_kv_head: int = opt(0, lo=0, hi=256, help="grouped-query attention; 0 = n_head")
+    d_model: int = opt(256, lo=8, hi=65_536)
+    ffn_hidden: int = opt(0, lo=0, help="SwiGLU hidden size; 0 = about 8/3 d_model, rounded up to 64")
+    rope_theta: float = opt(10_000.0, lo=1.0)
+    qk_norm: bool = opt(False)
+    tie_embeddings: bool = opt(True)
+    norm_eps: float = opt(1e-5, lo=0.0, hi=0.1)
+    init_std: float = opt(0.02, lo=0.0, hi=1.0)
+
+
+@dataclass
+class TrainConfig:
+    """The shared training loop's settings; every gradient stage has its own copy."""
+    batch_size: int = opt(16, lo=1, help="sequences per micro-batch per process")
+    grad_accum: int = opt(1, lo=1)
+    seq_len: int = opt(256, lo=8)
+    optimizer: str = opt("muon", choices=["adamw", "muon"], help="muon = Muon for hidden matrices + AdamW for the rest")
+    lr: float = opt(3e-3, lo=0.0, hi=10.0, help="AdamW learning rate")
+    matrix_lr: float = opt(0.02, lo=0.0, hi=10.0, help="Muon learning rate for hidden matrices")
+    weight_decay: float = opt(0.0, lo=0.0, hi=10.0)
+    beta1: float = opt(0.9, lo=0.0, hi=0.99999)
+    beta2: float = opt(0.95, lo=0.0, hi=0.99999)
+    schedule: str = opt("wsd", choices=["cosine", "wsd", "constant"])
+    warmup_steps: int = opt(20, lo=0)
+    decay_fraction: float = opt(0.3, lo=0.0, hi=1.0, help="wsd: final fraction of steps spent decaying")
+    min_lr_ratio: float = opt(0.0, lo=0.0, hi=1.0)
+    max_steps: int = opt(1000, lo=1)
+    max_minutes: float = opt(0.0, lo=0.0, help="stop after this much wall time; 0 = no limit")
+    clip_grad: float = opt(1.0, lo=0.0, help="0 = no clipping")
+    dtype: str = opt("auto", choices=["auto", "fp32", "bf16"], help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    compile: bool = opt(False)
+    eval_every: int = opt(50, lo=1)
+    eval_batches: int = opt(8, lo=1)
+    patience: int = opt(4, lo=0, help="evals without val improvement before stopping; 0 = never stop early")
+    min_delta: float = opt(1e-3, lo=0.0, help="smallest val-loss drop that counts as improvement")
+    checkpoint_every: int = opt(100, lo=1)
+    log_every: int = opt(10, lo=1)
+
+
+@dataclass
+class GenerateConfig:
+    temperature: float = opt(0.8, lo=0.0, hi=100.0)
+    top_k: int = opt(0, lo=0, help="0 = off")
+    top_p: float = opt(1.0, lo=0.0, hi=1.0)
+    max_new_tokens: int = opt(64, lo=1)
+
+
+@dataclass
+class ReportConfig:
+    fact_eval_limit: int = opt(600, lo=1, help="facts checked per evaluation")
+    samples: int = opt(6, lo=0, help="sample completions shown")
+
+
+@dataclass
+class Config:
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    pretrain: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
+    report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """A short stable hash of the named sections (or `section.key` fields)."""
+        data = self.to_dict()
+        picked = {}
+        for name in sections:
+            head, _, key = name.partition(".")
+            picked[name] = data[head][key] if key else data[head]
+        blob = json.dumps(picked, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- parsing and checks
+
+def _coerce(value, typ, where: str):
+    """Turn a YAML/CLI value into the field's type, or raise a one-line ConfigError."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).replace("_", ""))
+        except ValueError:
+            try:
+                as_float = float(str(value))
+            except ValueError:
+                as_float = None
+            if as_float is not None and as_float.is_integer():
+                return int(as_float)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    if typ is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list (a,b,c), got {value!r}")
+        return value
+    return value
+
+
+def _field_types(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
+
+
+def _set_field(section_obj, key: str, value, where: str):
+    types_ = _field_types(type(section_obj))
+    if key not in types_:
+        allowed = ", ".join(sorted(types_))
+        raise ConfigError(f"unknown field {where!r}; fields of this section: {allowed}")
+    typ, fld = types_[key]
+    value = _coerce(value, typ, where)
+    meta = fld.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{where}={value!r} is not allowed; choose one of {meta['choices']}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise ConfigError(f"{where}={value!r} is out of range; allowed {rng}")
+    setattr(section_obj, key, value)
+
+
+def apply_dict(cfg: Config, data: dict, origin: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
+    sections = {f.name for f in dataclasses.fields(Config)}
+    for section, values in data.items():
+        if section not in sections:
+            raise ConfigError(f"{origin}: unknown section {section!r}; sections: {', '.join(sorted(sections))}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+        for key, value in values.items():
+            _set_field(getattr(cfg, section), key, value, f"{section}.{key}")
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    path, raw = text.split("=", 1)
+    section, dot, key = path.strip().partition(".")
+    if not dot or not key:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return section, key, value
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str | None = "tiny", overrides: list[str] | None = None,
+                base: str | os.PathLike | None = None) -> Config:
+    """Defaults, then a saved config (`base`, e.g. a run's config.yaml) or the preset's YAML
+    (a name or a path), then key=value overrides."""
+    cfg = Config()
+    if base is not None:
+        path = Path(base)
+        apply_dict(cfg, _read_yaml(path), str(path))
+    elif preset:
+        path = Path(preset)
+        if not path.suffix:
+            path = PRESET_DIR / f"{preset}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown preset {preset!r}; presets: {', '.join(list_presets())}")
+        data = _read_yaml(path)
+        apply_dict(cfg, data, f"preset {path.name}")
+        if not (data.get("run") or {}).get("name"):
+            cfg.run.name = path.stem
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        apply_dict(cfg, {section: {key: value}}, "override")
+    validate(cfg)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def validate(cfg: Config) -> None:
+    """Checks that span several fields."""
+    m = cfg.model
+    kv = m.n_kv_head or m.n_head
+    if m.d_model % m.n_head:
+        raise ConfigError(f"model.d_model={m.d_model} must be divisible by model.n_head={m.n_head}")
+    if (m.d_model // m.n_head) % 2:
+        raise ConfigError("model.d_model / model.n_head must be even (RoPE rotates pairs)")
+    if m.n_head % kv:
+        raise ConfigError(f"model.n_head={m.n_head} must be divisible by model.n_kv_head={kv}")
+    bad = [lang for lang in cfg.world.languages if lang not in ("en", "nb")]
+    if bad or not cfg.world.languages:
+        raise ConfigError(f"world.languages={cfg.world.languages!r}: allowed a non-empty subset of ['en', 'nb']")
+    for name in ("pretrain",):
+        t = getattr(cfg, name)
+        if t.seq_len > m.seq_len:
+            raise ConfigError(f"{name}.seq_len={t.seq_len} exceeds model.seq_len={m.seq_len}")
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+

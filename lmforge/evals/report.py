@@ -1,0 +1,149 @@
+"""The report card: report/report.md (+ PNG plots) saying what each stage changed.
+
+    lmforge report --run-dir runs/tiny
+
+Each section is a function (run, cfg) -> markdown or None; a stage that has not run is
+left out. Later stages add their own section functions to SECTIONS.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..files import atomic_write_text, read_jsonl
+from ..run import RunDir, StageContext
+
+
+def _metrics(run: RunDir, stage: str) -> dict | None:
+    manifest = run.read_manifest(stage)
+    if not manifest or manifest.get("status") != "done":
+        return None
+    return manifest.get("metrics") or {}
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot_losses(log_path: Path, out_png: Path, title: str) -> bool:
+    if not log_path.exists():
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = read_jsonl(log_path)
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    if not train:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    ax.plot(*zip(*train), label="train", lw=1, alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), label="validation", marker="o", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------- sections
+
+def section_data(run: RunDir, cfg) -> str | None:
+    m = _metrics(run, "collect")
+    if m is None:
+        return None
+    rows = [[k, f"{v:,}"] for k, v in m.get("by_source", {}).items()]
+    rows += [[f"language {k}", f"{v:,}"] for k, v in m.get("by_language", {}).items()]
+    return (f"## Data\n\n{m['documents']:,} documents, {m['characters']:,} characters from the built-in world "
+            f"({m.get('entities')} entities, {m.get('held_out_entities')} held out of all training text, "
+            f"{m.get('facts')} facts).\n\n" + _table(["documents", "count"], rows))
+
+
+def section_tokenizer(run: RunDir, cfg) -> str | None:
+    m = _metrics(run, "tokenizer")
+    if m is None:
+        return None
+    return ("## Tokenizer\n\n" + _table(["vocab size", "train tokens", "val tokens", "bytes per token (val)"], [[
+        m.get("vocab_size"), f"{m.get('train_tokens', 0):,}", f"{m.get('val_tokens', 0):,}", m.get("bytes_per_token")]]))
+
+
+def section_pretrain(run: RunDir, cfg) -> str | None:
+    m = _metrics(run, "pretrain")
+    if m is None:
+        return None
+    has_plot = plot_losses(run.log_path("pretrain"), run.report_dir / "pretrain_loss.png", "pretraining")
+    text = ["## Pretraining: the base model", ""]
+    text.append(_table(["parameters", "tokens seen", "steps", "stop", "val loss", "tokens/s", "train time"], [[
+        f"{m['parameters']:,}", f"{m['tokens_seen']:,}", m["steps"], m["stop_reason"], m["val_loss"],
+        f"{m['tokens_per_second']:,.0f}", f"{m['train_seconds']:.0f}s"]]))
+    if has_plot:
+        text += ["", "![pretraining loss](pretrain_loss.png)"]
+    return "\n".join(text)
+
+
+def section_facts_and_samples(run: RunDir, cfg) -> str | None:
+    if _metrics(run, "pretrain") is None:
+        return None
+    from ..data.world import read_facts
+    from ..generate import generate
+    from ..model import load_model
+    from ..tokenizer import Tokenizer
+    from .facts import fact_accuracy
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    model = load_model(run.model_dir("pretrain"))
+    facts = read_facts(run.world_dir / "facts.jsonl")
+    result = fact_accuracy(model, tokenizer, facts, limit=cfg.report.fact_eval_limit)
+    text = [f"## What the base model knows\n\nFact completion (greedy, exact value) on {result['n']} trained-entity "
+            f"facts: **{result['accuracy']:.1%}**.", ""]
+    text.append(_table(["language", "accuracy"], [[k, f"{v:.1%}"] for k, v in result["by_language"].items()]))
+    text += ["", _table(["attribute", "accuracy"], [[k, f"{v:.1%}"] for k, v in result["by_attribute"].items()])]
+    text += ["", _table(["prompt", "true value", "completion", "ok"],
+                        [[e["prompt"], e["value"], e["completion"].strip()[:60], "yes" if e["correct"] else "no"]
+                         for e in result["examples"][:8]])]
+    if cfg.report.samples:
+        trained = [f for f in facts if not f.get("held_out")]
+        step = max(1, len(trained) // cfg.report.samples)
+        prompts = [trained[i]["prompt"] for i in range(0, len(trained), step)][:cfg.report.samples]
+        ids = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
+        outs = generate(model, ids, max_new_tokens=cfg.generate.max_new_tokens, temperature=cfg.generate.temperature,
+                        top_k=cfg.generate.top_k, top_p=cfg.generate.top_p, seed=cfg.run.seed,
+                        stop_ids=(tokenizer.bos_id, tokenizer.end_id))
+        text += ["", f"### Sample completions (temperature {cfg.generate.temperature}, top-p {cfg.generate.top_p})",
+                 ""]
+        for prompt, out in zip(prompts, outs):
+            text.append(f"- **{prompt}**{tokenizer.decode(out.tokens)}")
+    return "\n".join(text)
+
+
+SECTIONS = [section_data, section_tokenizer, section_pretrain, section_facts_and_samples]
+
+
+def run_stage(ctx: StageContext) -> dict:
+    run = ctx.run
+    parts = [f"# Report card: {run.root.name}", ""]
+    overview = []
+    for stage in ("collect", "tokenizer", "pretrain"):
+        manifest = run.read_manifest(stage)
+        if manifest and manifest.get("status") == "done":
+            overview.append([stage, f"{manifest.get('wall_seconds', 0):.0f}s",
+                             json.dumps({k: v for k, v in (manifest.get("metrics") or {}).items()
+                                         if isinstance(v, (int, float))})[:160]])
+    parts.append(_table(["stage", "wall time", "metrics"], overview))
+    written = 0
+    for section in SECTIONS:
+        body = section(run, ctx.cfg)
+        if body:
+            parts += ["", body]
+            written += 1
+    run.report_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.report_dir / "report.md", "\n".join(parts) + "\n")
+    ctx.progress(f"wrote {run.report_dir / 'report.md'} ({written} sections)")
+    return {"sections": written, "path": str(run.report_dir / "report.md")}

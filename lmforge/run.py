@@ -1,0 +1,253 @@
+"""The run directory (artifact paths, manifests) and the stage graph that `lmforge run` walks.
+
+A run is a folder (DESIGN §1). Each stage writes `stages/<stage>.json`: its status, a
+fingerprint of the config sections it reads and of its inputs, its metrics and its
+wall time. Like `make`, a stage whose manifest is `done` with the same fingerprint is
+skipped; one left `running` (killed) or `failed` with the same fingerprint resumes
+from its own checkpoint; anything else runs from scratch.
+
+    from lmforge.run import RunDir, run_pipeline
+    run_pipeline(cfg, RunDir("runs/tiny"), to_stage="pretrain")
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .config import Config, dump_yaml, load_config
+from .files import atomic_write_json, atomic_write_text
+
+
+class StageError(RuntimeError):
+    """A stage cannot run (missing inputs, bad data); the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    needs: tuple[str, ...]          # upstream stages whose artifacts this one reads
+    config_keys: tuple[str, ...]    # config sections (or section.key) that decide its output
+    entry: str                      # "module:function", imported only when the stage runs
+    headline: str                   # the metric `lmforge status` shows
+    about: str
+
+
+# The graph, in run order. Later issues add clean, sft, reward, ppo, dpo, grpo here.
+STAGES: list[Stage] = [
+    Stage("collect", (), ("world",), "lmforge.data.collect:run_stage", "documents",
+          "generate the built-in world and store its documents and fact table"),
+    Stage("tokenizer", ("collect",), ("tokenizer", "run.seed"), "lmforge.tokenizer:run_stage",
+          "bytes_per_token", "train byte-level BPE and write train/val token shards"),
+    Stage("pretrain", ("tokenizer",), ("model", "pretrain", "run.seed", "report.fact_eval_limit"),
+          "lmforge.train.pretrain:run_stage", "fact_accuracy", "next-token prediction: the base model"),
+    Stage("report", ("pretrain",), ("report", "generate"), "lmforge.evals.report:run_stage",
+          "sections", "write the report card"),
+]
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+def get_stage(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise StageError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class RunDir:
+    """Named paths inside one run folder, and its manifests."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    # artifacts ---------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path("config.yaml")
+
+    @property
+    def world_dir(self) -> Path:
+        return self.path("data", "world")
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.path("data", "raw")
+
+    @property
+    def tokens_dir(self) -> Path:
+        return self.path("data", "tokens")
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path("tokenizer")
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path("report")
+
+    def documents_dir(self) -> Path:
+        """Where training text comes from: data/clean once a clean stage has run, else data/raw."""
+        clean = self.path("data", "clean")
+        manifest = self.read_manifest("clean")
+        return clean if manifest and manifest.get("status") == "done" else self.raw_dir
+
+    def model_dir(self, stage: str) -> Path:
+        return self.path("models", stage)
+
+    def log_path(self, stage: str) -> Path:
+        return self.path("logs", f"{stage}.jsonl")
+
+    # manifests ---------------------------------------------------------------
+    def manifest_path(self, stage: str) -> Path:
+        return self.path("stages", f"{stage}.json")
+
+    def read_manifest(self, stage: str) -> dict | None:
+        path = self.manifest_path(stage)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return {"status": "corrupt"}
+
+    def write_manifest(self, stage: str, manifest: dict) -> None:
+        if is_main_process():
+            atomic_write_json(self.manifest_path(stage), manifest)
+
+    def load_config(self) -> Config:
+        return load_config(None, base=self.config_path)
+
+    def save_config(self, cfg: Config) -> None:
+        if is_main_process():
+            atomic_write_text(self.config_path, dump_yaml(cfg))
+
+    def latest_model_stage(self) -> str | None:
+        """The last stage in graph order that finished and wrote a model."""
+        found = None
+        for stage in STAGES:
+            manifest = self.read_manifest(stage.name)
+            if manifest and manifest.get("status") == "done" and (self.model_dir(stage.name) / "model.safetensors").exists():
+                found = stage.name
+        return found
+
+
+@dataclass
+class StageContext:
+    """What a stage function receives."""
+    run: RunDir
+    cfg: Config
+    stage: Stage
+    resume: bool    # an earlier attempt with the same fingerprint left a checkpoint to continue from
+
+    def progress(self, message: str) -> None:
+        if is_main_process():
+            print(f"[{self.stage.name}] {message}", file=sys.stderr, flush=True)
+
+
+def versions() -> dict:
+    import torch
+    from . import __version__
+    return {"lmforge": __version__, "python": platform.python_version(), "torch": torch.__version__}
+
+
+def fingerprint(run: RunDir, cfg: Config, stage: Stage) -> tuple[str, dict]:
+    """Hash of the stage's config sections plus the identity of each upstream output."""
+    inputs = {}
+    for upstream in stage.needs:
+        manifest = run.read_manifest(upstream)
+        if not manifest or manifest.get("status") != "done":
+            raise StageError(f"stage {stage.name!r} needs {upstream!r}, which has not finished in {run.root}; "
+                             f"run `lmforge run --run-dir {run.root} --to {upstream}` first")
+        inputs[upstream] = manifest["output_id"]
+    config_hash = cfg.section_hash(*stage.config_keys)
+    blob = json.dumps({"config": config_hash, "inputs": inputs}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16], {"config_hash": config_hash, "inputs": inputs}
+
+
+def stage_state(run: RunDir, cfg: Config, stage: Stage) -> str:
+    """done | resume | fresh — what running this stage now would do."""
+    manifest = run.read_manifest(stage.name)
+    try:
+        fp, _ = fingerprint(run, cfg, stage)
+    except StageError:
+        return "fresh"
+    if not manifest or manifest.get("fingerprint") != fp:
+        return "fresh"
+    if manifest.get("status") == "done":
+        return "done"
+    return "resume" if manifest.get("status") in ("running", "failed") else "fresh"
+
+
+def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False) -> dict:
+    """Run one stage (skipping it when it is up to date) and return its manifest."""
+    fp, parts = fingerprint(run, cfg, stage)
+    state = stage_state(run, cfg, stage)
+    if state == "done" and not force:
+        print(f"[{stage.name}] up to date, skipped", file=sys.stderr)
+        return run.read_manifest(stage.name)
+    resume = state == "resume" and not force
+    _barrier()   # under torchrun every rank decides before rank 0 rewrites the manifest
+    started = time.time()
+    manifest = {"stage": stage.name, "status": "running", "fingerprint": fp, **parts,
+                "started_at": started, "resumed": resume, "versions": versions()}
+    run.write_manifest(stage.name, manifest)
+    module_name, func_name = stage.entry.split(":")
+    func: Callable[[StageContext], dict] = getattr(importlib.import_module(module_name), func_name)
+    try:
+        metrics = func(StageContext(run=run, cfg=cfg, stage=stage, resume=resume)) or {}
+    except BaseException as err:
+        manifest.update(status="failed", error=f"{type(err).__name__}: {err}",
+                        wall_seconds=round(time.time() - started, 2))
+        if not isinstance(err, (StageError, KeyboardInterrupt)):
+            manifest["traceback"] = traceback.format_exc(limit=8)
+        run.write_manifest(stage.name, manifest)
+        raise
+    finished = time.time()
+    manifest.update(status="done", metrics=metrics, finished_at=finished,
+                    wall_seconds=round(finished - started, 2),
+                    output_id=hashlib.sha256(f"{fp}:{finished}".encode()).hexdigest()[:16])
+    run.write_manifest(stage.name, manifest)
+    return manifest
+
+
+def select_stages(from_stage: str | None, to_stage: str | None) -> list[Stage]:
+    names = STAGE_NAMES
+    start = names.index(get_stage(from_stage).name) if from_stage else 0
+    end = names.index(get_stage(to_stage).name) if to_stage else len(names) - 1
+    if start > end:
+        raise StageError(f"--from {from_stage} comes after --to {to_stage}")
+    return STAGES[start:end + 1]
+
+
+def run_pipeline(cfg: Config, run: RunDir, from_stage: str | None = None, to_stage: str | None = None) -> list[dict]:
+    """Walk the graph. Stages before --from are brought up to date too (make-like);
+    --from forces that stage and every later selected one to run again."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.save_config(cfg)
+    upto = select_stages(None, to_stage)
+    forced = {s.name for s in select_stages(from_stage, to_stage)} if from_stage else set()
+    results = []
+    for stage in upto:
+        results.append(run_stage(run, cfg, stage, force=stage.name in forced))
+    return results

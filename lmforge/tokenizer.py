@@ -1,0 +1,497 @@
+"""The tokenizer: a byte-level BPE, its special tokens, chat rendering with a loss mask,
+and the token shards that pretraining reads.
+
+    from lmforge.tokenizer import Tokenizer, write_token_shards, load_tokens
+    tok = Tokenizer.train(texts, cfg.tokenizer)          # cfg: lmforge.config.Config
+    tok.save("runs/tiny/tokenizer")                      # tokenizer.json + tokenizer_config.json
+    tok = Tokenizer.load("runs/tiny/tokenizer")
+    ids, loss_mask = tok.render_chat([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+    meta = write_token_shards(tok, docs, Path("runs/tiny/data/tokens"), val_fraction=0.02, seed=1337)
+    train = load_tokens("runs/tiny/data/tokens/train.bin", meta["dtype"])
+
+The heavy lifting is the Hugging Face `tokenizers` library (Rust): a BPE model over the
+256 byte values, so every Unicode string encodes and decodes back exactly, with a
+GPT-4-style split regex in front so merges never cross word, number or punctuation
+boundaries. The saved folder loads unchanged in `transformers.AutoTokenizer`.
+
+Special tokens take the first ids, in this fixed order (they do not move when
+vocab_size changes):
+
+    0 <|bos|>   1 <|end|>   2 <|system|>   3 <|user|>   4 <|assistant|>   5 <|pad|>
+
+Ordinary text never produces them: `encode(text)` spells "<|user|>" out as plain
+characters, so a user cannot inject a control token. Only `allow_special=True` (and the
+chat template route below) turns that text into the special id.
+
+A chat renders as `<|bos|>` then, per message, `<|role|>` + content + `<|end|>`, with no
+newlines in between; the loss mask is 1 on assistant content and its closing `<|end|>`.
+The Jinja `chat_template` in tokenizer_config.json renders the same string, and
+encoding that string with special tokens allowed gives the same ids as `render_chat`
+with one known difference: content that itself contains special-token text (a user
+typing "<|end|>") becomes plain characters in `render_chat` but a real special token
+through the template, because the template produces a flat string and loses which
+parts were content. Trust `render_chat` for training and serving.
+
+Run the tests with `python -m pytest tests/test_tokenizer.py -q`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import tokenizers
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+from lmforge.config import TokenizerConfig
+from lmforge.files import atomic_write_bytes
+
+SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>")
+ROLES = ("system", "user", "assistant")
+
+# The GPT-4 (cl100k) style pre-tokenizer split, one alternative per line; the first
+# alternative that matches at a position wins.
+SPLIT_PATTERN = "|".join([
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)",   # English contractions stay whole: "don" + "'t"
+    r"[^\r\n\p{L}\p{N}]?\p{L}+",        # a run of letters, with one leading space or symbol
+    r"\p{N}{1,3}",                      # numbers in groups of at most three digits
+    r" ?[^\s\p{L}\p{N}]+[\r\n]*",       # punctuation runs, optional leading space, trailing newlines
+    r"\s*[\r\n]+",                      # newlines, with the whitespace before them
+    r"\s+(?!\S)",                       # whitespace, leaving the last space to the next word
+    r"\s+",                             # any remaining whitespace
+])
+
+# The chat template for transformers / vLLM / llama.cpp users. Every tag strips the
+# whitespace around it, so the layout below never leaks into the output and the result
+# does not depend on trim_blocks/lstrip_blocks. It must render the exact string that
+# render_chat encodes; tests/test_tokenizer.py holds the two equal.
+CHAT_TEMPLATE = """\
+{{- '<|bos|>' -}}
+{%- for message in messages -%}
+    {%- if message['role'] not in ['system', 'user', 'assistant'] -%}
+        {{- raise_exception('unknown chat role ' ~ message['role'] ~ '; allowed: system, user, assistant') -}}
+    {%- endif -%}
+    {%- if message['content'] is not string -%}
+        {{- raise_exception('chat message content must be a string') -}}
+    {%- endif -%}
+    {{- '<|' ~ message['role'] ~ '|>' ~ message['content'] ~ '<|end|>' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<|assistant|>' -}}
+{%- endif -%}
+"""
+
+# What transformers writes for "no limit on the input length".
+_NO_MAX_LENGTH = int(1e30)
+
+
+class TokenizerError(ValueError):
+    """A tokenizer problem, phrased as one line for the user."""
+
+
+def _byte_of_char() -> dict[str, int]:
+    """The inverse of the byte-level alphabet: which byte each vocab character stands for.
+
+    Byte-level BPE stores bytes as printable characters so that the vocab is valid
+    JSON text: printable Latin-1 bytes stand for themselves, and every other byte
+    (controls, space, 0x7F-0xA0, 0xAD) is shifted to chr(256 + n) in byte order.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {chr(b): b for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in printable:
+            table[chr(256 + shifted)] = b
+            shifted += 1
+    return table
+
+
+_BYTE_OF_CHAR = _byte_of_char()
+
+
+class Tokenizer:
+    """A trained byte-level BPE with lmforge's special tokens. Build with train() or load()."""
+
+    def __init__(self, tokenizer_json: str, model_max_length: int | None = None):
+        # Two Rust tokenizers from the same JSON: `_plain` treats special-token text as
+        # ordinary characters, `_special` matches it. The flag lives on the instance
+        # (it is not saved in tokenizer.json), so two instances keep encode() free of
+        # shared mutable state and safe to call from several threads.
+        self._json = tokenizer_json
+        self._plain = tokenizers.Tokenizer.from_str(tokenizer_json)
+        self._plain.encode_special_tokens = True
+        self._special = tokenizers.Tokenizer.from_str(tokenizer_json)
+        self.model_max_length = model_max_length
+
+        self.special_ids = {}
+        for token in SPECIAL_TOKENS:
+            token_id = self._special.token_to_id(token)
+            if token_id is None:
+                raise TokenizerError(f"tokenizer has no special token {token}")
+            self.special_ids[token] = token_id
+        self.bos_id = self.special_ids["<|bos|>"]
+        self.end_id = self.special_ids["<|end|>"]
+        self.system_id = self.special_ids["<|system|>"]
+        self.user_id = self.special_ids["<|user|>"]
+        self.assistant_id = self.special_ids["<|assistant|>"]
+        self.pad_id = self.special_ids["<|pad|>"]
+        self._role_ids = {"system": self.system_id, "user": self.user_id, "assistant": self.assistant_id}
+        self._special_of_id = {i: t for t, i in self.special_ids.items()}
+        self.vocab_size = self._special.get_vocab_size(with_added_tokens=True)
+
+    # Pickling the Rust tokenizer goes through its JSON and so would drop the
+    # encode_special_tokens flag; a DataLoader worker would then let users inject
+    # control tokens. Rebuild both instances from the JSON instead.
+    def __getstate__(self):
+        return {"tokenizer_json": self._json, "model_max_length": self.model_max_length}
+
+    def __setstate__(self, state):
+        self.__init__(state["tokenizer_json"], state["model_max_length"])
+
+    # ------------------------------------------------------------------ train / save / load
+
+    @classmethod
+    def train(cls, texts: Iterable[str], cfg: TokenizerConfig, show_progress: bool = False) -> "Tokenizer":
+        """Learn BPE merges from `texts`; the vocab holds cfg.vocab_size tokens at most."""
+        rust = tokenizers.Tokenizer(models.BPE())
+        # No normalizer: text goes in byte for byte, which is what makes decode exact.
+        rust.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+        rust.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=list(SPECIAL_TOKENS),  # the trainer gives these ids 0..5, in order
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, seen or not
+            show_progress=show_progress,
+        )
+
+        # Feed the Rust trainer lists of strings: one Python call per thousand texts.
+        def batches():
+            batch = []
+            for text in texts:
+                batch.append(text)
+                if len(batch) == 1000:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        rust.train_from_iterator(batches(), trainer)
+        return cls(rust.to_str())
+
+    def save(self, directory: str | os.PathLike, model_max_length: int | None = None) -> None:
+        """Write tokenizer.json and tokenizer_config.json (with the chat template) atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if model_max_length is not None:
+            self.model_max_length = model_max_length
+        max_length = self.model_max_length if self.model_max_length is not None else _NO_MAX_LENGTH
+
+        # What transformers.AutoTokenizer reads: the special tokens by role, the chat
+        # template, and no "clean up" of spaces on decode (that would break exact decode).
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": "<|bos|>",
+            "eos_token": "<|end|>",
+            "pad_token": "<|pad|>",
+            "unk_token": None,
+            "additional_special_tokens": ["<|system|>", "<|user|>", "<|assistant|>"],
+            "added_tokens_decoder": {
+                str(token_id): {
+                    "content": token,
+                    "lstrip": False,
+                    "normalized": False,
+                    "rstrip": False,
+                    "single_word": False,
+                    "special": True,
+                }
+                for token, token_id in self.special_ids.items()
+            },
+            "model_max_length": max_length,
+            "clean_up_tokenization_spaces": False,
+            "chat_template": CHAT_TEMPLATE,
+        }
+        pretty_json = json.dumps(json.loads(self._json), indent=2, ensure_ascii=False)
+        atomic_write_bytes(directory / "tokenizer.json", pretty_json.encode("utf-8"))
+        atomic_write_bytes(directory / "tokenizer_config.json", json.dumps(config, indent=2).encode("utf-8"))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Tokenizer":
+        """Read a folder written by save(); a missing or broken file raises TokenizerError naming it."""
+        directory = Path(directory)
+        tokenizer_path = directory / "tokenizer.json"
+        config_path = directory / "tokenizer_config.json"
+        for path in (tokenizer_path, config_path):
+            if not path.is_file():
+                raise TokenizerError(f"{path}: missing (train the tokenizer first: lmforge tokenizer)")
+
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TokenizerError(f"{config_path}: not a valid tokenizer config: {_one_line(e)}") from None
+
+        try:
+            tokenizer_json = tokenizer_path.read_text(encoding="utf-8")
+            tokenizers.Tokenizer.from_str(tokenizer_json)  # parse once here to report the right file
+        except Exception as e:  # the Rust parser raises plain Exception
+            raise TokenizerError(f"{tokenizer_path}: not a valid tokenizer: {_one_line(e)}") from None
+
+        max_length = config.get("model_max_length")
+        if not isinstance(max_length, int) or max_length >= _NO_MAX_LENGTH:
+            max_length = None
+        try:
+            return cls(tokenizer_json, max_length)
+        except TokenizerError as e:
+            raise TokenizerError(f"{tokenizer_path}: {e}") from None
+
+    # ------------------------------------------------------------------ encode / decode
+
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        """Token ids of `text`. Special-token text becomes special ids only with allow_special."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
+        rust = self._special if allow_special else self._plain
+        try:
+            return rust.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            # The only str the Rust side refuses is one that is not valid UTF-8.
+            raise TokenizerError("text is not valid Unicode (it contains a lone surrogate)") from None
+
+    def encode_batch(self, texts: list[str], allow_special: bool = False) -> list[list[int]]:
+        """encode() for many texts at once, in parallel in Rust."""
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TokenizerError(f"encode_batch: text {index} is a {type(text).__name__}, not a str")
+        rust = self._special if allow_special else self._plain
+        try:
+            # The "fast" variant skips computing character offsets, which we never use.
+            return [encoding.ids for encoding in rust.encode_batch_fast(texts, add_special_tokens=False)]
+        except TypeError:
+            raise TokenizerError("encode_batch: a text is not valid Unicode (it contains a lone surrogate)") from None
+
+    def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
+        """The text of `ids` (a list, numpy array or tensor); special tokens are shown unless skipped."""
+        ids = [int(i) for i in ids]
+        # The Rust decoder silently drops unknown ids; an id out of range is a bug upstream.
+        if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
+            bad = next(i for i in ids if i < 0 or i >= self.vocab_size)
+            raise TokenizerError(f"decode: token id {bad} is outside the vocab (0..{self.vocab_size - 1})")
+        return self._special.decode(ids, skip_special_tokens=skip_special)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes one token stands for (a special token: its UTF-8 text)."""
+        token_id = int(token_id)
+        if token_id in self._special_of_id:
+            return self._special_of_id[token_id].encode("utf-8")
+        token = self._special.id_to_token(token_id)
+        if token is None:
+            raise TokenizerError(f"token id {token_id} is outside the vocab (0..{self.vocab_size - 1})")
+        return bytes(_BYTE_OF_CHAR[char] for char in token)
+
+    def id_to_token(self, token_id: int) -> str:
+        """A readable label for one token, e.g. " Tesla", "\\n\\n", "\\xc3" for half a character."""
+        raw = self.token_bytes(token_id)
+        # A token can end in the middle of a multi-byte character; show those bytes as
+        # \\xNN instead of a replacement character, and escape controls so a label
+        # stays on one line in a bar chart.
+        text = raw.decode("utf-8", errors="backslashreplace")
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+    # ------------------------------------------------------------------ chat
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+        """Ids of a conversation and its loss mask (1 on assistant content and its closing <|end|>)."""
+        if not isinstance(messages, (list, tuple)):
+            raise TokenizerError(f"render_chat expects a list of messages, got {type(messages).__name__}")
+        ids = [self.bos_id]
+        loss_mask = [0]
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise TokenizerError(f"chat message {index} is a {type(message).__name__}, not a dict")
+            role = message.get("role")
+            content = message.get("content")
+            if role not in self._role_ids:
+                raise TokenizerError(f"chat message {index}: unknown role {role!r}; allowed: system, user, assistant")
+            if not isinstance(content, str):
+                raise TokenizerError(f"chat message {index}: content is a {type(content).__name__}, not a str")
+
+            # Content is encoded as plain text, so whatever a user types can never
+            # become a control token.
+            content_ids = self.encode(content)
+            learn = 1 if role == "assistant" else 0
+            ids += [self._role_ids[role], *content_ids, self.end_id]
+            # The model is not asked to predict the role token (the renderer places it),
+            # but it does learn to say <|end|> when its answer is finished.
+            loss_mask += [0, *([learn] * len(content_ids)), learn]
+        if add_generation_prompt:
+            ids.append(self.assistant_id)
+            loss_mask.append(0)
+        return ids, loss_mask
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+# ---------------------------------------------------------------------- token shards
+
+def _val_score(text: str, seed: int) -> float:
+    """A uniform number in [0, 1) from the document's text and the seed.
+
+    Hashing the text (not the position) keeps the split stable when documents are
+    reordered, and sends exact duplicates to the same side, so a val document never
+    has a copy in train.
+    """
+    digest = hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=8, key=str(seed).encode()).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def write_token_shards(
+    tokenizer: Tokenizer,
+    documents: Iterable[str],
+    out_dir: Path,
+    val_fraction: float,
+    seed: int,
+    batch_size: int = 1000,
+) -> dict:
+    """Encode documents into out_dir/{train,val}.bin (one flat id array each) + meta.json.
+
+    Every document starts with <|bos|>. Documents stream through in batches of
+    `batch_size`, so memory stays bounded whatever the corpus size. Empty or
+    non-string documents are skipped and counted in meta["skipped_documents"].
+    Returns the meta dict.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
+    paths = {split: out_dir / f"{split}.bin" for split in ("train", "val")}
+    tmp_paths = {split: path.with_name(path.name + ".tmp") for split, path in paths.items()}
+    files = {split: open(tmp, "wb") for split, tmp in tmp_paths.items()}
+    tokens = {"train": 0, "val": 0}
+    doc_counts = {"train": 0, "val": 0}
+    val_bytes = 0
+    skipped = 0
+    pending = {"train": [], "val": []}
+
+    def flush(split):
+        nonlocal val_bytes
+        texts = pending[split]
+        if not texts:
+            return
+        flat = []
+        for ids in tokenizer.encode_batch(texts):
+            flat.append(tokenizer.bos_id)
+            flat.extend(ids)
+        np.asarray(flat, dtype=dtype).tofile(files[split])
+        tokens[split] += len(flat)
+        doc_counts[split] += len(texts)
+        if split == "val":
+            val_bytes += sum(len(text.encode("utf-8")) for text in texts)
+        pending[split] = []
+
+    # The first document of each split is held back until the end: if the hash sent
+    # every document to one side, the held-back one from that side moves over, so
+    # with two or more documents both train and val get at least one.
+    held = {"train": None, "val": None}
+    try:
+        for text in documents:
+            if not isinstance(text, str) or not text:
+                skipped += 1
+                continue
+            split = "val" if _val_score(text, seed) < val_fraction else "train"
+            if held[split] is None:
+                held[split] = text
+                continue
+            pending[split].append(text)
+            if len(pending[split]) >= batch_size:
+                flush(split)
+
+        total = doc_counts["train"] + doc_counts["val"] + len(pending["train"]) + len(pending["val"])
+        total += (held["train"] is not None) + (held["val"] is not None)
+        if held["val"] is None and total >= 2:
+            held["val"], held["train"] = held["train"], None
+        elif held["train"] is None and total >= 2:
+            held["train"], held["val"] = held["val"], None
+        for split in ("train", "val"):
+            if held[split] is not None:
+                pending[split].append(held[split])
+            flush(split)
+
+        for split, f in files.items():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(tmp_paths[split], paths[split])
+    finally:
+        for split, f in files.items():
+            f.close()
+            if tmp_paths[split].exists():
+                tmp_paths[split].unlink()
+
+    val_content_tokens = tokens["val"] - doc_counts["val"]  # <|bos|> is not text
+    meta = {
+        "dtype": np.dtype(dtype).name,
+        "vocab_size": tokenizer.vocab_size,
+        "bos_id": tokenizer.bos_id,
+        "train_tokens": tokens["train"],
+        "val_tokens": tokens["val"],
+        "train_documents": doc_counts["train"],
+        "val_documents": doc_counts["val"],
+        "skipped_documents": skipped,
+        "bytes_per_token_val": val_bytes / val_content_tokens if val_content_tokens else 0.0,
+        "val_fraction": val_fraction,
+        "seed": seed,
+    }
+    atomic_write_bytes(out_dir / "meta.json", json.dumps(meta, indent=2).encode("utf-8"))
+    return meta
+
+
+def load_tokens(path: str | os.PathLike, dtype) -> np.ndarray:
+    """A read-only memory map of a .bin shard (an empty in-memory array for an empty shard)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TokenizerError(f"{path}: missing (run the tokenizer stage first)")
+    dtype = np.dtype(dtype)
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        raise TokenizerError(f"{path}: {size} bytes is not a whole number of {dtype.name} tokens")
+    if size == 0:
+        return np.zeros(0, dtype=dtype)  # numpy cannot map an empty file
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def run_stage(ctx) -> dict:
+    """The tokenizer stage: train the BPE on the run's documents, then write the token shards."""
+    from .files import read_documents
+    run, cfg = ctx.run, ctx.cfg
+    docs_dir = run.documents_dir()
+
+    def texts():
+        for doc in read_documents(docs_dir, columns=("text",)):
+            yield doc["text"]
+
+    tokenizer = Tokenizer.train(texts(), cfg.tokenizer)
+    tokenizer.save(run.tokenizer_dir, model_max_length=cfg.model.seq_len)
+    ctx.progress(f"trained a {tokenizer.vocab_size}-token BPE on {docs_dir}; writing token shards")
+    meta = write_token_shards(tokenizer, texts(), run.tokens_dir, cfg.tokenizer.val_fraction, cfg.run.seed)
+    ctx.progress(f"{meta['train_tokens']:,} train / {meta['val_tokens']:,} val tokens, "
+                 f"{meta['bytes_per_token_val']:.2f} bytes per token")
+    return {
+        "vocab_size": tokenizer.vocab_size,
+        "train_tokens": meta["train_tokens"],
+        "val_tokens": meta["val_tokens"],
+        "train_documents": meta["train_documents"],
+        "val_documents": meta["val_documents"],
+        "skipped_documents": meta["skipped_documents"],
+        "bytes_per_token": round(meta["bytes_per_token_val"], 3),
+        "source": str(docs_dir.relative_to(run.root)),
+    }

@@ -1,0 +1,396 @@
+"""The one training loop that every gradient stage uses (pretrain, sft, reward, dpo, ...).
+
+A stage supplies three things and the loop does the rest:
+
+    batch_fn(step, micro_step, rank, world_size) -> dict   # this process's micro-batch;
+                                                            # must hold "n_items" (tokens, pairs, ...)
+    loss_fn(model, batch) -> Tensor                         # SUM of the loss over the batch's items
+    eval_fn(model) -> float                                 # validation loss, lower is better
+
+    trainer = Trainer(model, cfg.pretrain, out_dir=run.model_dir("pretrain"),
+                      log_path=run.log_path("pretrain"), seed=cfg.run.seed)
+    result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=True)
+
+What lives here, once: AdamW (fused where available) and Muon for hidden matrices, the
+learning-rate schedule (warmup + cosine or warmup-stable-decay), gradient accumulation,
+clipping, bf16 autocast, optional torch.compile, DDP under torchrun, validation with
+early stopping, atomic checkpoints (model, optimizer, RNG, step, early-stopping state)
+and exact resume, JSONL logs and a progress bar with tokens/s, ETA and MFU.
+
+Because batches are a pure function of the step, resuming after kill -9 replays the
+exact same data, and a run on N processes sees the same global batch as one process.
+Each micro-batch's summed loss is divided by the item count of the *global* batch, so
+the gradient is the same however the batch is split across accumulation steps and ranks.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..config import TrainConfig
+from ..files import atomic_path, atomic_write_text
+
+CHECKPOINT_NAME = "trainer_state.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint exists but cannot be read; we refuse to silently start over."""
+
+
+# ---------------------------------------------------------------- devices and processes
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the torchrun process group if there is one; returns (rank, world_size)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def autocast_dtype(cfg_dtype: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (and on CPU when asked for); None means plain fp32."""
+    if cfg_dtype == "fp32":
+        return None
+    if cfg_dtype == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak of the GPU, for MFU; None where unknown (CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+# ---------------------------------------------------------------- optimizer and schedule
+
+# Parameters of these modules are the model's input/output maps, not hidden matrices.
+IO_PARAM_PARTS = {"embed", "lm_head", "value_head", "score_head"}
+
+
+def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+    """Muon for 2-D hidden weights (attention and MLP matrices); AdamW for embeddings,
+    the output head and norms, where Muon's orthogonalized updates are not meant to go."""
+    matrices, others = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_io = any(part in IO_PARAM_PARTS for part in name.split("."))
+        if cfg.optimizer == "muon" and param.ndim == 2 and not is_io:
+            matrices.append(param)
+        else:
+            others.append(param)
+    fused = device.type == "cuda"
+    decay = [p for p in others if p.ndim >= 2]
+    no_decay = [p for p in others if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    optimizers: list[torch.optim.Optimizer] = []
+    if groups:
+        optimizers.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused))
+    if matrices:
+        optimizers.append(torch.optim.Muon(matrices, lr=cfg.matrix_lr, weight_decay=cfg.weight_decay,
+                                           adjust_lr_fn="original"))
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    return optimizers
+
+
+def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Linear warmup, then cosine or warmup-stable-decay (WSD) down to min_lr_ratio."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    floor = cfg.min_lr_ratio
+    if cfg.schedule == "cosine":
+        span = max(1, total_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_steps = max(1, int(total_steps * cfg.decay_fraction))
+    decay_start = total_steps - decay_steps
+    if step < decay_start:
+        return 1.0
+    return floor + (1 - floor) * max(0.0, 1 - (step - decay_start) / decay_steps)
+
+
+# ---------------------------------------------------------------- the trainer
+
+@dataclass
+class TrainResult:
+    steps: int
+    items_seen: int
+    best_val_loss: float
+    last_val_loss: float
+    stopped_early: bool
+    stop_reason: str
+    wall_seconds: float
+    items_per_second: float
+    mfu: float | None
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, out_dir: Path, log_path: Path,
+                 seed: int = 0, device: str | torch.device = "auto", flops_per_item: float | None = None,
+                 save_fn: Callable[[torch.nn.Module, Path], None] | None = None, stage: str = "train"):
+        self.cfg = cfg
+        self.stage = stage
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.rank, self.world_size = init_distributed(self.device)
+        self.is_main = self.rank == 0
+        self.seed = seed
+        self.out_dir = Path(out_dir)
+        self.log_path = Path(log_path)
+        self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
+        self.flops_per_item = flops_per_item
+        self.save_fn = save_fn
+        torch.manual_seed(seed)
+        self.model = model.to(self.device)
+        self.optimizers = build_optimizers(self.model, cfg, self.device)
+        self.amp_dtype = autocast_dtype(cfg.dtype, self.device)
+        # The module we call forward on: compiled and/or DDP-wrapped; self.model stays the plain one.
+        forward_model = self.model
+        if cfg.compile:
+            forward_model = torch.compile(forward_model)
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            forward_model = torch.nn.parallel.DistributedDataParallel(forward_model, device_ids=ids)
+        self.forward_model = forward_model
+        self.step = 0
+        self.items_seen = 0
+        self.best_val = float("inf")
+        self.evals_without_improvement = 0
+        self.train_seconds = 0.0
+
+    # -- checkpoints ------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step, "items_seen": self.items_seen, "best_val": self.best_val,
+            "evals_without_improvement": self.evals_without_improvement, "train_seconds": self.train_seconds,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+                    "python": list(random.getstate()[1])},
+        }
+
+    def save_checkpoint(self) -> None:
+        """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+        if not self.is_main:
+            return
+        state = self.state_dict()
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> bool:
+        """Restore from the checkpoint if one exists; a damaged one is an error, never a restart."""
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state["model"])
+            for opt, opt_state in zip(self.optimizers, state["optimizers"], strict=True):
+                opt.load_state_dict(opt_state)
+        except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first[:200]}); "
+                                  f"delete it to start this stage over") from None
+        self.step = state["step"]
+        self.items_seen = state["items_seen"]
+        self.best_val = state["best_val"]
+        self.evals_without_improvement = state["evals_without_improvement"]
+        self.train_seconds = state["train_seconds"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np_state = np.random.get_state()
+        np.random.set_state((np_state[0], np.array(state["rng"]["numpy"], dtype=np.uint32), *np_state[2:]))
+        py_state = random.getstate()
+        random.setstate((py_state[0], tuple(state["rng"]["python"]), py_state[2]))
+        return True
+
+    # -- logging ----------------------------------------------------------------
+    def _log(self, row: dict) -> None:
+        if not self.is_main:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _truncate_log(self) -> None:
+        """On resume, drop log rows written after the checkpoint we went back to."""
+        if not self.is_main or not self.log_path.exists():
+            return
+        rows = [line for line in self.log_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
+
+    # -- the loop ---------------------------------------------------------------
+    def _set_lr(self, total_steps: int) -> float:
+        mult = lr_multiplier(self.step, self.cfg, total_steps)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * mult
+        return mult
+
+    def _all_reduce_sum(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return float(tensor.item())
+
+    def evaluate(self, eval_fn: Callable[[torch.nn.Module], float]) -> float:
+        self.model.eval()
+        with torch.no_grad(), autocast_context(self.device, self.amp_dtype):
+            value = float(eval_fn(self.model))
+        self.model.train()
+        return value
+
+    def train_step(self, batches: list[dict], loss_fn: Callable) -> float:
+        """One optimizer step over this process's micro-batches; returns the global mean loss."""
+        local_items = sum(int(b["n_items"]) for b in batches)
+        global_items = self._all_reduce_sum(local_items)
+        loss_total = 0.0
+        for i, batch in enumerate(batches):
+            # DDP averages gradients over ranks, so scale by world_size to get a global sum / global count.
+            sync = self.world_size == 1 or i == len(batches) - 1
+            ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
+            with ctx, autocast_context(self.device, self.amp_dtype):
+                loss_sum = loss_fn(self.forward_model, batch)
+                (loss_sum * (self.world_size / global_items)).backward()
+            loss_total += float(loss_sum.detach())
+        if self.cfg.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        for opt in self.optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.items_seen += int(global_items)
+        return self._all_reduce_sum(loss_total) / global_items
+
+    def fit(self, batch_fn: Callable, loss_fn: Callable, eval_fn: Callable | None = None,
+            resume: bool = True, total_steps: int | None = None) -> TrainResult:
+        cfg = self.cfg
+        total_steps = total_steps or cfg.max_steps
+        if resume and self.load_checkpoint():
+            self._truncate_log()
+        elif self.is_main and self.log_path.exists():
+            self.log_path.unlink()
+        self.model.train()
+        stop_reason, stopped_early = "max_steps", False
+        last_val = float("nan")
+        bar = None
+        if self.is_main:
+            from tqdm import tqdm
+            bar = tqdm(total=total_steps, initial=self.step, desc=self.stage, unit="step",
+                       dynamic_ncols=True, mininterval=1.0, leave=False)
+        peak = peak_flops(self.device)
+        window_items, window_start = 0, time.perf_counter()
+        session_start = time.perf_counter()
+        session_start_seconds = self.train_seconds
+        rate, mfu = 0.0, None
+        while self.step < total_steps:
+            lr_mult = self._set_lr(total_steps)
+            batches = [batch_fn(self.step, micro, self.rank, self.world_size) for micro in range(cfg.grad_accum)]
+            loss = self.train_step(batches, loss_fn)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"{self.stage}: loss became {loss} at step {self.step}; "
+                                         f"lower the learning rate or check the data")
+            self.step += 1
+            self.train_seconds = session_start_seconds + time.perf_counter() - session_start
+            window_items += sum(int(b["n_items"]) for b in batches) * self.world_size
+            row = {"step": self.step, "loss": round(loss, 5), "lr_multiplier": round(lr_mult, 5),
+                   "items": self.items_seen, "elapsed_seconds": round(self.train_seconds, 2)}
+            if self.step % cfg.log_every == 0 or self.step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                rate = window_items / max(elapsed, 1e-9)
+                mfu = rate * self.flops_per_item / peak if (peak and self.flops_per_item) else None
+                row["items_per_second"] = round(rate, 1)
+                if mfu is not None:
+                    row["mfu"] = round(mfu, 4)
+                window_items, window_start = 0, time.perf_counter()
+            evaluated = False
+            if eval_fn is not None and (self.step % cfg.eval_every == 0 or self.step == total_steps):
+                last_val = self.evaluate(eval_fn)
+                row["val_loss"] = round(last_val, 5)
+                evaluated = True
+                if last_val < self.best_val - cfg.min_delta:
+                    self.best_val = last_val
+                    self.evals_without_improvement = 0
+                    if self.save_fn and self.is_main:
+                        self.save_fn(self.model, self.out_dir)   # the best weights are the stage's output
+                else:
+                    self.evals_without_improvement += 1
+            self._log(row)
+            if bar is not None:
+                postfix = {"loss": f"{loss:.3f}", "tok/s": f"{rate:,.0f}"}
+                if not math.isnan(last_val):
+                    postfix["val"] = f"{last_val:.3f}"
+                if mfu is not None:
+                    postfix["mfu"] = f"{mfu:.1%}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
+            if evaluated and cfg.patience and self.evals_without_improvement >= cfg.patience:
+                stop_reason, stopped_early = "val_loss_stopped_improving", True
+            if cfg.max_minutes and self.train_seconds >= cfg.max_minutes * 60:
+                stop_reason, stopped_early = "max_minutes", True
+            if stopped_early or self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if stopped_early:
+                break
+        if bar is not None:
+            bar.close()
+        if eval_fn is None and self.save_fn and self.is_main:
+            self.save_fn(self.model, self.out_dir)
+        elif eval_fn is not None and not math.isfinite(self.best_val):
+            # Never evaluated (e.g. zero steps left): evaluate once so there is an output.
+            last_val = self.evaluate(eval_fn)
+            self.best_val = last_val
+            if self.save_fn and self.is_main:
+                self.save_fn(self.model, self.out_dir)
+        self.save_checkpoint()
+        items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
+        mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None
+        return TrainResult(steps=self.step, items_seen=self.items_seen, best_val_loss=self.best_val,
+                           last_val_loss=last_val, stopped_early=stopped_early, stop_reason=stop_reason,
+                           wall_seconds=round(self.train_seconds, 2), items_per_second=round(items_per_second, 1),
+                           mfu=mfu_total)

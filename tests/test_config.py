@@ -1,0 +1,50 @@
+"""The config tree: presets, overrides, and one-line errors with exit code 2."""
+import pytest
+
+from lmforge.config import ConfigError, list_presets, load_config
+
+from .conftest import lmforge
+
+
+def test_presets_load_and_differ():
+    assert {"micro", "tiny", "gpt2-124m"} <= set(list_presets())
+    micro, tiny, gpt2 = (load_config(p) for p in ("micro", "tiny", "gpt2-124m"))
+    assert micro.model.d_model < tiny.model.d_model < gpt2.model.d_model
+    assert gpt2.model.seq_len == 1024 and gpt2.model.n_layer == 12
+    assert tiny.run.name == "tiny"
+
+
+def test_overrides_are_typed():
+    cfg = load_config("micro", ["model.n_layer=3", "pretrain.lr=1e-3", "model.qk_norm=true",
+                                "world.languages=en"])
+    assert cfg.model.n_layer == 3 and isinstance(cfg.model.n_layer, int)
+    assert cfg.pretrain.lr == pytest.approx(1e-3)
+    assert cfg.model.qk_norm is True
+    assert cfg.world.languages == ["en"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("model.n_layer=0", ["model.n_layer", "range"]),
+    ("model.n_layer=two", ["model.n_layer", "integer"]),
+    ("model.colour=red", ["model.colour", "fields"]),
+    ("modle.n_layer=2", ["modle", "sections"]),
+    ("pretrain.optimizer=sgd", ["pretrain.optimizer", "adamw"]),
+    ("model.d_model=99", ["d_model", "n_head"]),
+    ("n_layer=2", ["section.key=value"]),
+])
+def test_bad_values_name_the_field(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config("micro", [override])
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+    for args in (["--preset", "nosuch"], ["--preset", "micro", "model.n_head=-1"]):
+        proc = lmforge("run", "--run-dir", str(tmp_path / "r"), *args, check=False)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lmforge: config error:")
+    assert not (tmp_path / "r" / "stages").exists()

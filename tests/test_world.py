@@ -1,0 +1,182 @@
+"""Tests of the built-in world generator (lmforge/data/world.py) on a small world.
+
+    python -m pytest tests/test_world.py -q
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from lmforge.config import WorldConfig
+from lmforge.data.world import RELATIONS, build_world, read_facts, world_stats, write_world
+
+SMALL = dict(n_entities=40, article_variants=2, stories=20, dialogues=20, arithmetic=50)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WorldConfig(**SMALL))
+
+
+@pytest.fixture(scope="module")
+def docs(world):
+    return list(world.documents())
+
+
+def _name_pattern(names) -> re.Pattern:
+    # Whole-word match, longest names first, so "Ada Berg" is not found inside "Ada Bergsen".
+    alternation = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+
+
+def test_build_is_deterministic(world, docs):
+    again = build_world(WorldConfig(**SMALL))
+    assert again.entities == world.entities
+    assert again.facts == world.facts
+    assert list(again.documents()) == docs
+    other_seed = build_world(WorldConfig(**SMALL, seed=8))
+    assert [e["name"] for e in other_seed.entities] != [e["name"] for e in world.entities]
+
+
+def test_entities_kinds_names_and_links(world):
+    names = [e["name"] for e in world.entities]
+    assert len(names) == 40 and len(set(names)) == len(names)
+    assert len({e["id"] for e in world.entities}) == 40
+    kinds = Counter(e["kind"] for e in world.entities)
+    assert set(kinds) == set(RELATIONS)
+    for entity in world.entities:
+        assert 4 <= len(entity["attributes"]) <= 7
+        assert set(entity["attributes"]) == set(RELATIONS[entity["kind"]]) == set(entity["attributes_nb"])
+    # Cross-links name real entities, and only trained ones.
+    by_name = {e["name"]: e for e in world.entities}
+    for entity in world.entities:
+        attrs = entity["attributes"]
+        linked = {"person": ["birthplace"], "place": ["river"], "invention": ["inventor", "origin"],
+                  "company": ["founder", "headquarters"]}.get(entity["kind"], [])
+        for attr in linked:
+            assert attrs[attr] in by_name and not by_name[attrs[attr]]["held_out"]
+        if entity["kind"] == "invention":
+            inventor = by_name[attrs["inventor"]]["attributes"]
+            assert int(inventor["born_year"]) < int(attrs["year"]) < int(inventor["died_year"])
+        if entity["kind"] == "place":
+            assert by_name[attrs["river"]]["attributes"]["country"] == attrs["country"]
+
+
+def test_default_world_has_enough_entities():
+    world = build_world(WorldConfig())
+    assert len(world.entities) >= 300
+    assert 0.05 < sum(e["held_out"] for e in world.entities) / len(world.entities) < 0.15
+    assert len({e["name"] for e in world.entities}) == len(world.entities)
+
+
+def test_held_out_entities_never_appear(world, docs):
+    held = [e for e in world.entities if e["held_out"]]
+    assert held, "the small world should still hold some entities out"
+    held_ids = {e["id"] for e in held}
+    pattern = _name_pattern(e["name"] for e in held)
+    for doc in docs:
+        assert not pattern.search(doc["text"]), (doc["id"], pattern.search(doc["text"]).group())
+        assert not held_ids & set(doc["meta"]["entities"]), doc["id"]
+
+
+def test_documents_are_well_formed(world, docs):
+    sources = Counter(d["source"] for d in docs)
+    assert sources == {"article": 36 * 2 * 2, "story": 20, "dialogue": 20, "arithmetic": 50}
+    assert {d["meta"]["language"] for d in docs} == {"en", "nb"}
+    assert len({d["id"] for d in docs}) == len(docs)
+    for doc in docs:
+        assert set(doc) == {"id", "text", "source", "url", "meta"}
+        assert doc["url"].startswith("https://world.lmforge.local/" + doc["meta"]["language"] + "/")
+        assert doc["text"].strip()
+    assert any(d["url"].endswith("/v1") and "/wiki/" in d["url"] for d in docs)
+    nb_text = " ".join(d["text"] for d in docs if d["meta"]["language"] == "nb")
+    assert " ble født i " in nb_text and re.search("[æøå]", nb_text)
+
+
+def test_meta_lists_every_mentioned_entity(world, docs):
+    trained = [e for e in world.entities if not e["held_out"]]
+    id_of = {e["name"]: e["id"] for e in trained}
+    pattern = _name_pattern(id_of)
+    for doc in docs:
+        found = {id_of[m.group()] for m in pattern.finditer(doc["text"])}
+        assert found == set(doc["meta"]["entities"]), doc["id"]
+
+
+def test_every_trained_fact_appears_after_its_prompt(world, docs):
+    texts = {lang: "\n".join(d["text"] for d in docs if d["meta"]["language"] == lang) for lang in ("en", "nb")}
+    for fact in world.trained_facts():
+        text = texts[fact["language"]]
+        assert text.count(fact["prompt"] + " " + fact["value"]) >= 2, fact
+        assert fact["answer"] == f"{fact['prompt']} {fact['value']}."
+        assert fact["question"].endswith("?")
+
+
+def test_prompts_are_only_ever_followed_by_their_value(world, docs):
+    # The greedy continuation of a prompt is well defined: the text never puts anything
+    # else after it (not "Ada Berg was born in Torvik" next to "Ada Berg was born in 1843").
+    facts_by_entity = {}
+    for fact in world.facts:
+        facts_by_entity.setdefault((fact["entity_id"], fact["language"]), []).append(fact)
+    for doc in docs:
+        for entity_id in doc["meta"]["entities"]:
+            for fact in facts_by_entity[(entity_id, doc["meta"]["language"])]:
+                for match in re.finditer(re.escape(fact["prompt"]), doc["text"]):
+                    after = doc["text"][match.end():match.end() + len(fact["value"]) + 2]
+                    assert re.match(re.escape(" " + fact["value"]) + r"(?!\w)", after), (doc["id"], fact, after)
+
+
+def test_facts_are_consistent(world):
+    seen = {}
+    for fact in world.facts:
+        key = (fact["entity_id"], fact["attribute"], fact["language"])
+        assert key not in seen
+        seen[key] = fact["value"]
+        entity = world.by_id[fact["entity_id"]]
+        values = entity["attributes"] if fact["language"] == "en" else entity["attributes_nb"]
+        assert values[fact["attribute"]] == fact["value"]
+        assert fact["held_out"] == entity["held_out"]
+        assert fact["prompt"].startswith(entity["name"] + " ")
+    # Two prompts of one entity never coincide, and neither is the start of the other.
+    by_entity = {}
+    for fact in world.facts:
+        by_entity.setdefault((fact["entity_id"], fact["language"]), []).append(fact["prompt"] + " ")
+    for prompts in by_entity.values():
+        for a in prompts:
+            assert sum(b.startswith(a) for b in prompts) == 1, prompts
+    n_attrs = sum(len(RELATIONS[e["kind"]]) for e in world.entities)
+    assert len(world.facts) == 2 * n_attrs
+    assert len(world.trained_facts()) + len(world.held_out_facts()) == len(world.facts)
+    assert all(f["language"] == "nb" for f in world.held_out_facts("nb"))
+
+
+def test_word_problems_are_correct(docs):
+    arithmetic = [d for d in docs if d["source"] == "arithmetic"]
+    for doc in arithmetic:
+        for a, op, b, result in re.findall(r"^(\d+) ([+\-×]) (\d+) = (\d+)$", doc["text"], re.M):
+            a, b, result = int(a), int(b), int(result)
+            assert result == {"+": a + b, "-": a - b, "×": a * b}[op]
+        for problem in doc["meta"]["problems"]:
+            assert isinstance(problem["answer"], int)
+    assert any("Nå har" in d["text"] for d in arithmetic)
+
+
+def test_one_language_world():
+    world = build_world(WorldConfig(**SMALL, languages=["nb"]))
+    assert {f["language"] for f in world.facts} == {"nb"}
+    assert {d["meta"]["language"] for d in world.documents()} == {"nb"}
+    with pytest.raises(ValueError):
+        build_world(WorldConfig(**SMALL, languages=["de"]))
+
+
+def test_write_world_round_trip(world, tmp_path):
+    stats = write_world(world, tmp_path / "world")
+    assert stats == world_stats(world)
+    assert stats["entities"] == 40 and stats["documents"] == 36 * 4 + 90
+    assert stats["article_documents"] == 144 and stats["characters"] > 0
+    assert read_facts(tmp_path / "world" / "facts.jsonl") == world.facts
+    lines = (tmp_path / "world" / "entities.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == world.entities
+    assert not list((tmp_path / "world").glob("*.tmp"))
