@@ -5,6 +5,7 @@
     lmforge collect|tokenizer|pretrain|report [--run-dir DIR] [--force] [section.key=value ...]
     lmforge generate "Nikola Tesla was" [--run-dir DIR] [--stage pretrain] [--temperature 0.8] ...
     lmforge next "Det er bedre med en fugl i hånden enn ti på" [--top-k 10] [--temperature 1.0]
+    lmforge chat | serve | export --format hf | import FOLDER | compare "prompt" | neighbours WORD
 
 Exit codes: 0 done, 1 failed, 2 bad usage or config.
 """
@@ -31,6 +32,7 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--min-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
 
 
@@ -61,7 +63,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt")
     _add_sampling(p)
     p.add_argument("--show", type=int, default=10, help="how many tokens to list")
+    _add_inference_commands(sub)
     return parser
+
+
+# command -> "module:function(args, run, cfg) -> exit code"; imported only when used
+INFERENCE_COMMANDS = {
+    "chat": "lmforge.chat:cli_chat",
+    "serve": "lmforge.serve.api:cli_serve",
+    "export": "lmforge.export:cli_export",
+    "import": "lmforge.export:cli_import",
+    "compare": "lmforge.inspect:cli_compare",
+    "neighbours": "lmforge.inspect:cli_neighbours",
+}
+
+
+def _add_inference_commands(sub) -> None:
+    def command(name, help_text):
+        p = sub.add_parser(name, help=help_text)
+        _add_common(p, preset=False)
+        p.add_argument("--preset", help=argparse.SUPPRESS)
+        return p
+    p = command("chat", "talk to a model in the terminal (/help lists the commands)")
+    _add_sampling(p)
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p = command("serve", "OpenAI-compatible HTTP API and web chat page")
+    p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--api-key", default=None, help="require this bearer key (default: $LMFORGE_API_KEY, else none)")
+    p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together")
+    p = command("export", "write a Hugging Face transformers folder")
+    p.add_argument("--format", default="hf", help="hf (the only format)")
+    p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
+    p.add_argument("--out", help="output folder (default <run-dir>/export/hf)")
+    p = command("import", "read a Hugging Face Llama / Qwen3 folder into a run")
+    p.add_argument("folder")
+    p.add_argument("--stage", help="model folder name in the run (default imported)")
+    p.add_argument("--force", action="store_true", help="replace the run's tokenizer")
+    p = command("compare", "one prompt answered by every stage's model, side by side")
+    p.add_argument("prompt")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--raw", action="store_true", help="continue the text instead of rendering it as a chat turn")
+    p = command("neighbours", "nearest tokens in embedding space")
+    p.add_argument("word")
+    p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
+    p.add_argument("-k", "--count", type=int, default=10)
 
 
 def resolve(args) -> tuple:
@@ -125,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(run, cfg)
         if args.command in ("generate", "next"):
             return cmd_sample(args, run, cfg)
+        if args.command in INFERENCE_COMMANDS:
+            import importlib
+            module_name, func_name = INFERENCE_COMMANDS[args.command].split(":")
+            return getattr(importlib.import_module(module_name), func_name)(args, run, cfg)
         run.root.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
         run_stage(run, cfg, get_stage(args.command), force=args.force)

@@ -57,6 +57,95 @@ class WorldConfig:
 
 
 @dataclass
+class CollectConfig:
+    """Where raw documents come from (lmforge/data/collect.py; source specs in lmforge/data/sources.py)."""
+    sources: list = opt(["site"], help="[name=]kind[:location][#text_column][@weight] or a mapping; kinds: site, "
+                        "site_warc, world, folder, warc, jsonl, parquet, hub, crawl")
+    shard_docs: int = opt(1000, lo=1, help="documents per raw Parquet shard (the unit of parallel cleaning)")
+    max_doc_bytes: int = opt(5_000_000, lo=1, help="larger files, lines, records and pages are unreadable")
+    text_column: str = opt("text", help="JSONL/Parquet/hub field with the text, unless a source names one (#col)")
+    site_dirt_fraction: float = opt(0.03, lo=0.0, hi=1.0, help="built-in site: pages per kind of dirt / clean pages")
+    site_warc: bool = opt(True, help="also write the built-in site as data/world/site.warc.gz")
+    crawl_max_pages: int = opt(200_000, lo=1, help="pages fetched per crawl source")
+    crawl_delay_s: float = opt(1.0, lo=0.0, hi=600.0, help="between requests to one host unless robots.txt says")
+    crawl_timeout_s: float = opt(10.0, lo=0.05, hi=600.0, help="per page, redirects included")
+    crawl_workers: int = opt(4, lo=1, hi=64, help="parallel requests to a host that asks for no delay")
+    crawl_max_redirects: int = opt(5, lo=0, hi=50)
+    crawl_user_agent: str = opt("lmforge-crawler/0.1")
+
+
+@dataclass
+class CleanConfig:
+    """Cleaning steps and their thresholds (lmforge/data/clean.py). Defaults are the FineWeb paper's."""
+    workers: int = opt(0, lo=0, hi=1024, help="shards cleaned in parallel; 0 = one worker per CPU core")
+    executor: str = opt("local", choices=["local", "ray"], help="ray needs `pip install lmforge[ray]`")
+    ray_address: str = opt("", help="Ray cluster address; empty = start a local Ray")
+    # extraction
+    extract_favor_precision: bool = opt(True, help="trafilatura: rather lose a line than keep boilerplate")
+    max_html_depth: int = opt(200, lo=10, hi=100_000, help="deeper nested pages are unreadable")
+    max_replacement_ratio: float = opt(0.001, lo=0.0, hi=1.0, help="share of U+FFFD above which text is broken")
+    # language
+    languages: list = opt(["en", "nb"], help="languages to keep (ISO 639-1)")
+    language_threshold: float = opt(0.65, lo=0.0, hi=1.0)
+    # a math route past the prose rules (like Llama 3's domain pipelines)
+    math_route: bool = opt(False, help="worksheets of 'a + b = c' lines skip the prose-quality rules")
+    math_min_equation_lines: float = opt(0.3, lo=0.0, hi=1.0, help="share of equation lines that makes a worksheet")
+    # Gopher quality
+    gopher_min_words: int = opt(50, lo=0)
+    gopher_max_words: int = opt(100_000, lo=1)
+    gopher_min_mean_word_length: float = opt(3.0, lo=0.0)
+    gopher_max_mean_word_length: float = opt(10.0, lo=0.0)
+    gopher_max_symbol_ratio: float = opt(0.1, lo=0.0, help="'#' and '...' per word")
+    gopher_max_bullet_lines: float = opt(0.9, lo=0.0, hi=1.0)
+    gopher_max_ellipsis_lines: float = opt(0.3, lo=0.0, hi=1.0)
+    gopher_min_alpha_words: float = opt(0.8, lo=0.0, hi=1.0, help="share of words with a letter")
+    gopher_min_stop_words: int = opt(2, lo=0)
+    # Gopher repetition
+    gopher_max_dup_lines: float = opt(0.3, lo=0.0, hi=1.0)
+    gopher_max_dup_paragraphs: float = opt(0.3, lo=0.0, hi=1.0)
+    gopher_max_dup_line_chars: float = opt(0.2, lo=0.0, hi=1.0)
+    gopher_max_dup_paragraph_chars: float = opt(0.2, lo=0.0, hi=1.0)
+    gopher_top_ngram_chars: list = opt([0.20, 0.18, 0.16], help="most common 2-, 3-, 4-gram: share of characters")
+    gopher_dup_ngram_chars: list = opt([0.15, 0.14, 0.13, 0.12, 0.11, 0.10], help="repeated 5..10-grams")
+    # C4
+    c4_min_words_per_line: int = opt(3, lo=0)
+    c4_max_word_length: int = opt(1000, lo=1)
+    c4_min_sentences: int = opt(5, lo=0)
+    c4_terminal_punctuation: bool = opt(False, help="drop lines without end punctuation (FineWeb leaves it off)")
+    c4_lorem_ipsum: bool = opt(True)
+    c4_curly_bracket: bool = opt(True)
+    c4_javascript: bool = opt(True)
+    c4_policy: bool = opt(True, help="drop cookie and policy notice lines")
+    # FineWeb
+    fineweb_min_line_punct: float = opt(0.12, lo=0.0, hi=1.0, help="share of lines ending in punctuation")
+    fineweb_max_short_lines: float = opt(0.67, lo=0.0, hi=1.0)
+    fineweb_short_line_chars: int = opt(30, lo=1)
+    fineweb_max_dup_line_chars: float = opt(0.01, lo=0.0, hi=1.0)
+    fineweb_max_newlines_per_word: float = opt(0.3, lo=0.0)
+    # unwanted content
+    url_blocklist: list = opt([], help="domains whose pages are removed (subdomains too)")
+    url_blocklist_file: str = opt("", help="more domains, one per line")
+    unwanted_url_words: list = opt(["<site>"], help="URL words that remove a page; <site> = the built-in lexicon")
+    unwanted_words: list = opt(["<site>"], help="words counted in the text; <site> = the built-in stand-in lexicon")
+    unwanted_words_file: str = opt("", help="more words, one per line")
+    unwanted_min_hits: int = opt(2, lo=1, help="listed words a page needs to be removed")
+    # personal data
+    pii_email: bool = opt(True)
+    pii_phone: bool = opt(True)
+    pii_ip: bool = opt(True)
+    # deduplication
+    exact_dedup: bool = opt(True)
+    near_dedup: bool = opt(True)
+    minhash_ngram: int = opt(5, lo=1, hi=64)
+    minhash_bands: int = opt(14, lo=1, hi=1024)
+    minhash_rows: int = opt(8, lo=1, hi=1024)
+    minhash_seed: int = opt(1, lo=0)
+    # mixture and report
+    mixture_max_repeats: float = opt(4.0, lo=1.0, hi=1000.0, help="most epochs of a small source in the mixture")
+    examples_per_reason: int = opt(3, lo=0, hi=100, help="removed documents shown per reason in the report")
+
+
+@dataclass
 class TokenizerConfig:
     vocab_size: int = opt(4096, lo=300, hi=262_144)
     val_fraction: float = opt(0.02, lo=0.001, hi=0.5, help="documents held out for validation")
@@ -101,11 +190,33 @@ class TrainConfig:
     dtype: str = opt("auto", choices=["auto", "fp32", "bf16"], help="auto = bf16 autocast on CUDA, fp32 on CPU")
     compile: bool = opt(False)
     eval_every: int = opt(50, lo=1)
-    eval_batches: int = opt(8, lo=1)
+    eval_batches: int = opt(8, lo=1, help="validation size, in global batches")
     patience: int = opt(4, lo=0, help="evals without val improvement before stopping; 0 = never stop early")
     min_delta: float = opt(1e-3, lo=0.0, help="smallest val-loss drop that counts as improvement")
     checkpoint_every: int = opt(100, lo=1)
     log_every: int = opt(10, lo=1)
+
+
+@dataclass
+class SynthConfig:
+    """Instruction data made locally from the fact table (lmforge/data/synth.py)."""
+    seed: int = opt(11, lo=0)
+    held_out_fact_fraction: float = opt(0.15, lo=0.0, hi=0.9, help="trained facts SFT never mentions")
+    repeats: int = opt(1, lo=1, hi=100, help="single-question conversations per usable fact")
+    multi_turn_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a multi-turn chat")
+    summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
+    system_prompt_fraction: float = opt(0.3, lo=0.0, hi=1.0)
+    self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning: the shared loop's settings plus how conversations become batches."""
+    data_path: str = opt("", help="your own JSONL/Parquet (messages or prompt/completion); empty = datasets/sft.jsonl")
+    packing: bool = opt(True, help="pack conversations into full rows (attention kept inside each); false = pad")
+    pretrain_mix: float = opt(0.0, lo=0.0, hi=0.9, help="fraction of rows that are pretraining text")
+    val_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="conversations held out for validation loss")
+    eval_limit: int = opt(400, lo=1, help="questions asked per evaluation split")
 
 
 @dataclass
@@ -123,14 +234,37 @@ class ReportConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`lmforge serve`: where it listens and the limits that keep one request from hurting others."""
+    host: str = opt("127.0.0.1", help="bind address; 127.0.0.1 = this machine only")
+    port: int = opt(8000, lo=0, hi=65_535)
+    api_key: str = opt("", help="bearer key clients must send; empty = none ($LMFORGE_API_KEY also works)")
+    max_batch: int = opt(32, lo=1, hi=1024, help="sequences decoded together")
+    max_waiting: int = opt(512, lo=1, help="queued sequences before new requests get 503")
+    max_messages: int = opt(64, lo=1, help="messages per chat request")
+    max_prompt_tokens: int = opt(0, lo=0, help="0 = the model's seq_len - 1")
+    max_tokens: int = opt(512, lo=1, help="largest max_tokens a request may ask for")
+    default_max_tokens: int = opt(128, lo=1)
+    max_n: int = opt(8, lo=1, help="largest n (choices per request)")
+    max_stop: int = opt(4, lo=0, help="stop strings per request")
+
+
+@dataclass
 class Config:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
+    collect: CollectConfig = dataclasses.field(default_factory=CollectConfig)
+    clean: CleanConfig = dataclasses.field(default_factory=CleanConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     pretrain: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    synth: SynthConfig = dataclasses.field(default_factory=SynthConfig)
+    sft: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(
+        lr=1e-3, matrix_lr=0.01, schedule="cosine", warmup_steps=10, max_steps=400, eval_every=50, patience=3,
+        batch_size=16))
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
+    serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -288,7 +422,7 @@ def validate(cfg: Config) -> None:
     bad = [lang for lang in cfg.world.languages if lang not in ("en", "nb")]
     if bad or not cfg.world.languages:
         raise ConfigError(f"world.languages={cfg.world.languages!r}: allowed a non-empty subset of ['en', 'nb']")
-    for name in ("pretrain",):
+    for name in ("pretrain", "sft"):
         t = getattr(cfg, name)
         if t.seq_len > m.seq_len:
             raise ConfigError(f"{name}.seq_len={t.seq_len} exceeds model.seq_len={m.seq_len}")

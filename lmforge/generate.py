@@ -1,39 +1,95 @@
-"""Sampling and generation: the one place where token ids come out of a model.
+"""Sampling and the generation engine: the one place where token ids come out of a model.
 
-    from lmforge.generate import generate
+    from lmforge.generate import generate, stream, SamplingParams, Engine, BackgroundEngine
     outs = generate(model, [[bos, 17, 42], [bos, 5]], max_new_tokens=32,
                     temperature=0.8, top_p=0.95, seed=0, stop_ids=[end_id])
     outs[0].tokens, outs[0].finish_reason      # new ids (stop token left out), "stop" | "length"
+    for event in stream(model, tokenizer, prompt_ids, SamplingParams(temperature=0.7, stop=["\\n\\n"])):
+        print(event.text, end="", flush=True)  # whole characters only; event.finish_reason at the end
 
-Chat, eval, the server and RL all call this (the serving engine with continuous batching
-and speculative decoding will grow here too). A batch of prompts is left-padded, run
-through the model once to fill the KV cache (prefill), then decoded one token per step
-for all rows together until every row has stopped.
+Chat, evaluation, the server and the RL rollouts all call this module; speculative
+decoding (lmforge/speculative.py) reuses its samplers and its Sequence bookkeeping.
+
+How the engine works. `Engine` owns one preallocated KV cache of max_batch rows. Rows
+share one write position (the model's KVCache design), so a prompt is placed with left
+padding such that its last token sits just before that position. A step:
+  1. admit waiting sequences while there is room: prefill them together (one forward),
+     copy their keys/values into free rows, sample each one's first token;
+  2. decode: feed every active row its last token (one forward for the whole batch),
+     sample one token per row with that row's own settings and random stream;
+  3. retire rows that stopped (stop id, stop string, max tokens, cancelled) by moving the
+     last active row into their place, so active rows are always rows 0..n-1 and a step
+     only computes over those.
+Requests can therefore join and leave a running batch at any step (continuous batching).
+When a new prompt is longer than the current position the active rows are shifted right;
+when the cache would overflow they are shifted left by the smallest padding. A sequence
+that does not fit yet waits; admission is first in, first out.
 
 Sampling order, as in transformers: divide logits by the temperature, keep the top_k,
-then keep the nucleus (top_p), renormalize, draw. Temperature 0 is greedy (argmax).
+then the nucleus (top_p), then drop tokens below min_p times the most likely one's
+probability, renormalize, draw. Temperature 0 is greedy (argmax). A draw is one uniform
+number from the row's own generator (seeded with the request's seed) pushed through the
+row's cumulative distribution, so a seeded request gives the same text alone or batched.
+
+Text streaming decodes token bytes with an incremental UTF-8 decoder, so a character
+split across two tokens is held back until it is whole (no U+FFFD half-characters), and
+text that might be the start of a stop string is held back until it is clear.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import codecs
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import torch
+
+from .model import KVCache
 
 
 @dataclass
 class Generation:
     tokens: list[int]        # the new ids, without the prompt and without the stop id
-    finish_reason: str       # "stop": hit a stop id; "length": max_new_tokens or the context ran out
+    finish_reason: str       # "stop": a stop id or string; "length": max tokens or context; "cancelled"
+    text: str | None = None  # the decoded text (stop string cut off); only when a tokenizer was given
+
+
+@dataclass
+class SamplingParams:
+    """How one sequence is sampled and when it stops."""
+    temperature: float = 0.0
+    top_k: int = 0                        # 0 = off
+    top_p: float = 1.0                    # 1.0 = off
+    min_p: float = 0.0                    # 0.0 = off
+    max_tokens: int = 64
+    stop_ids: tuple[int, ...] = ()        # ids that end the sequence (left out of the output)
+    stop: tuple[str, ...] = ()            # strings that end the sequence (cut from the text)
+    seed: int | None = None               # None: torch's global random stream
+
+    def check(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens}")
 
 
 # ---------------------------------------------------------------- samplers
 
-def next_token_probs(logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
+def next_token_probs(logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0):
     """The distribution the sampler draws from: logits (B, V) -> probabilities (B, V), float32.
 
-    temperature 0 gives all the mass to the argmax. top_k = 0 and top_p = 1.0 are off.
-    top_p keeps the smallest set of most likely tokens whose mass reaches top_p (always at
-    least one token).
+    temperature 0 gives all the mass to the argmax. top_k = 0, top_p = 1.0 and min_p = 0 are
+    off. top_p keeps the smallest set of most likely tokens whose mass reaches top_p (always
+    at least one token); min_p keeps tokens whose probability is at least min_p times the
+    most likely token's.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -57,70 +113,461 @@ def next_token_probs(logits, temperature: float = 1.0, top_k: int = 0, top_p: fl
         keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
         probs = torch.where(keep, probs, torch.zeros_like(probs))
         probs = probs / probs.sum(-1, keepdim=True)
+    if min_p > 0.0:
+        # relative to the most likely token, so it is the same before or after renormalizing
+        keep = probs >= min_p * probs.max(-1, keepdim=True).values
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum(-1, keepdim=True)
     return probs
 
 
-def sample_next(logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator=None):
+def sample_next(logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator=None,
+                min_p: float = 0.0):
     """One token per row: logits (B, V) -> ids (B,). Reproducible with a seeded torch.Generator."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = next_token_probs(logits, temperature, top_k, top_p)
+    probs = next_token_probs(logits, temperature, top_k, top_p, min_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-# ---------------------------------------------------------------- generation
+def draw(probs, uniforms):
+    """Inverse-CDF sampling: probs (B, V), uniforms (B,) in [0, 1) -> ids (B,).
+
+    One uniform per row lets every row use its own seeded generator while the search
+    itself runs batched. `right=True` returns the first id whose cumulative mass exceeds
+    u * total, which always has probability > 0.
+    """
+    cdf = probs.cumsum(-1)
+    target = (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(-1)
+    ids = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=probs.size(-1) - 1)
+    # float rounding can push u * total onto the last cumulative value; fall back to the argmax
+    ok = probs.gather(-1, ids[:, None]).squeeze(-1) > 0
+    return torch.where(ok, ids, probs.argmax(-1))
+
+
+# ---------------------------------------------------------------- text streaming
+
+class TextStream:
+    """Token ids in, text out: never half a character, never part of a stop string.
+
+    push(id) returns the text that is now safe to show; finish() returns the rest.
+    `stopped` turns true when a stop string appears; the text is cut before it.
+    """
+
+    def __init__(self, tokenizer, stop=()):
+        self.tokenizer = tokenizer
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stop = [s for s in stop if s]
+        self.text = ""        # everything decoded so far (cut at a stop string)
+        self.sent = 0         # how much of it was already handed out
+        self.stopped = False
+
+    def push(self, token_id: int) -> str:
+        self.text += self.decoder.decode(self.tokenizer.token_bytes(token_id))
+        hold = 0
+        if self.stop:
+            # a stop string can only start in text not yet handed out: that part was held back
+            hits = [i for i in (self.text.find(s, self.sent) for s in self.stop) if i >= 0]
+            if hits:
+                self.text, self.stopped = self.text[:min(hits)], True
+                return self._release(len(self.text))
+            hold = self._possible_stop_prefix()
+        return self._release(len(self.text) - hold)
+
+    def finish(self) -> str:
+        if not self.stopped:
+            self.text += self.decoder.decode(b"", final=True)
+        return self._release(len(self.text))
+
+    def _possible_stop_prefix(self) -> int:
+        """Length of the longest unsent tail of the text that begins some stop string."""
+        unsent = self.text[self.sent:]
+        for length in range(min(len(unsent), max(len(s) for s in self.stop) - 1), 0, -1):
+            tail = unsent[-length:]
+            if any(s.startswith(tail) for s in self.stop):
+                return length
+        return 0
+
+    def _release(self, end: int) -> str:
+        out = self.text[self.sent:end]
+        self.sent = max(self.sent, end)
+        return out
+
+
+# ---------------------------------------------------------------- one sequence
+
+@dataclass
+class StreamEvent:
+    text: str                       # new text (may be "" for a token still inside a character)
+    tokens: int                     # tokens generated so far
+    finish_reason: str | None = None
+
+
+class Sequence:
+    """One prompt being continued: its settings, output so far, and how it tells the world.
+
+    `on_event(StreamEvent)` (optional) is called from the engine's thread after every token
+    and once more with finish_reason set. Set `cancel` (a threading.Event) to stop it at the
+    next step with finish_reason "cancelled".
+    """
+
+    def __init__(self, prompt: list[int], params: SamplingParams, tokenizer=None,
+                 on_event: Callable[[StreamEvent], None] | None = None, cancel: threading.Event | None = None,
+                 generator_seed: int | None = None):
+        if not prompt:
+            raise ValueError("every prompt needs at least one token (e.g. <|bos|>)")
+        self.prompt = list(prompt)
+        self.params = params
+        self.stop_ids = set(params.stop_ids)
+        self.tokens: list[int] = []
+        self.finish_reason: str | None = None
+        self.budget = params.max_tokens
+        self.cancel = cancel or threading.Event()
+        self.on_event = on_event
+        seed = params.seed if generator_seed is None else generator_seed
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.text_stream = TextStream(tokenizer, params.stop) if tokenizer is not None else None
+        self.created = time.perf_counter()
+        self.first_token_at: float | None = None
+
+    def fit_context(self, seq_len: int) -> None:
+        """Keep the last seq_len - 1 prompt ids; allow at most seq_len - len(prompt) new ids."""
+        self.prompt = self.prompt[-(seq_len - 1):]
+        self.budget = max(0, min(self.params.max_tokens, seq_len - len(self.prompt)))
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - len(self.tokens)
+
+    def uniform(self) -> torch.Tensor:
+        return torch.rand((), generator=self.generator)
+
+    def add(self, token: int) -> bool:
+        """Record one sampled id; returns False once the sequence has finished."""
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if token in self.stop_ids:
+            self.finish("stop")
+            return False
+        self.tokens.append(token)
+        text = ""
+        if self.text_stream is not None:
+            text = self.text_stream.push(token)
+            if self.text_stream.stopped:
+                self.finish("stop", text)
+                return False
+        if len(self.tokens) >= self.budget:
+            self.finish("length", text)
+            return False
+        if self.on_event is not None:
+            self.on_event(StreamEvent(text, len(self.tokens)))
+        return True
+
+    def finish(self, reason: str, text: str = "") -> None:
+        if self.done:
+            return
+        self.finish_reason = reason
+        if self.text_stream is not None:
+            text += self.text_stream.finish()
+        if self.on_event is not None:
+            self.on_event(StreamEvent(text, len(self.tokens), reason))
+
+    def result(self) -> Generation:
+        text = self.text_stream.text if self.text_stream is not None else None
+        return Generation(self.tokens, self.finish_reason or "length", text)
+
+
+def sample_rows(logits, seqs: list[Sequence]) -> list[int]:
+    """One id per row of logits (B, V), each with its sequence's own settings and generator."""
+    by_settings: dict[tuple, list[int]] = {}
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        by_settings.setdefault((p.temperature, p.top_k, p.top_p, p.min_p), []).append(row)
+    ids = [0] * len(seqs)
+    for (temperature, top_k, top_p, min_p), rows in by_settings.items():
+        group = logits if len(rows) == len(seqs) else logits[rows]
+        if temperature == 0:
+            chosen = group.argmax(-1).tolist()
+        else:
+            probs = next_token_probs(group, temperature, top_k, top_p, min_p)
+            uniforms = torch.stack([seqs[r].uniform() for r in rows])
+            chosen = draw(probs, uniforms).tolist()
+        for row, token in zip(rows, chosen):
+            ids[row] = token
+    return ids
+
+
+# ---------------------------------------------------------------- the engine
+
+class Engine:
+    """Continuous batching over one preallocated KV cache (see the module docstring).
+
+    engine = Engine(model, max_batch=32); engine.submit(seq); while engine.step(): pass
+    Not thread-safe except submit(); BackgroundEngine runs step() in its own thread.
+    """
+
+    def __init__(self, model, max_batch: int = 32, max_len: int | None = None):
+        self.model = model
+        self.seq_len = model.cfg.seq_len
+        self.max_batch = max_batch
+        # two contexts' worth of slots: room for a new prompt beside rows already decoding
+        self.cache = model.make_cache(max_batch, max_len or 2 * self.seq_len)
+        self.rows: list[Sequence] = []   # row i of the cache holds rows[i]
+        self.pads: list[int] = []        # left padding of each active row
+        self.pos = 0                     # the shared next slot
+        self.waiting: deque[Sequence] = deque()
+        self.lock = threading.Lock()
+        self.forward_calls = 0
+
+    # ------------------------------------------------------------ queue
+
+    def submit(self, seq: Sequence) -> Sequence:
+        seq.fit_context(self.seq_len)
+        if seq.budget + len(seq.prompt) > self.cache.max_len:
+            raise ValueError(f"prompt + max tokens ({len(seq.prompt) + seq.budget}) exceed the cache "
+                             f"({self.cache.max_len} slots)")
+        with self.lock:
+            self.waiting.append(seq)
+        return seq
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    # ------------------------------------------------------------ one step
+
+    @torch.inference_mode()
+    def step(self) -> bool:
+        """Admit what fits, decode one token for every active row. Returns whether work remains."""
+        self._admit()
+        self._retire()
+        if self.rows:
+            for seq in self.rows:
+                if seq.cancel.is_set():
+                    seq.finish("cancelled")
+            self._retire()
+        if self.rows:
+            n = len(self.rows)
+            last = torch.tensor([[seq.tokens[-1]] for seq in self.rows], dtype=torch.long,
+                                device=self.cache.k.device)
+            hidden = self.model(last, cache=self._view(n, self.pos, self.pads), return_hidden=True)
+            self.forward_calls += 1
+            self.pos += 1
+            logits = self.model.lm_head(hidden[:, -1]).float()
+            for seq, token in zip(self.rows, sample_rows(logits, self.rows)):
+                seq.add(token)
+            self._retire()
+        if not self.rows:
+            self.pos = 0
+        return self.busy
+
+    def _view(self, n: int, pos: int, pads: list[int]) -> KVCache:
+        """A KVCache over rows 0..n-1 of the big cache (a view: writes land in the big one)."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = self.cache.k[:, :n], self.cache.v[:, :n]
+        view.pos = pos
+        view.left_pad = None
+        if any(pads[:n]):
+            view.left_pad = torch.tensor(pads[:n], dtype=torch.long, device=self.cache.k.device)
+        return view
+
+    def _admit(self) -> None:
+        with self.lock:
+            candidates = []
+            while self.waiting and len(self.rows) + len(candidates) < self.max_batch:
+                seq = self.waiting[0]
+                if seq.cancel.is_set() or seq.budget == 0:
+                    self.waiting.popleft()
+                    seq.finish("cancelled" if seq.cancel.is_set() else "length")
+                    continue
+                if self._layout(candidates + [seq]) is None:
+                    break   # first in, first out: wait until rows finish and make room
+                candidates.append(self.waiting.popleft())
+        if candidates:
+            self._prefill(candidates)
+
+    def _layout(self, new: list[Sequence]):
+        """(shift, new_pos) that fits the active rows plus `new` into the cache, or None."""
+        if not new:
+            return 0, self.pos
+        shift_left = min(self.pads) if self.rows else self.pos   # slack every active row has
+        base = self.pos - shift_left
+        new_pos = max(base, max(len(s.prompt) for s in new))
+        need = max([s.remaining for s in self.rows] + [s.budget for s in new])
+        if new_pos + need > self.cache.max_len:
+            return None
+        # move as little as possible: keep the current slots unless a prompt needs more room
+        # on the left or the tail needs more room on the right
+        if self.pos >= max(len(s.prompt) for s in new) and self.pos + need <= self.cache.max_len:
+            return 0, self.pos
+        return new_pos - self.pos, new_pos
+
+    def _shift(self, delta: int) -> None:
+        """Move every active row's slots by delta (right if > 0), keeping its positions."""
+        if delta == 0 or not self.rows:
+            self.pos += delta
+            return
+        n, start = len(self.rows), min(self.pads)
+        for buf in (self.cache.k, self.cache.v):
+            buf[:, :n, :, start + delta:self.pos + delta] = buf[:, :n, :, start:self.pos].clone()
+        self.pads = [p + delta for p in self.pads]
+        self.pos += delta
+
+    def _prefill(self, new: list[Sequence]) -> None:
+        delta, new_pos = self._layout(new)
+        self._shift(delta)
+        longest = max(len(s.prompt) for s in new)
+        own_pads = [longest - len(s.prompt) for s in new]
+        device = self.cache.k.device
+        # pad ids are never attended to, so any valid id (0) will do
+        idx = torch.tensor([[0] * pad + s.prompt for pad, s in zip(own_pads, new)], dtype=torch.long, device=device)
+        first, n = len(self.rows), len(self.rows) + len(new)
+        if not self.rows:
+            # an idle engine: prefill straight into rows 0..k-1 from slot 0
+            self.pos = longest
+            self.pads = own_pads
+            hidden = self.model(idx, cache=self._view(len(new), 0, own_pads), return_hidden=True)
+        else:
+            # a private cache, then copy its slots so each prompt ends just before self.pos
+            temp = self.model.make_cache(len(new), longest, left_pad=own_pads)
+            hidden = self.model(idx, cache=temp, return_hidden=True)
+            start = self.pos - longest
+            self.cache.k[:, first:n, :, start:self.pos] = temp.k
+            self.cache.v[:, first:n, :, start:self.pos] = temp.v
+            self.pads = self.pads + [start + pad for pad in own_pads]
+        self.forward_calls += 1
+        self.rows = self.rows + new
+        logits = self.model.lm_head(hidden[:, -1]).float()
+        for seq, token in zip(new, sample_rows(logits, new)):
+            seq.add(token)
+
+    def _retire(self) -> None:
+        """Drop finished rows: the last active row moves into each freed row."""
+        for i in range(len(self.rows) - 1, -1, -1):
+            if not self.rows[i].done:
+                continue
+            last = len(self.rows) - 1
+            if i != last and self.pos:
+                lo = min(self.pads[i], self.pads[last])
+                for buf in (self.cache.k, self.cache.v):
+                    buf[:, i, :, lo:self.pos] = buf[:, last, :, lo:self.pos]
+            self.rows[i], self.pads[i] = self.rows[last], self.pads[last]
+            self.rows.pop()
+            self.pads.pop()
+
+    def cancel_all(self, reason: str = "cancelled") -> None:
+        with self.lock:
+            pending = list(self.waiting) + self.rows
+            self.waiting.clear()
+        for seq in pending:
+            seq.finish(reason)
+        self.rows, self.pads, self.pos = [], [], 0
+
+
+class BackgroundEngine:
+    """An Engine stepping in its own thread, for the server: submit() from any thread.
+
+    Events reach each Sequence's on_event from the engine thread. A failure inside a step
+    finishes the affected sequences with finish_reason "error" and the thread goes on.
+    """
+
+    def __init__(self, model, max_batch: int = 32, max_len: int | None = None):
+        self.engine = Engine(model, max_batch=max_batch, max_len=max_len)
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="lmforge-engine", daemon=True)
+        self.last_error: str | None = None
+
+    def start(self) -> "BackgroundEngine":
+        self.thread.start()
+        return self
+
+    def submit(self, seq: Sequence) -> Sequence:
+        self.engine.submit(seq)
+        with self.wake:
+            self.wake.notify()
+        return seq
+
+    def stop(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join(timeout=10)
+        self.engine.cancel_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self.wake:
+                while not self.stopping and not self.engine.busy:
+                    self.wake.wait()
+                if self.stopping:
+                    return
+            try:
+                self.engine.step()
+            except Exception as err:  # noqa: BLE001 - one bad step must not take the server down
+                self.last_error = f"{type(err).__name__}: {err}"
+                self.engine.cancel_all("error")
+
+
+# ---------------------------------------------------------------- entry points
 
 @torch.inference_mode()
 def generate(model, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
-             top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop_ids=()) -> list[Generation]:
+             top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop_ids=(), min_p: float = 0.0,
+             stop: tuple[str, ...] = (), tokenizer=None, cancel: threading.Event | None = None) -> list[Generation]:
     """Continue every prompt with up to max_new_tokens ids; one Generation per prompt.
 
-    A row stops at its first stop id (left out of its tokens, finish_reason "stop") or when
-    it has max_new_tokens new ids ("length"). The context is the model's seq_len: a prompt
-    longer than seq_len - 1 keeps only its last seq_len - 1 ids, and a row gets at most
-    seq_len - len(prompt) new ids, also reported as "length". Each row's budget depends only
-    on its own prompt, so a row's greedy output is the same alone or in any batch.
+    A row stops at its first stop id (left out of its tokens, finish_reason "stop"), at a
+    stop string (needs the tokenizer; the text is cut before it), or when it has
+    max_new_tokens new ids ("length"). The context is the model's seq_len: a prompt longer
+    than seq_len - 1 keeps only its last seq_len - 1 ids, and a row gets at most
+    seq_len - len(prompt) new ids, also reported as "length". Each row's budget depends
+    only on its own prompt, and with a seed row i draws from its own generator seeded with
+    seed + i, so a row's output is the same alone or in any batch. With a tokenizer each
+    Generation also carries its text. Setting `cancel` stops every row ("cancelled").
     """
     if not prompts:
         return []
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (e.g. <|bos|>)")
-    seq_len = model.cfg.seq_len
-    prompts = [list(p[-(seq_len - 1):]) for p in prompts]
-    budgets = [max(0, min(max_new_tokens, seq_len - len(p))) for p in prompts]
-    results = [Generation([], "length") for _ in prompts]
-    if max(budgets) == 0:
-        return results
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                            max_tokens=max_new_tokens, stop_ids=tuple(stop_ids), stop=tuple(stop), seed=seed)
+    params.check()
+    seqs = [Sequence(p, params, tokenizer, cancel=cancel, generator_seed=None if seed is None else seed + i)
+            for i, p in enumerate(prompts)]
+    for seq in seqs:
+        seq.fit_context(model.cfg.seq_len)
+    longest = max(len(s.prompt) for s in seqs)
+    engine = Engine(model, max_batch=len(seqs), max_len=longest + max(1, max(s.budget for s in seqs)))
+    for seq in seqs:
+        engine.submit(seq)
+    while engine.step():
+        pass
+    return [seq.result() for seq in seqs]
 
-    device = model.embed.weight.device
-    longest = max(len(p) for p in prompts)
-    left_pad = [longest - len(p) for p in prompts]
-    # pad ids are never attended to, so any valid id (0) will do
-    idx = torch.tensor([[0] * pad + p for pad, p in zip(left_pad, prompts)], dtype=torch.long, device=device)
-    cache = model.make_cache(len(prompts), longest + max(budgets), left_pad=left_pad)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-    stop_ids = set(stop_ids)
-    done = [budget == 0 for budget in budgets]
 
-    # only the last position's logits are needed: skip the LM head for the rest of the prompt
-    hidden = model(idx, cache=cache, return_hidden=True)
-    while True:
-        logits = model.lm_head(hidden[:, -1]).float()
-        next_ids = sample_next(logits, temperature, top_k, top_p, generator)
-        for row, token in enumerate(next_ids.tolist()):
-            if done[row]:
-                continue  # finished rows keep decoding in lockstep; their ids are dropped
-            if token in stop_ids:
-                results[row].finish_reason, done[row] = "stop", True
-                continue
-            results[row].tokens.append(token)
-            if len(results[row].tokens) == budgets[row]:
-                done[row] = True
-        if all(done):
-            return results
-        hidden = model(next_ids[:, None], cache=cache, return_hidden=True)
+def stream(model, tokenizer, prompt: list[int], params: SamplingParams,
+           cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
+    """Continue one prompt, yielding StreamEvents as tokens arrive; the last has finish_reason.
+
+    Runs in the caller's thread. Closing the generator early (break, Ctrl-C) cancels it.
+    """
+    params.check()
+    events: deque[StreamEvent] = deque()
+    seq = Sequence(prompt, params, tokenizer, on_event=events.append, cancel=cancel)
+    seq.fit_context(model.cfg.seq_len)
+    engine = Engine(model, max_batch=1, max_len=len(seq.prompt) + max(1, seq.budget))
+    engine.submit(seq)
+    try:
+        while engine.step() or events:
+            while events:
+                yield events.popleft()
+    finally:
+        seq.cancel.set()
 
 
 # ---------------------------------------------------------------- display
@@ -149,12 +596,35 @@ def format_bar_chart(pairs: list[tuple[str, float]], width: int = 40) -> str:
 
 # ---------------------------------------------------------------- `lmforge generate` and `lmforge next`
 
+def model_stages(run) -> list[str]:
+    """Stages of the run that have a model on disk, in graph order, then any other model
+    folder (e.g. one written by `lmforge import`)."""
+    from .run import STAGE_NAMES
+    models = run.path("models")
+    found = [name for name in STAGE_NAMES if (run.model_dir(name) / "model.safetensors").exists()]
+    if models.is_dir():
+        found += sorted(p.name for p in models.iterdir()
+                        if p.name not in found and (p / "model.safetensors").exists())
+    return found
+
+
+def resolve_stage(run, stage: str | None) -> str | None:
+    """The named stage, else the latest finished one with a model, else any model folder."""
+    if stage:
+        return stage
+    found = run.latest_model_stage()
+    if found is None:
+        stages = model_stages(run)
+        found = stages[-1] if stages else None
+    return found
+
+
 def load_for_sampling(run, stage: str | None):
     """The tokenizer and the model of `stage` (default: the latest finished stage with a model)."""
     from .model import load_model
     from .run import StageError
     from .tokenizer import Tokenizer
-    stage = stage or run.latest_model_stage()
+    stage = resolve_stage(run, stage)
     if stage is None or not (run.model_dir(stage) / "model.safetensors").exists():
         raise StageError(f"no trained model in {run.root}" + (f" for stage {stage!r}" if stage else "")
                          + "; run `lmforge run --to pretrain` first")
@@ -166,8 +636,12 @@ def _sampling_args(args, cfg) -> dict:
     settings = {"temperature": pick(args.temperature, cfg.generate.temperature),
                 "top_k": pick(args.top_k, cfg.generate.top_k), "top_p": pick(args.top_p, cfg.generate.top_p)}
     from .run import StageError
-    if settings["temperature"] < 0 or not 0 < settings["top_p"] <= 1 or settings["top_k"] < 0:
-        raise StageError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
+    min_p = getattr(args, "min_p", None)
+    if min_p is not None:
+        settings["min_p"] = min_p
+    if settings["temperature"] < 0 or not 0 < settings["top_p"] <= 1 or settings["top_k"] < 0 \
+            or not 0 <= settings.get("min_p", 0.0) <= 1:
+        raise StageError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0 and 0 <= --min-p <= 1")
     return settings
 
 

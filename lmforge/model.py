@@ -1,6 +1,7 @@
 """The Transformer: a Llama-style decoder, its KV cache, and saving / loading it.
 
     from lmforge.config import ModelConfig
+from lmforge.files import atomic_path, atomic_write_text
     from lmforge.model import GPT, save_model, load_model
     model = GPT(ModelConfig(vocab_size=4096, n_layer=4, n_head=4, d_model=256))
     logits, loss = model(idx, targets)           # training: (B, T) ids -> (B, T, V), scalar
@@ -40,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -48,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.config import ModelConfig
+from lmforge.files import atomic_path, atomic_write_text
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -302,7 +303,23 @@ class GPT(nn.Module):
         mask = (causal & (real_key | itself))[:, None]                          # (B, 1, T, S)
         return cos, sin, mask
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None, loss_mask=None, return_hidden=False):
+    def _segment_positions(self, segment_ids):
+        """cos/sin and mask for packed sequences: each segment (one conversation) restarts its
+        positions at 0 and attends only within itself, so packing changes nothing it sees."""
+        B, T = segment_ids.shape
+        slot = torch.arange(T, device=segment_ids.device)
+        starts = torch.ones_like(segment_ids, dtype=torch.bool)
+        starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+        first_slot = torch.where(starts, slot[None, :], torch.zeros_like(slot)[None, :]).cummax(dim=1).values
+        positions = slot[None, :] - first_slot                                   # (B, T)
+        cos, sin = self._rope(T)
+        cos, sin = cos[positions][:, None], sin[positions][:, None]              # (B, 1, T, hd)
+        same = segment_ids[:, :, None] == segment_ids[:, None, :]
+        causal = slot[None, :, None] >= slot[None, None, :]
+        return cos, sin, (same & causal)[:, None]                                # (B, 1, T, T)
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None, loss_mask=None, return_hidden=False,
+                segment_ids=None):
         """idx (B, T) token ids.
 
         Returns logits (B, T, V) as float32, or (logits, loss) when targets (B, T) are given:
@@ -310,10 +327,15 @@ class GPT(nn.Module):
         if given). With return_hidden, returns the final-normed hidden states (B, T, d_model)
         instead of logits and skips the LM head (reward/value heads, last-token sampling).
         With a cache, the new tokens are written at cache.pos, attend to everything cached
-        before them, and cache.pos advances by T.
+        before them, and cache.pos advances by T. segment_ids (B, T), for packed training
+        sequences, keeps attention and positions inside each segment.
         """
         B, T = idx.shape
-        if cache is None:
+        if segment_ids is not None:
+            if cache is not None:
+                raise ValueError("segment_ids (packed training sequences) cannot be used with a KV cache")
+            cos, sin, mask = self._segment_positions(segment_ids)
+        elif cache is None:
             cos, sin = self._rope(T)
             cos, sin, mask = cos[:T][None, None], sin[:T][None, None], None
         else:
@@ -397,12 +419,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _fsync_replace(tmp: Path, final: Path):
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
 def save_model(model: GPT, directory) -> None:
     """Write model.safetensors and config.json into directory, each atomically."""
     from safetensors.torch import save_file
@@ -413,14 +429,9 @@ def save_model(model: GPT, directory) -> None:
     state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     if model.cfg.tie_embeddings:
         state.pop("lm_head.weight")  # the same tensor as embed.weight; safetensors refuses shared storage
-    weights = directory / WEIGHTS_FILE
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    _fsync_replace(tmp, weights)
-    config = directory / CONFIG_FILE
-    tmp = directory / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
-    _fsync_replace(tmp, config)
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
 
 
 def load_config_json(directory) -> ModelConfig:

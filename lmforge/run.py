@@ -39,18 +39,25 @@ class Stage:
     entry: str                      # "module:function", imported only when the stage runs
     headline: str                   # the metric `lmforge status` shows
     about: str
+    uses: tuple[str, ...] = ()      # optional upstream stages: part of the fingerprint when they are done
 
 
 # The graph, in run order. Later issues add clean, sft, reward, ppo, dpo, grpo here.
 STAGES: list[Stage] = [
-    Stage("collect", (), ("world",), "lmforge.data.collect:run_stage", "documents",
-          "generate the built-in world and store its documents and fact table"),
-    Stage("tokenizer", ("collect",), ("tokenizer", "run.seed"), "lmforge.tokenizer:run_stage",
+    Stage("collect", (), ("world", "collect"), "lmforge.data.collect:run_stage", "documents",
+          "gather raw documents (by default: crawl the built-in world's web site) and the fact table"),
+    Stage("clean", ("collect",), ("clean", "run.seed"), "lmforge.data.clean:run_stage", "kept",
+          "extract, filter, remove personal data, deduplicate, mix: data/clean and data/removed"),
+    Stage("tokenizer", ("clean",), ("tokenizer", "run.seed"), "lmforge.tokenizer:run_stage",
           "bytes_per_token", "train byte-level BPE and write train/val token shards"),
     Stage("pretrain", ("tokenizer",), ("model", "pretrain", "run.seed", "report.fact_eval_limit"),
           "lmforge.train.pretrain:run_stage", "fact_accuracy", "next-token prediction: the base model"),
+    Stage("synth", ("collect", "pretrain"), ("synth", "world.languages"), "lmforge.data.synth:run_stage",
+          "conversations", "make instruction-tuning conversations from the fact table"),
+    Stage("sft", ("pretrain", "synth"), ("sft", "run.seed"), "lmforge.train.sft:run_stage",
+          "held_out_fact_accuracy", "supervised fine-tuning: the chat model"),
     Stage("report", ("pretrain",), ("report", "generate"), "lmforge.evals.report:run_stage",
-          "sections", "write the report card"),
+          "sections", "write the report card", uses=("sft",)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -180,6 +187,10 @@ def fingerprint(run: RunDir, cfg: Config, stage: Stage) -> tuple[str, dict]:
             raise StageError(f"stage {stage.name!r} needs {upstream!r}, which has not finished in {run.root}; "
                              f"run `lmforge run --run-dir {run.root} --to {upstream}` first")
         inputs[upstream] = manifest["output_id"]
+    for upstream in stage.uses:
+        manifest = run.read_manifest(upstream)
+        if manifest and manifest.get("status") == "done":
+            inputs[upstream] = manifest["output_id"]
     config_hash = cfg.section_hash(*stage.config_keys)
     blob = json.dumps({"config": config_hash, "inputs": inputs}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16], {"config_hash": config_hash, "inputs": inputs}

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.config import ModelConfig
+from lmforge.export import hf_state_dict
 from lmforge.model import GPT, KVCache, ModelLoadError, ffn_hidden_size, load_model, save_model
 
 VOCAB = 97
@@ -263,22 +264,6 @@ def test_load_errors_name_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- the export contract
-
-def hf_state_dict(model: GPT) -> dict:
-    """Our names -> transformers' Llama / Qwen3 names (the mapping export.py implements)."""
-    renames = {"embed.": "model.embed_tokens.", "norm.": "model.norm.", "lm_head.": "lm_head."}
-    out = {}
-    for name, tensor in model.state_dict().items():
-        if name.startswith("layers."):
-            new = "model." + name
-            new = new.replace(".attn_norm.", ".input_layernorm.").replace(".mlp_norm.", ".post_attention_layernorm.")
-            new = new.replace(".attn.", ".self_attn.")
-        else:
-            prefix = next(p for p in renames if name.startswith(p))
-            new = renames[prefix] + name[len(prefix):]
-        out[new] = tensor
-    return out
-
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_logits_match_transformers(name):

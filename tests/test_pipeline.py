@@ -2,6 +2,7 @@
 import json
 
 from lmforge.files import read_documents
+from lmforge.run import STAGE_NAMES
 
 from .conftest import lmforge
 
@@ -11,7 +12,7 @@ def manifest(run_dir, stage):
 
 
 def test_micro_run_produces_every_artifact(micro_run):
-    for stage in ("collect", "tokenizer", "pretrain", "report"):
+    for stage in STAGE_NAMES:
         m = manifest(micro_run, stage)
         assert m["status"] == "done", m
         assert m["wall_seconds"] >= 0 and m["versions"]["torch"]
@@ -37,7 +38,7 @@ def test_micro_run_produces_every_artifact(micro_run):
 def test_rerun_skips_done_stages(micro_copy):
     before = {s: manifest(micro_copy, s)["finished_at"] for s in ("collect", "tokenizer", "pretrain")}
     proc = lmforge("run", "--run-dir", str(micro_copy))
-    assert proc.stderr.count("up to date, skipped") == 4
+    assert proc.stderr.count("up to date, skipped") == len(STAGE_NAMES)
     assert {s: manifest(micro_copy, s)["finished_at"] for s in before} == before
 
 

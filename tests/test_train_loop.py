@@ -63,7 +63,7 @@ def test_kill_9_then_resume_gives_identical_weights(micro_run, tmp_path):
 
 def test_ddp_two_processes_match_one(micro_run, tmp_path):
     """2 gloo processes x batch 4 vs 1 process x batch 8: same global batch, same losses.
-    Tolerance 2e-4 on the loss: only the order of the floating-point sums differs."""
+    Tolerance: 1e-4 relative on each loss; only the order of floating-point sums differs."""
     pytest.importorskip("torch.distributed.run")
     single, double = tmp_path / "single", tmp_path / "double"
     for target in (single, double):
@@ -80,9 +80,9 @@ def test_ddp_two_processes_match_one(micro_run, tmp_path):
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 16))
     for ra, rb in zip(a, b):
         assert ra["items"] == rb["items"]
-        assert abs(ra["loss"] - rb["loss"]) < 2e-4, (ra, rb)
+        assert abs(ra["loss"] - rb["loss"]) <= 1e-4 * ra["loss"], (ra, rb)
         if "val_loss" in ra:
-            assert abs(ra["val_loss"] - rb["val_loss"]) < 2e-4
+            assert abs(ra["val_loss"] - rb["val_loss"]) <= 1e-4 * ra["val_loss"]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])

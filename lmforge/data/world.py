@@ -83,7 +83,7 @@ PURPOSES = [
 ]
 HABITATS = [
     ("forests", "skoger"), ("mountains", "fjell"), ("lakes", "innsjøer"), ("rivers", "elver"),
-    ("deserts", "ørkener"), ("swamps", "myrer"), ("caves", "grotter"), ("meadows", "enger"), ("islands", "øyer"),
+    ("deserts", "ørkener"), ("swamps", "myrer"), ("caves", "grotter"), ("meadows", "enger"),
 ]
 DIETS = [
     ("fish", "fisk"), ("insects", "insekter"), ("berries", "bær"), ("grass", "gress"), ("seeds", "frø"),
@@ -104,7 +104,7 @@ ITEMS = [("apples", "epler"), ("pears", "pærer"), ("books", "bøker"), ("coins"
 # ---------------------------------------------------------------- name parts
 FEMALE_FIRST = ["Ada", "Eli", "Ingrid", "Sigrid", "Liv", "Marit", "Tove", "Nora", "Hedda", "Astrid",
                 "Solveig", "Ragna", "Frida", "Maja", "Thea", "Ylva", "Gunhild", "Vilde", "Embla", "Runa"]
-MALE_FIRST = ["Arne", "Bjorn", "Einar", "Finn", "Geir", "Halvor", "Ivar", "Jon", "Knut", "Leif",
+MALE_FIRST = ["Arne", "Bjørn", "Einar", "Finn", "Geir", "Halvor", "Ivar", "Jon", "Knut", "Leif",
               "Magnus", "Nils", "Odd", "Rolf", "Sverre", "Tor", "Ulf", "Vidar", "Erling", "Trygve"]
 LAST_HEADS = ["Berg", "Lund", "Dahl", "Holm", "Strand", "Nes", "Haug", "Moe", "Lie", "Bakke", "Fjell", "Skog",
               "Rud", "Aas", "Brekk", "Hage", "Myr", "Vold", "Stein", "Ekre", "Sand", "Borg", "Lien", "Foss"]
@@ -113,7 +113,7 @@ NAME_MIDDLES = ["a", "e", "i", "o", "ar", "el", "in", "or", "un", "ve"]
 PLACE_HEADS = ["Tor", "Vel", "Ask", "Brenn", "Dal", "Eid", "Fos", "Grim", "Hal", "Kvit", "Lin", "Mor",
                "Nor", "Ost", "Rav", "Sel", "Sto", "Tin", "Ul", "Ves", "Kol", "Frei", "Bru", "Sval"]
 PLACE_TAILS = ["vik", "by", "heim", "stad", "dal", "nes", "fjord", "havn", "berg", "lund", "sund", "ås"]
-RIVER_HEADS = ["Alv", "Glom", "Tann", "Orr", "Lag", "Sokn", "Vinn", "Ott", "Rauf", "Beis", "Iss", "Kvern"]
+RIVER_HEADS = ["Alv", "Eik", "Tan", "Orr", "Lag", "Sokn", "Vinn", "Ott", "Rauf", "Beis", "Iss", "Kvern"]
 RIVER_TAILS = ["a", "ra", "na", "ma", "la", "elda"]
 INVENTION_HEADS = ["Lumo", "Vendra", "Kali", "Orbo", "Teno", "Fero", "Sila", "Quor", "Bril", "Zefa",
                    "Mira", "Dyno", "Pelo", "Ruvo", "Helio", "Nexa"]
@@ -286,7 +286,7 @@ STORY_ENDINGS = {"en": ["The end.", "It was a good day.", "Everyone was happy.",
                  "nb": ["Slutt.", "Det var en fin dag.", "Alle var glade.", "Og slik endte dagen."]}
 
 MAX_BACKLINKS_PER_ARTICLE = 6   # keeps articles of popular places short at any world size
-MAX_SIBLINGS_PER_ARTICLE = 3   # per shared attribute, two attributes per article
+MAX_SIBLINGS_PER_ARTICLE = 5   # per shared attribute, two attributes per article
 CATEGORICAL = {  # attributes whose values many entities share: the basis of "similar" sections
     "person": ("birthplace", "occupation"), "place": ("country", "river"), "river": ("country", "mouth"),
     "invention": ("purpose", "origin"), "animal": ("habitat", "diet", "found_in"), "company": ("product", "headquarters"),
@@ -361,7 +361,7 @@ def _kind_counts(n_entities: int) -> dict[str, int]:
 
 # ---------------------------------------------------------------- the world
 
-@dataclass
+@dataclass(repr=False)
 class World:
     """Entities, the fact table and a lazy document generator. Build it with build_world()."""
     entities: list[dict]   # {"id","name","kind","attributes" (en),"attributes_nb","held_out"} (+ "gender")
@@ -394,6 +394,10 @@ class World:
         self.facts_by_entity = {}
         for fact in self.facts:
             self.facts_by_entity.setdefault((fact["entity_id"], fact["language"]), []).append(fact)
+
+    def __repr__(self) -> str:
+        return (f"World({len(self.entities)} entities, {len(self.facts)} facts, seed={self.config.seed}, "
+                f"languages={self.languages})")
 
     @property
     def languages(self) -> list[str]:
@@ -485,7 +489,7 @@ class World:
         rng.shuffle(rewordings)
         # A lead sentence, then every canonical sentence mixed with some rewordings, in a new
         # order each variant. This is where each fact of the entity appears first.
-        lead, extra = rewordings[0], rewordings[1:1 + rng.randint(1, len(rewordings) - 1)]
+        lead, extra = rewordings[0], rewordings[1:1 + rng.randint(2, len(rewordings) - 1)]
         body = canonical + extra
         rng.shuffle(body)
         if rng.random() < 0.3:
@@ -494,17 +498,19 @@ class World:
         parts = [entity["name"], " ".join([lead] + body[:cut]), " ".join(body[cut:])]
 
         # Later repeats of a fact in the same document can be copied from the context, so they
-        # teach little: the fact box comes in half the variants, the questions are a few.
-        if rng.random() < 0.5:
+        # teach the model little about the fact: the fact box comes in most variants, not all. The
+        # questions (a few to all) teach the question-and-answer form that SFT builds on.
+        if rng.random() < 0.7:
             parts.append(rng.choice(FACT_HEADERS[lang]) + "\n" + "\n".join(canonical))
-        qa_facts = rng.sample(self.facts_by_entity[(entity["id"], lang)], 2)
+        own_facts = self.facts_by_entity[(entity["id"], lang)]
+        qa_facts = rng.sample(own_facts, rng.randint(3, len(own_facts)))
         parts.append(rng.choice(QUESTION_HEADERS[lang]) + "\n"
                      + "\n".join(f"{f['question']} {f['answer']}" for f in qa_facts))
 
         # Linked entities (named by this one) with all their facts, and a few entities that
         # name this one: each adds facts that are new to this document.
         related = [self.by_id[i] for i in self.links[entity["id"]]]
-        back = [self.by_id[i] for i in self.backlinks[entity["id"]]]
+        back = [self.by_id[i] for i in self.backlinks[entity["id"]] if i not in self.links[entity["id"]]]
         related += rng.sample(back, min(len(back), MAX_BACKLINKS_PER_ARTICLE))
         if related:
             lines = []
@@ -514,14 +520,19 @@ class World:
                 lines.append(" ".join(facts))
             parts.append(rng.choice(RELATED_HEADERS[lang]) + "\n" + "\n".join(lines))
 
-        # Similar entities: the shared fact and one more, for a few entities like this one.
+        # Similar entities: the shared fact and two more, for a few entities like this one.
         attrs = [a for a in CATEGORICAL[entity["kind"]]
                  if len(self.siblings[(entity["kind"], a, entity["attributes"][a])]) > 1]
         similar, lines = [], []
+        shown = {e["id"] for e in related} | {entity["id"]}
         for attr in rng.sample(attrs, min(2, len(attrs))):
-            group = [e for e in self.siblings[(entity["kind"], attr, entity["attributes"][attr])]
-                     if e is not entity and e not in similar]
-            for other in rng.sample(group, min(len(group), MAX_SIBLINGS_PER_ARTICLE)):
+            # Sample first, then drop the ones already shown: groups can be large in a big
+            # world, and filtering a whole group per article would be slow.
+            group = self.siblings[(entity["kind"], attr, entity["attributes"][attr])]
+            picked = rng.sample(group, min(len(group), MAX_SIBLINGS_PER_ARTICLE + len(shown)))
+            picked = [e for e in picked if e["id"] not in shown][:MAX_SIBLINGS_PER_ARTICLE]
+            for other in picked:
+                shown.add(other["id"])
                 facts = {f["attribute"]: f["answer"] for f in self.facts_by_entity[(other["id"], lang)]}
                 shared = facts.pop(attr)
                 lines.append(" ".join([shared] + [facts[a] for a in rng.sample(sorted(facts), 2)]))
@@ -575,18 +586,18 @@ class World:
             else:
                 # A friend whose life overlapped the hero's, so that they could have met.
                 born, died = int(hero["attributes"]["born_year"]), int(hero["attributes"]["died_year"])
-                friends = [p for p in self.trained_by_kind["person"] if p is not hero
+                people = self.trained_by_kind["person"]
+                friends = [p for p in rng.sample(people, min(len(people), 40)) if p is not hero
                            and int(p["attributes"]["born_year"]) < died - 10 and int(p["attributes"]["died_year"]) > born + 10]
                 if friends:
-                    friend = rng.choice(friends)
+                    friend = friends[0]
                     used.append(friend)
                     second.append(f"One day, {name} met {friend['name']} in {home['name']}." if en else
                                   f"En dag møtte {name} {friend['name']} i {home['name']}.")
                     second += some_facts(friend, 3)
             second += hero_facts[half:]
         elif kind == "animal":
-            places = [p for p in self.trained_by_kind["place"]
-                      if p["attributes"]["country"] == hero["attributes"]["found_in"]]
+            places = self.siblings.get(("place", "country", hero["attributes"]["found_in"]), [])
             place = rng.choice(places) if places else None
             if place is not None:
                 used.append(place)
@@ -599,16 +610,15 @@ class World:
             second.append(f"The child ran home to tell everyone about {name}." if en else
                           f"Barnet løp hjem og fortalte alle om {name}.")
             second += hero_facts[half:]
-            cousins = [a for a in self.trained_by_kind["animal"] if a is not hero
-                       and a["attributes"]["found_in"] == hero["attributes"]["found_in"]]
-            if cousins:
-                cousin = rng.choice(cousins)
+            cousins = self.siblings[("animal", "found_in", hero["attributes"]["found_in"])]
+            cousin = rng.choice(cousins)
+            if cousin is not hero:
                 used.append(cousin)
                 second.append(f"The child had also seen {cousin['name']} once." if en else
                               f"Barnet hadde også sett en {cousin['name']} en gang.")
                 second += some_facts(cousin, 3)
         elif kind == "river":
-            towns = [p for p in self.trained_by_kind["place"] if p["attributes"]["river"] == name]
+            towns = self.siblings.get(("place", "river", name), [])
             first.append(f"{opening}, a small boat went down the river {name}." if en else
                          f"{opening} seilte en liten båt nedover elva {name}.")
             first += hero_facts[:half]
@@ -630,8 +640,18 @@ class World:
             second.append(f"Soon people came from far away to buy {product}." if en else
                           f"Snart kom folk langveisfra for å kjøpe {product}.")
             second += some_facts(town, 3) + hero_facts[half:]
-        second.append(rng.choice(STORY_ENDINGS[lang]))
-        text = " ".join(first) + "\n\n" + " ".join(second) + "\n"
+        # An epilogue about one more entity linked to the story's cast.
+        cast_ids = {e["id"] for e in used}
+        nearby = sorted({i for e in used for i in self.links[e["id"]] + self.backlinks[e["id"]]} - cast_ids)
+        third = []
+        if nearby:
+            extra = self.by_id[rng.choice(nearby)]
+            used.append(extra)
+            third.append(f"Later, the story was told again in many homes, together with news of {extra['name']}."
+                         if en else f"Senere ble historien fortalt i mange hjem, sammen med nytt om {extra['name']}.")
+            third += some_facts(extra, 4)
+        (third or second).append(rng.choice(STORY_ENDINGS[lang]))
+        text = "\n\n".join(" ".join(p) for p in (first, second, third) if p) + "\n"
         return self._doc(f"world-story-{lang}-{index:05d}", "story", lang, f"{SITE}/{lang}/stories/{index}",
                          text, used)
 
@@ -640,7 +660,7 @@ class World:
         asker, answerer = rng.choice(SPEAKERS[lang])
         topic = rng.choice(self.trained)
         neighbours = self.links[topic["id"]] + self.backlinks[topic["id"]]
-        topics = [topic] + [self.by_id[i] for i in rng.sample(neighbours, min(2, len(neighbours)))]
+        topics = [topic] + [self.by_id[i] for i in rng.sample(neighbours, min(3, len(neighbours)))]
         hello = {"en": ["Hi! Can I ask you something?", "Hello! I have a question.", "Do you know a lot about history?"],
                  "nb": ["Hei! Kan jeg spørre deg om noe?", "Hallo! Jeg har et spørsmål.", "Kan du mye om historie?"]}
         reply = {"en": ["Of course.", "Sure, go ahead.", "I will try."],
@@ -662,10 +682,13 @@ class World:
                          f"{SITE}/{lang}/forum/thread-{index}", text, topics)
 
     def _arithmetic(self, index: int, lang: str, rng: random.Random) -> dict:
-        """A small worksheet: bare sums and one word problem about a trained person."""
-        lines = ["Practice sums" if lang == "en" else "Regneøvelser"]
+        """A small worksheet: a few bare sums, then a word problem about a trained person.
+        meta["problems"] keeps every question with its integer answer."""
+        en = lang == "en"
+        lines = [rng.choice(["Practice sums", "Arithmetic", "Sums for today"] if en else
+                            ["Regneøvelser", "Regning", "Dagens regnestykker"])]
         problems = []
-        for _ in range(rng.randint(3, 6)):
+        for _ in range(rng.randint(2, 5)):  # short: digits cost many tokens, and facts need them more
             op = rng.choice("+-×")
             if op == "+":
                 a, b = rng.randint(0, 99), rng.randint(0, 99)
@@ -677,34 +700,34 @@ class World:
                 a, b = rng.randint(2, 12), rng.randint(2, 12)
                 answer = a * b
             lines.append(f"{a} {op} {b} = {answer}")
-            problems.append({"question": f"What is {a} {op} {b}?" if lang == "en" else f"Hva er {a} {op} {b}?",
+            problems.append({"question": f"What is {a} {op} {b}?" if en else f"Hva er {a} {op} {b}?",
                              "answer": answer})
-        used = []
-        if self.trained_by_kind["person"]:
-            person = rng.choice(self.trained_by_kind["person"])
-            used.append(person)
+        people = self.trained_by_kind["person"]
+        used = rng.sample(people, min(len(people), 1))
+        for person in used:
             name = person["name"]
-            item = rng.choice(ITEMS)[0 if lang == "en" else 1]
+            item = rng.choice(ITEMS)[0 if en else 1]
             story = rng.choice(["buy", "give", "boxes"])
             if story == "buy":
                 a, b = rng.randint(2, 40), rng.randint(2, 40)
                 answer = a + b
-                text = (f"{name} had {a} {item} and bought {b} more. Now {name} has {answer} {item}." if lang == "en"
-                        else f"{name} hadde {a} {item} og kjøpte {b} til. Nå har {name} {answer} {item}.")
+                setup = (f"{name} had {a} {item} and bought {b} more." if en else
+                         f"{name} hadde {a} {item} og kjøpte {b} til.")
+                result = f"Now {name} has {answer} {item}." if en else f"Nå har {name} {answer} {item}."
             elif story == "give":
                 a = rng.randint(5, 60)
                 b = rng.randint(2, a - 2)
                 answer = a - b
-                text = (f"{name} had {a} {item} and gave away {b}. Now {name} has {answer} {item}." if lang == "en"
-                        else f"{name} hadde {a} {item} og ga bort {b}. Nå har {name} {answer} {item}.")
+                setup = f"{name} had {a} {item} and gave away {b}." if en else f"{name} hadde {a} {item} og ga bort {b}."
+                result = f"Now {name} has {answer} {item}." if en else f"Nå har {name} {answer} {item}."
             else:
                 a, b = rng.randint(2, 9), rng.randint(2, 12)
                 answer = a * b
-                text = (f"{name} has {a} boxes with {b} {item} in each box. That is {answer} {item}." if lang == "en"
-                        else f"{name} har {a} esker med {b} {item} i hver eske. Det blir {answer} {item}.")
-            lines.append(text)
-            setup = text.rsplit(". ", 1)[0] + "."
-            question = (f"How many {item} does {name} have?" if lang == "en" else f"Hvor mange {item} har {name}?")
+                setup = (f"{name} has {a} boxes with {b} {item} in each box." if en else
+                         f"{name} har {a} esker med {b} {item} i hver eske.")
+                result = f"That is {answer} {item}." if en else f"Det blir {answer} {item}."
+            lines.append(f"{setup} {result}")
+            question = f"How many {item} does {name} have?" if en else f"Hvor mange {item} har {name}?"
             problems.append({"question": f"{setup} {question}", "answer": answer})
         text = "\n".join(lines) + "\n"
         return self._doc(f"world-arithmetic-{lang}-{index:05d}", "arithmetic", lang, f"{SITE}/{lang}/math/{index}",
@@ -786,11 +809,13 @@ def build_world(cfg: WorldConfig) -> World:
         set_attr(invention, "year", rng.randrange(born_year + 20, min(died_year, born_year + 70)))
         set_attr(invention, "origin", rng.choice(trained["place"])["name"])
         set_attr(invention, "purpose", *rng.choice(PURPOSES))
+    first_invention = {}
+    for invention in trained["invention"]:
+        first_invention.setdefault(invention["attributes"]["inventor"], invention["name"])
     for person in of_kind["person"]:
         # Known for the first trained invention they made, else for a kind of work.
-        made = [inv for inv in trained["invention"] if inv["attributes"]["inventor"] == person["name"]]
-        if made and not person["held_out"]:
-            set_attr(person, "known_for", made[0]["name"])
+        if person["name"] in first_invention:
+            set_attr(person, "known_for", first_invention[person["name"]])
         else:
             set_attr(person, "known_for", *rng.choice(WORKS))
     for animal in of_kind["animal"]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..files import atomic_write_text, read_jsonl
-from ..run import RunDir, StageContext
+from ..run import STAGE_NAMES, RunDir, StageContext
 
 
 def _metrics(run: RunDir, stage: str) -> dict | None:
@@ -123,14 +123,53 @@ def section_facts_and_samples(run: RunDir, cfg) -> str | None:
     return "\n".join(text)
 
 
-SECTIONS = [section_data, section_tokenizer, section_pretrain, section_facts_and_samples]
+def section_sft(run: RunDir, cfg) -> str | None:
+    m = _metrics(run, "sft")
+    if m is None:
+        return None
+    from ..evals.chat import ask
+    from ..model import load_model
+    from ..tokenizer import Tokenizer
+    has_plot = plot_losses(run.log_path("sft"), run.report_dir / "sft_loss.png", "supervised fine-tuning")
+    text = ["## SFT: the chat model", "",
+            f"{m['train_conversations']:,} conversations, {m['batching']} rows "
+            f"({m['padding_fraction']:.1%} of computed tokens were padding), {m['steps']} steps, "
+            f"{m['train_seconds']:.0f}s, stop: {m['stop_reason']}.", "",
+            _table(["", "trained facts", "held-out facts (never in SFT)", "answers ending with <|end|>"],
+                   [["SFT model", f"{m['trained_fact_accuracy']:.1%}", f"{m['held_out_fact_accuracy']:.1%}",
+                     f"{m['end_rate']:.1%}"]])]
+    if has_plot:
+        text += ["", "![SFT loss](sft_loss.png)"]
+    eval_path = run.path("datasets", "sft_eval.jsonl")
+    if eval_path.exists():
+        rows = read_jsonl(eval_path)
+        picked = [r for r in rows if r["split"] == "trained"][:2] + [r for r in rows if r["split"] == "held_out"][:2]
+        tokenizer = Tokenizer.load(run.tokenizer_dir)
+        questions = [r["question"] for r in picked]
+        base = ask(load_model(run.model_dir("pretrain")), tokenizer, questions, max_new_tokens=40)
+        chat = ask(load_model(run.model_dir("sft")), tokenizer, questions, max_new_tokens=40)
+        text += ["", "### The same questions, base model and SFT model", "",
+                 _table(["question", "split", "true value", "base model", "SFT model"],
+                        [[r["question"], r["split"], r["value"], b.text[:80], c.text[:80]]
+                         for r, b, c in zip(picked, base, chat)])]
+    return "\n".join(text)
+
+
+def section_inside(run: RunDir, cfg) -> str | None:
+    """A 2-D map of token embeddings and how far sampled answers spread (lmforge/inspect.py)."""
+    from ..inspect import report_section
+    return report_section(run, cfg)
+
+
+SECTIONS = [section_data, section_tokenizer, section_pretrain, section_facts_and_samples, section_sft,
+            section_inside]
 
 
 def run_stage(ctx: StageContext) -> dict:
     run = ctx.run
     parts = [f"# Report card: {run.root.name}", ""]
     overview = []
-    for stage in ("collect", "tokenizer", "pretrain"):
+    for stage in [name for name in STAGE_NAMES if name != "report"]:
         manifest = run.read_manifest(stage)
         if manifest and manifest.get("status") == "done":
             overview.append([stage, f"{manifest.get('wall_seconds', 0):.0f}s",

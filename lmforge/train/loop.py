@@ -73,6 +73,16 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def all_reduce_sums(*values: float) -> list[float]:
+    """Sum plain numbers over all processes (identity outside torchrun)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(values)
+    backend_cuda = dist.get_backend() == "nccl"
+    tensor = torch.tensor(values, dtype=torch.float64, device="cuda" if backend_cuda else "cpu")
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
 def autocast_dtype(cfg_dtype: str, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA (and on CPU when asked for); None means plain fp32."""
     if cfg_dtype == "fp32":
@@ -272,13 +282,6 @@ class Trainer:
                 group["lr"] = group["base_lr"] * mult
         return mult
 
-    def _all_reduce_sum(self, value: float) -> float:
-        if self.world_size == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return float(tensor.item())
-
     def evaluate(self, eval_fn: Callable[[torch.nn.Module], float]) -> float:
         self.model.eval()
         with torch.no_grad(), autocast_context(self.device, self.amp_dtype):
@@ -289,7 +292,7 @@ class Trainer:
     def train_step(self, batches: list[dict], loss_fn: Callable) -> float:
         """One optimizer step over this process's micro-batches; returns the global mean loss."""
         local_items = sum(int(b["n_items"]) for b in batches)
-        global_items = self._all_reduce_sum(local_items)
+        global_items = all_reduce_sums(local_items)[0]
         loss_total = 0.0
         for i, batch in enumerate(batches):
             # DDP averages gradients over ranks, so scale by world_size to get a global sum / global count.
@@ -305,7 +308,7 @@ class Trainer:
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.items_seen += int(global_items)
-        return self._all_reduce_sum(loss_total) / global_items
+        return all_reduce_sums(loss_total)[0] / global_items
 
     def fit(self, batch_fn: Callable, loss_fn: Callable, eval_fn: Callable | None = None,
             resume: bool = True, total_steps: int | None = None) -> TrainResult:
@@ -371,8 +374,11 @@ class Trainer:
                 bar.update(1)
             if evaluated and cfg.patience and self.evals_without_improvement >= cfg.patience:
                 stop_reason, stopped_early = "val_loss_stopped_improving", True
-            if cfg.max_minutes and self.train_seconds >= cfg.max_minutes * 60:
-                stop_reason, stopped_early = "max_minutes", True
+            if cfg.max_minutes:
+                # ranks' clocks differ: agree on the time-budget stop, or one rank would hang in a collective
+                out_of_time = all_reduce_sums(float(self.train_seconds >= cfg.max_minutes * 60))[0] > 0
+                if out_of_time:
+                    stop_reason, stopped_early = "max_minutes", True
             if stopped_early or self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if stopped_early:

@@ -19,7 +19,7 @@ import torch
 from ..model import GPT, load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, load_tokens
-from .loop import Trainer, pick_device
+from .loop import Trainer, all_reduce_sums, pick_device
 
 
 def window_offsets(n_tokens: int, seq_len: int, count: int, seed: int, step: int) -> np.ndarray:
@@ -54,20 +54,22 @@ def next_token_loss_sum(model, batch) -> torch.Tensor:
     return loss * batch["n_items"]
 
 
-def make_eval_fn(tokens: np.ndarray, batch_size: int, n_batches: int, seq_len: int, device):
-    """Mean next-token loss on fixed, evenly spaced validation windows (the same every eval)."""
+def make_eval_fn(tokens: np.ndarray, windows: int, batch_size: int, seq_len: int, device,
+                 rank: int = 0, world_size: int = 1):
+    """Mean next-token loss on `windows` fixed, evenly spaced validation windows (the same
+    every eval and however many processes share the work: each takes a slice, then sums)."""
     high = len(tokens) - seq_len - 1
     if high <= 0:
         raise StageError(f"validation split has {len(tokens)} tokens: fewer than seq_len={seq_len}+1")
-    count = batch_size * n_batches
-    offsets = np.linspace(0, high, num=count).astype(np.int64)
+    offsets = np.linspace(0, high, num=windows).astype(np.int64)[rank::world_size]
 
     def eval_fn(model) -> float:
         total, items = 0.0, 0
-        for i in range(0, count, batch_size):
+        for i in range(0, len(offsets), batch_size):
             batch = windows_to_batch(tokens, offsets[i:i + batch_size], seq_len, device)
             total += float(next_token_loss_sum(model, batch))
             items += batch["n_items"]
+        total, items = all_reduce_sums(total, items)
         return total / items
     return eval_fn
 
@@ -100,7 +102,10 @@ def run_stage(ctx: StageContext) -> dict:
                  f"embeddings), {len(train_tokens):,} train tokens, device {trainer.device}")
     batch_fn = make_batch_fn(train_tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, cfg.run.seed,
                              trainer.device)
-    eval_fn = make_eval_fn(val_tokens, tcfg.batch_size, tcfg.eval_batches, tcfg.seq_len, trainer.device)
+    # eval_batches counts global batches, so the validation set does not change with the process count
+    windows = tcfg.eval_batches * tcfg.batch_size * tcfg.grad_accum * trainer.world_size
+    eval_fn = make_eval_fn(val_tokens, windows, tcfg.batch_size, tcfg.seq_len, trainer.device,
+                           trainer.rank, trainer.world_size)
     result = trainer.fit(batch_fn, next_token_loss_sum, eval_fn, resume=ctx.resume)
     if not trainer.is_main:
         return {}

@@ -1,0 +1,152 @@
+"""`lmforge chat`: talk to a trained model in the terminal.
+
+    lmforge chat --run-dir runs/tiny [--stage sft] [--system "You are terse."] [--temperature 0.7]
+
+Answers stream as they are decoded. The conversation is rendered with the chat template
+(tokenizer.render_chat with the assistant prompt appended) and an answer ends at <|end|>.
+When the history no longer fits the model's context, the oldest turns are dropped (the
+system prompt stays). Ctrl-C stops the answer being written, not the program; Ctrl-D or
+/exit leaves. Commands:
+
+    /temperature 0.7   /top_p 0.9   /top_k 40   /min_p 0.05   /seed 42 (or /seed off)
+    /max_tokens 200    /system TEXT (or /system to clear it)   /clear   /settings   /help   /exit
+"""
+from __future__ import annotations
+
+import sys
+
+from .generate import SamplingParams, load_for_sampling, stream
+
+HELP = __doc__[__doc__.index("/temperature"):].rstrip()
+
+
+class ChatSession:
+    """History, settings and the model; `reply()` streams one answer."""
+
+    def __init__(self, model, tokenizer, system: str | None = None, temperature: float = 0.7, top_p: float = 1.0,
+                 top_k: int = 0, min_p: float = 0.0, seed: int | None = None, max_tokens: int = 256):
+        self.model, self.tokenizer = model, tokenizer
+        self.system = system
+        self.messages: list[dict] = []
+        self.settings = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
+                         "seed": seed, "max_tokens": max_tokens}
+
+    def prompt_ids(self) -> list[int]:
+        """The rendered history; oldest turns go first when it does not fit with room to answer."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        room = self.model.cfg.seq_len - min(self.settings["max_tokens"], self.model.cfg.seq_len // 2)
+        turns = list(self.messages)
+        while True:
+            ids, _ = self.tokenizer.render_chat(head + turns, add_generation_prompt=True)
+            if len(ids) <= room or len(turns) <= 1:
+                return ids
+            turns = turns[2:] if len(turns) > 2 else turns[1:]
+
+    def params(self) -> SamplingParams:
+        s = self.settings
+        t = self.tokenizer
+        return SamplingParams(temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], min_p=s["min_p"],
+                              max_tokens=s["max_tokens"], seed=s["seed"],
+                              stop_ids=(t.end_id, t.bos_id, t.user_id, t.system_id, t.assistant_id))
+
+    def reply(self, user_text: str, write=None) -> tuple[str, str]:
+        """Add the user's turn, stream the answer through write(text), keep it in the history.
+
+        Returns (answer, finish_reason); Ctrl-C during the answer gives finish_reason "interrupted"
+        and keeps what was written so far.
+        """
+        write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        self.messages.append({"role": "user", "content": user_text})
+        parts, reason = [], "interrupted"
+        events = stream(self.model, self.tokenizer, self.prompt_ids(), self.params())
+        try:
+            for event in events:
+                if event.text:
+                    parts.append(event.text)
+                    write(event.text)
+                if event.finish_reason:
+                    reason = event.finish_reason
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        finally:
+            events.close()     # cancels the sequence if it was cut short
+        answer = "".join(parts)
+        self.messages.append({"role": "assistant", "content": answer})
+        return answer, reason
+
+    def command(self, line: str) -> str | None:
+        """Run a /command; returns a line to show, or None to leave."""
+        name, _, value = line[1:].partition(" ")
+        value = value.strip()
+        if name in ("exit", "quit"):
+            return None
+        if name == "help":
+            return HELP
+        if name == "clear":
+            self.messages = []
+            return "(history cleared)"
+        if name == "settings":
+            return "  ".join(f"{k}={v}" for k, v in self.settings.items()) + f"  system={self.system!r}"
+        if name == "system":
+            self.system = value or None
+            return f"(system prompt {'set' if value else 'cleared'})"
+        limits = {"temperature": (float, 0.0, 100.0), "top_p": (float, 1e-9, 1.0), "top_k": (int, 0, 10**9),
+                  "min_p": (float, 0.0, 1.0), "max_tokens": (int, 1, 10**6), "seed": (int, 0, 2**63 - 1)}
+        if name not in limits:
+            return f"unknown command /{name}; /help lists them"
+        kind, lo, hi = limits[name]
+        if name == "seed" and value in ("off", "none", ""):
+            self.settings["seed"] = None
+            return "(seed off: answers vary)"
+        try:
+            number = kind(value)
+        except ValueError:
+            return f"/{name} needs a {'whole ' if kind is int else ''}number between {lo} and {hi}"
+        if not lo <= number <= hi:
+            return f"/{name} must be between {lo} and {hi}"
+        self.settings[name] = number
+        return f"({name} = {number})"
+
+
+def chat_loop(session: ChatSession, read=input, write=None, stage: str = "") -> int:
+    """The read-answer loop. Ctrl-C at the prompt is a hint, Ctrl-D leaves."""
+    out = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    out(f"lmforge chat{f' ({stage} model)' if stage else ''}. /help for commands, Ctrl-C stops an answer, "
+        "Ctrl-D leaves.\n")
+    while True:
+        try:
+            line = read("you> ")
+        except EOFError:
+            out("\n")
+            return 0
+        except KeyboardInterrupt:
+            out("\n(Ctrl-D or /exit to leave)\n")
+            continue
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            message = session.command(line)
+            if message is None:
+                return 0
+            out(message + "\n")
+            continue
+        out("assistant> ")
+        _, reason = session.reply(line, out)
+        out("  [stopped]\n" if reason == "interrupted" else ("  [max tokens]\n" if reason == "length" else "\n"))
+
+
+def cli_chat(args, run, cfg) -> int:
+    tokenizer, model, stage = load_for_sampling(run, args.stage)
+    model.eval()
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    session = ChatSession(model, tokenizer, system=args.system,
+                          temperature=pick(args.temperature, cfg.generate.temperature),
+                          top_p=pick(args.top_p, cfg.generate.top_p), top_k=pick(args.top_k, cfg.generate.top_k),
+                          min_p=pick(args.min_p, 0.0), seed=args.seed,
+                          max_tokens=pick(args.max_new_tokens, max(cfg.generate.max_new_tokens, 128)))
+    try:
+        import readline  # noqa: F401 - line editing and history for input(), where available
+    except ImportError:
+        pass
+    return chat_loop(session, stage=stage)

@@ -1,0 +1,638 @@
+"""The built-in world published as a small, dirty web site, with the ground truth kept apart.
+
+Every world document becomes an HTML page (one page per article variant, story, dialogue and
+worksheet) wrapped in the furniture of a real site: a cookie banner, navigation, a sidebar,
+a footer. Around those pages the site adds the dirt that collection and cleaning must cope with:
+
+  exact duplicates     the same page under a tracking URL (?ref=...), and a print version with
+                       other boilerplate around the same text
+  near duplicates      copies on a "blog" with paragraphs re-ordered, a sentence dropped or
+                       added, a few words changed (the truth records their word 5-gram Jaccard)
+  spam                 keyword stuffing and link farms
+  lorem ipsum          unfinished pages, wholly or partly placeholder text
+  unwanted content     stand-ins for adult, violent and self-harm pages, made of invented words
+                       that the site's lexicon defines (UNWANTED_WORDS), some under blocklisted
+                       URL paths (UNWANTED_URL_WORDS); no real harmful text anywhere
+  personal data        e-mail addresses, phone numbers and IP addresses inside real pages
+  other languages      German, French, Spanish, Finnish and Dutch pages
+  broken encodings     cp1252 bytes served as UTF-8, double-encoded UTF-8 (mojibake), and
+                       text already mangled to U+FFFD
+  HTTP trouble         broken links (404), a server error (500), a redirect loop, a redirect,
+                       an image behind a page link, and a robots.txt-disallowed folder
+
+The truth (`site_truth.jsonl`, one row per URL: its kind, its dirt, what cleaning should do
+with it) is written next to the data, never inside it. Held-out entities appear nowhere.
+
+    from lmforge.data.site import build_site
+    site = build_site(world, dirt_fraction=0.03, seed=7)
+    site.pages["/"]                     # Page(status, body, content_type, location)
+    site.write_warc(Path("site.warc.gz")); site.write_truth(Path("site_truth.jsonl"))
+
+    python -m lmforge.data.site --out /tmp/site     # the default world's site as files + truth
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import html
+import io
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote
+
+from ..files import atomic_path, atomic_write_jsonl
+from .world import SITE, World
+
+ORIGIN = SITE
+PAGES_PER_INDEX = 100
+
+# ---------------------------------------------------------------- the site's own lexicon
+# Stand-ins for unwanted content: invented words with no meaning outside this site. The clean
+# stage's default word lists are these, so the filter is measured without any real harmful text.
+UNWANTED_WORDS = {
+    "adult": ["velvetsin", "skinreel", "lustbarrow", "nakedorm", "flirtmoss", "smutquill"],
+    "violence": ["gorehammer", "bonecrusk", "bloodmarsh", "skullbrand", "maimstorm", "gutspike"],
+    "self_harm": ["selfscar", "painwish", "hurtvow", "razorgrief", "woundkeep", "bleakcut"],
+}
+UNWANTED_URL_WORDS = ["afterdark", "goreclub", "darkvow"]
+UNWANTED_PATHS = {"adult": "afterdark", "violence": "goreclub", "self_harm": "darkvow"}
+FOREIGN = {
+    "de": ["{name} ist ein Thema, über das viele Menschen sprechen.",
+           "Die Geschichte von {name} beginnt im Jahr {year}.",
+           "Jedes Jahr kommen viele Besucher, um mehr über {name} zu erfahren.",
+           "In diesem Artikel erzählen wir, was wir über {name} wissen.",
+           "Es gibt noch viele offene Fragen, die wir gerne beantworten würden.",
+           "Die Menschen in der Gegend sind sehr stolz auf ihre Geschichte.",
+           "Wir danken allen Lesern für ihre Geduld und ihr Interesse.",
+           "Weitere Informationen finden Sie bald auf dieser Seite."],
+    "fr": ["{name} est un sujet dont beaucoup de gens parlent.",
+           "L'histoire de {name} commence en {year}.",
+           "Chaque année, de nombreux visiteurs viennent pour en savoir plus sur {name}.",
+           "Dans cet article, nous racontons ce que nous savons de {name}.",
+           "Il reste encore beaucoup de questions auxquelles nous aimerions répondre.",
+           "Les habitants de la région sont très fiers de leur histoire.",
+           "Nous remercions tous les lecteurs pour leur patience et leur intérêt.",
+           "Vous trouverez bientôt plus d'informations sur cette page."],
+    "es": ["{name} es un tema del que mucha gente habla.",
+           "La historia de {name} comienza en el año {year}.",
+           "Cada año llegan muchos visitantes para saber más sobre {name}.",
+           "En este artículo contamos lo que sabemos de {name}.",
+           "Todavía quedan muchas preguntas que nos gustaría responder.",
+           "La gente de la zona está muy orgullosa de su historia.",
+           "Agradecemos a todos los lectores su paciencia y su interés.",
+           "Pronto encontrará más información en esta página."],
+    "fi": ["{name} on aihe, josta moni ihminen puhuu.",
+           "Tarina {name} alkaa vuodesta {year}.",
+           "Joka vuosi monet vierailijat tulevat oppimaan lisää.",
+           "Tässä artikkelissa kerromme, mitä tiedämme aiheesta.",
+           "Vielä on paljon kysymyksiä, joihin haluaisimme vastata.",
+           "Alueen ihmiset ovat hyvin ylpeitä historiastaan.",
+           "Kiitämme kaikkia lukijoita kärsivällisyydestä ja kiinnostuksesta.",
+           "Lisää tietoa löytyy pian tältä sivulta."],
+    "nl": ["{name} is een onderwerp waar veel mensen over praten.",
+           "De geschiedenis van {name} begint in het jaar {year}.",
+           "Elk jaar komen veel bezoekers om meer te weten te komen over {name}.",
+           "In dit artikel vertellen we wat we weten over {name}.",
+           "Er zijn nog veel vragen die we graag zouden beantwoorden.",
+           "De mensen in de streek zijn erg trots op hun geschiedenis.",
+           "We danken alle lezers voor hun geduld en hun belangstelling.",
+           "Binnenkort vindt u meer informatie op deze pagina."],
+}
+LOREM_WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
+               "labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris "
+               "nisi aliquip ex ea commodo consequat duis aute irure in reprehenderit voluptate velit esse "
+               "cillum fugiat nulla pariatur excepteur sint occaecat cupidatat non proident sunt culpa qui "
+               "officia deserunt mollit anim id est laborum").split()
+SPAM_PHRASES = ["buy {k} now", "cheap {k}", "best {k} online", "{k} discount", "{k} sale", "free {k}",
+                "{k} deal of the day", "order {k} today", "top {k} prices", "{k} {k} {k}"]
+NEAR_DUP_EXTRA = {"en": ["This page was first published in the World Weekly.", "Thanks for reading our blog.",
+                         "We post new pages every week."],
+                  "nb": ["Denne siden ble først publisert i Verdensukebladet.", "Takk for at du leser bloggen vår.",
+                         "Vi legger ut nye sider hver uke."]}
+WORD_SWAPS = {"en": [("The ", "This "), (" and ", " & "), (" is ", " is truly "), ("Many ", "Lots of ")],
+              "nb": [(" og ", " & "), ("Mange ", "Svært mange "), (" er ", " er faktisk "), ("Den ", "Denne ")]}
+
+# ---------------------------------------------------------------- boilerplate
+# A few skins, so that copies of one text can differ in their furniture only. Every sentence
+# here is in BOILERPLATE_SENTENCES, which the truth uses to measure boilerplate left in kept text.
+COOKIE = {"en": ["We use cookies to give you the best experience on our website. By continuing to browse you "
+                 "agree to our use of cookies.",
+                 "This site uses cookies for statistics and personalised content. You can change your "
+                 "choice at any time in the settings."],
+          "nb": ["Vi bruker informasjonskapsler for å gi deg en best mulig opplevelse. Ved å fortsette "
+                 "godtar du bruken av informasjonskapsler.",
+                 "Dette nettstedet bruker informasjonskapsler til statistikk og tilpasset innhold."]}
+FOOTER = {"en": ["© 2024 The World Encyclopedia. All rights reserved.",
+                 "The World Encyclopedia is written by volunteers from every corner of the world.",
+                 "Write to the editors at editors@world.lmforge.local for corrections."],
+          "nb": ["© 2024 Verdensleksikonet. Alle rettigheter forbeholdt.",
+                 "Verdensleksikonet skrives av frivillige fra hele verden.",
+                 "Skriv til redaksjonen på redaksjon@world.lmforge.local for rettelser."]}
+NAV = {"en": ["Home", "Encyclopedia", "Stories", "Forum", "Mathematics", "About us", "Contact"],
+       "nb": ["Hjem", "Leksikon", "Fortellinger", "Forum", "Matematikk", "Om oss", "Kontakt"]}
+SIDEBAR = {"en": "Popular pages", "nb": "Populære sider"}
+PRINT_LINK = {"en": "Printable version", "nb": "Utskriftsvennlig versjon"}
+BOILERPLATE_SENTENCES = [s for table in (COOKIE, FOOTER) for lines in table.values() for s in lines]
+PII_TEMPLATES = {"en": ["Questions about this page? Write to {email} or call {phone}.",
+                        "This page was last edited from the address {ip}."],
+                 "nb": ["Spørsmål om siden? Skriv til {email} eller ring {phone}.",
+                        "Siden ble sist redigert fra adressen {ip}."]}
+MAIL_DOMAINS = ["postbox.example", "mailhub.example", "inbox.example", "letters.example"]
+
+
+@dataclass
+class Page:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    location: str | None = None     # for redirects
+
+    def headers(self) -> list[tuple[str, str]]:
+        out = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
+        if self.location:
+            out.append(("Location", self.location))
+        return out
+
+
+@dataclass
+class Site:
+    """Pages by path (insertion order is the order a breadth-first crawl from / meets them)."""
+    origin: str = ORIGIN
+    pages: dict[str, Page] = field(default_factory=dict)
+    truth: dict[str, dict] = field(default_factory=dict)
+    robots_txt: str = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0\n"
+
+    def add(self, path: str, page: Page, kind: str, expect: str, dirt: list[str] | None = None, **extra) -> None:
+        assert path not in self.pages, path
+        self.pages[path] = page
+        self.truth[path] = {"url": self.origin + path, "kind": kind, "dirt": dirt or [], "expect": expect, **extra}
+
+    def write_truth(self, path: Path) -> int:
+        return atomic_write_jsonl(path, self.truth.values())
+
+    def write_warc(self, path: Path) -> int:
+        """Every page that a crawl fetches, as WARC/1.0 response records (gzip per record)."""
+        from warcio.statusandheaders import StatusAndHeaders
+        from warcio.warcwriter import WARCWriter
+        count = 0
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            writer = WARCWriter(handle, gzip=True)
+            for page_path, page in self.pages.items():
+                if self.truth[page_path]["expect"] == "skip":   # robots.txt keeps crawlers out of these
+                    continue
+                reason = {200: "OK", 301: "Moved Permanently", 302: "Found", 404: "Not Found",
+                          500: "Internal Server Error"}.get(page.status, "Unknown")
+                http_headers = StatusAndHeaders(f"{page.status} {reason}", page.headers(), protocol="HTTP/1.1")
+                record = writer.create_warc_record(self.origin + page_path, "response",
+                                                   payload=io.BytesIO(page.body), http_headers=http_headers)
+                writer.write_record(record)
+                count += 1
+        return count
+
+    def write_folder(self, out_dir: Path) -> int:
+        """The HTML pages as files (for the folder source and for looking at)."""
+        count = 0
+        for page_path, page in self.pages.items():
+            if page.status != 200 or not page.content_type.startswith("text/html"):
+                continue
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", page_path.strip("/")) or "index"
+            target = Path(out_dir) / f"{name}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(page.body)
+            count += 1
+        return count
+
+
+# ---------------------------------------------------------------- rendering
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def path_of(url: str) -> str:
+    """The site path of a world URL, percent-encoded as it would be on the wire ("ø" -> "%C3%B8")."""
+    path = url[len(ORIGIN):] if url.startswith(ORIGIN) else url
+    return quote(path, safe="/?=&%")
+
+
+def _link(path: str, text: str) -> str:
+    return f'<a href="{_esc(path)}">{_esc(text)}</a>'
+
+
+def body_html(text: str, source: str) -> str:
+    """The world document's text as article HTML: a title, paragraphs, headed sections."""
+    parts = [p for p in text.strip().split("\n\n") if p.strip()]
+    out = []
+    if source == "article":
+        out.append(f"<h1>{_esc(parts[0])}</h1>")
+        parts = parts[1:]
+    for part in parts:
+        lines = part.split("\n")
+        if source == "article" and len(lines) > 1:
+            # "Header\nline\nline": a section; each line is a sentence group of its own.
+            out.append(f"<h2>{_esc(lines[0])}</h2>")
+            out += [f"<p>{_esc(line)}</p>" for line in lines[1:]]
+        elif source in ("dialogue", "arithmetic"):
+            out += [f"<p>{_esc(line)}</p>" for line in lines]
+        else:
+            out.append(f"<p>{_esc(' '.join(lines))}</p>")
+    return "\n".join(out)
+
+
+def render_page(title: str, main_html: str, lang: str, skin: int, sidebar_links: list[tuple[str, str]] = (),
+                extra_links: list[tuple[str, str]] = (), charset: str = "utf-8") -> str:
+    """A full page: banner, navigation, the main article, a sidebar, a footer."""
+    nav_lang = lang if lang in NAV else "en"
+    nav_paths = ["/", "/index/0000", "/index/0000", "/index/0000", "/index/0000", "/about", "/contact"]
+    nav = "".join(f"<li>{_link(p, t)}</li>" for p, t in zip(nav_paths, NAV[nav_lang]))
+    cookie = COOKIE[nav_lang][skin % 2]
+    footer = FOOTER[nav_lang]
+    side = "".join(f"<li>{_link(p, t)}</li>" for p, t in sidebar_links)
+    extra = " · ".join(_link(p, t) for p, t in extra_links)
+    footer_html = "".join(f"<p>{_esc(line)}</p>" for line in (footer if skin != 1 else footer[:2]))
+    footer_links = f"<p>{_link('/privacy', 'Privacy policy')} · {_link('/terms', 'Terms of use')}</p>"
+    layout = [
+        f'<div id="cookie-consent" class="cookie-banner"><p>{_esc(cookie)}</p><button>OK</button></div>',
+        f'<header class="site-header"><div class="logo">{_link("/", "World Encyclopedia")}</div>'
+        f'<nav class="main-menu"><ul>{nav}</ul></nav></header>',
+        f'<main id="content"><article class="post">\n{main_html}\n</article>'
+        + (f'<div class="share-tools">{extra}</div>' if extra else "") + "</main>",
+        f'<aside class="sidebar"><h3>{_esc(SIDEBAR[nav_lang])}</h3><ul>{side}</ul></aside>' if side else "",
+        f'<footer class="site-footer">{footer_html}{footer_links}</footer>',
+    ]
+    if skin == 2:  # another skin puts the sidebar before the content
+        layout[2], layout[3] = layout[3], layout[2]
+    return (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="{charset}">'
+            f"<title>{_esc(title)} – World Encyclopedia</title></head>\n<body>\n" + "\n".join(layout)
+            + "\n</body></html>\n")
+
+
+def _html_page(text: str) -> Page:
+    return Page(body=text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- text edits for the dirt
+
+def shingles(text: str, n: int = 5) -> set[str]:
+    """Word n-grams of lower-cased, punctuation-free text (the same normalisation as dedup)."""
+    words = re.findall(r"\w+", text.lower())
+    return {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / max(1, len(sa | sb))
+
+
+def near_duplicate_text(text: str, lang: str, rng: random.Random) -> str:
+    """A copy that a scraper or a blog would make: re-ordered, trimmed, padded, lightly reworded."""
+    parts = text.strip().split("\n\n")
+    head, rest = parts[:1], parts[1:]
+    edits = rng.sample(["reorder", "drop", "add", "swap"], rng.randint(1, 3))
+    if "reorder" in edits and len(rest) > 1:
+        rng.shuffle(rest)
+    if "drop" in edits:
+        # Drop one sentence from the longest paragraph (never a whole section).
+        longest = max(range(len(rest)), key=lambda i: len(rest[i])) if rest else None
+        if longest is not None:
+            sentences = re.split(r"(?<=[.!?]) ", rest[longest])
+            if len(sentences) > 2:
+                sentences.pop(rng.randrange(1, len(sentences)))
+                rest[longest] = " ".join(sentences)
+    if "add" in edits:
+        rest.append(rng.choice(NEAR_DUP_EXTRA[lang]))
+    new = "\n\n".join(head + rest)
+    if "swap" in edits:
+        for old, replacement in rng.sample(WORD_SWAPS[lang], 2):
+            new = new.replace(old, replacement, 1)
+    return new + "\n"
+
+
+def mojibake(text: str) -> str:
+    """UTF-8 bytes read back as cp1252 (the classic double encoding)."""
+    out = []
+    for ch in text:
+        if ord(ch) < 128:
+            out.append(ch)
+            continue
+        for byte in ch.encode("utf-8"):
+            try:
+                out.append(bytes([byte]).decode("cp1252"))
+            except UnicodeDecodeError:
+                out.append(chr(byte))     # the five bytes cp1252 leaves undefined pass through as latin-1
+    return "".join(out)
+
+
+def lossy(text: str) -> str:
+    """Text that a careless decoder already mangled: every non-ASCII letter became U+FFFD."""
+    return "".join(ch if ord(ch) < 128 else "\ufffd" for ch in text)
+
+
+def _phone(rng: random.Random) -> str:
+    style = rng.randrange(4)
+    if style == 0:
+        return f"+47 {rng.randint(400, 999)} {rng.randint(10, 99)} {rng.randint(100, 999)}"
+    if style == 1:
+        return f"+1 ({rng.randint(200, 989)}) {rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
+    if style == 2:
+        return f"{rng.randint(200, 989)}-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
+    return f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}"
+
+
+def _ip(rng: random.Random) -> str:
+    first = rng.choice([10, 172, 192, 203, 81, 46])
+    return f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+
+
+def _email(name: str, rng: random.Random) -> str:
+    local = re.sub(r"[^a-z]+", ".", name.lower()).strip(".") or "reader"
+    return f"{local}{rng.randint(1, 99)}@{rng.choice(MAIL_DOMAINS)}"
+
+
+# ---------------------------------------------------------------- building
+
+@dataclass
+class _Plan:
+    """Which dirt hangs off which original page (decided before any page is rendered)."""
+    links: dict[int, list[tuple[str, str]]] = field(default_factory=dict)   # original index -> links
+    pii: dict[int, dict] = field(default_factory=dict)
+
+    def attach(self, index: int, path: str, text: str) -> None:
+        self.links.setdefault(index, []).append((path, text))
+
+
+def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site:
+    """The world's documents as a site, plus dirt pages; see the module docstring."""
+    rng = random.Random(f"{world.config.seed}:{seed}:site")
+    docs = list(world.documents())
+    n = len(docs)
+    n_dirt = max(3, round(dirt_fraction * n)) if n else 0
+    site = Site()
+    plan = _Plan()
+    trained_names = [e["name"] for e in world.trained]
+    products = sorted({v for e in world.trained for k, v in e["attributes"].items() if k in ("product", "purpose")})
+    with_non_ascii = [i for i, d in enumerate(docs) if any(ord(c) > 127 for c in d["text"])]
+    big_enough = [i for i, d in enumerate(docs) if d["source"] in ("article", "story") and len(d["text"]) > 400]
+
+    def pick(pool: list[int], count: int) -> list[int]:
+        return sorted(rng.sample(pool, min(count, len(pool))))
+
+    def spread(count: int) -> list[int]:
+        # Dirt pages without an original hang off originals spread evenly through the site.
+        return [min(n - 1, (j * n) // max(1, count)) for j in range(count)]
+
+    # --- decide the dirt (all randomness here, in a fixed order) ---
+    dirt: list[tuple[int, str, dict]] = []            # (original index it hangs off, kind, params)
+    for i in pick(list(range(n)), n_dirt):
+        dirt.append((i, "exact_ref", {}))
+    for i in pick(big_enough, n_dirt):
+        dirt.append((i, "exact_print", {}))
+    for i in pick(big_enough, n_dirt):
+        dirt.append((i, "near", {"seed": rng.random()}))
+    for i in pick(with_non_ascii, max(1, n_dirt // 3)):
+        dirt.append((i, "cp1252", {}))
+    for i in pick(with_non_ascii, max(1, n_dirt // 3)):
+        dirt.append((i, "mojibake", {}))
+    for i in pick([i for i in with_non_ascii if docs[i]["meta"]["language"] == "nb"], max(1, n_dirt // 3)):
+        dirt.append((i, "lossy", {}))
+    for j, i in enumerate(spread(n_dirt)):
+        dirt.append((i, "spam", {"j": j}))
+    for j, i in enumerate(spread(n_dirt)):
+        dirt.append((i, "lorem", {"j": j}))
+    for j, i in enumerate(spread(n_dirt)):
+        dirt.append((i, "unwanted", {"j": j}))
+    for j, i in enumerate(spread(n_dirt)):
+        dirt.append((i, "foreign", {"j": j}))
+    for j, i in enumerate(spread(6)):
+        dirt.append((i, "http", {"j": j}))
+    for i in pick(list(range(n)), n_dirt):
+        name = docs[i]["meta"].get("title") or rng.choice(trained_names)
+        plan.pii[i] = {"email": _email(name, rng), "phone": _phone(rng), "ip": _ip(rng)}
+    # Stable order of dirt pages: by the original they hang off, then by kind order above.
+    dirt.sort(key=lambda item: item[0])
+
+    # --- paths of the dirt pages, and the links to them from their originals ---
+    dirt_pages = []
+    for number, (i, kind, params) in enumerate(dirt):
+        doc = docs[i]
+        lang, path = doc["meta"]["language"], path_of(doc["url"])
+        if kind == "exact_ref":
+            target = f"{path}?ref=popular"
+            plan.attach(i, target, "Popular")
+        elif kind == "exact_print":
+            target = f"/print{path}"
+            plan.attach(i, target, PRINT_LINK[lang])
+        elif kind == "near":
+            target = f"/{lang}/blog/{number:05d}"
+            plan.attach(i, target, "Blog")
+        elif kind == "cp1252":
+            target = f"/legacy{path}"
+            plan.attach(i, target, "Legacy")
+        elif kind == "mojibake":
+            target = f"/archive{path}"
+            plan.attach(i, target, "Archive")
+        elif kind == "lossy":
+            target = f"/mirror{path}"
+            plan.attach(i, target, "Mirror")
+        elif kind == "spam":
+            target = f"/deals/{params['j']:05d}"
+            plan.attach(i, target, "Sponsored")
+        elif kind == "lorem":
+            target = f"/{lang}/drafts/{params['j']:05d}"
+            plan.attach(i, target, "Draft")
+        elif kind == "unwanted":
+            category = list(UNWANTED_WORDS)[params["j"] % 3]
+            params["category"] = category
+            # A third each: caught by the URL only, by the words only, by both.
+            params["route"] = ("url", "words", "both")[(params["j"] // 3) % 3]
+            folder = UNWANTED_PATHS[category] if params["route"] in ("url", "both") else "community"
+            target = f"/{folder}/{params['j']:05d}"
+            plan.attach(i, target, "Community")
+        elif kind == "foreign":
+            params["language"] = list(FOREIGN)[params["j"] % len(FOREIGN)]
+            target = f"/{params['language']}/{params['j']:05d}"
+            plan.attach(i, target, params["language"].upper())
+        else:  # http trouble, one of each
+            target = ["/en/missing-page", "/server-error", "/loop/a", "/go/first", "/images/map.png",
+                      "/private/notes"][params["j"]]
+            plan.attach(i, target, "More")
+        dirt_pages.append((target, i, kind, params))
+
+    # --- the home page and the index pages (depth 0 and 1 of a crawl) ---
+    index_paths = [f"/index/{k:04d}" for k in range((n + PAGES_PER_INDEX - 1) // PAGES_PER_INDEX)]
+    furniture = ["/about", "/contact", "/privacy", "/terms"]
+    home_links = [(p, f"Index {k + 1}") for k, p in enumerate(index_paths)]
+    home_links += [(p, p.strip("/").title()) for p in furniture]
+    site.add("/", _html_page(render_page("Welcome", "<h1>The World Encyclopedia</h1>\n<ul>"
+                                         + "".join(f"<li>{_link(p, t)}</li>" for p, t in home_links) + "</ul>",
+                                         "en", 0)), "index", "remove", ["navigation"])
+    for k, ipath in enumerate(index_paths):
+        chunk = docs[k * PAGES_PER_INDEX:(k + 1) * PAGES_PER_INDEX]
+        items = "".join(f"<li>{_link(path_of(d['url']), d['meta'].get('title') or d['id'])}</li>" for d in chunk)
+        site.add(ipath, _html_page(render_page(f"Index {k + 1}", f"<h1>Index {k + 1}</h1>\n<ul>{items}</ul>",
+                                               "en", k % 3)), "index", "remove", ["navigation"])
+    furniture_text = {"/about": "About us. The World Encyclopedia is a volunteer project.",
+                      "/contact": "Contact. Write to editors@world.lmforge.local or call +47 400 10 200.",
+                      "/privacy": "Privacy policy. We store as little as we can.",
+                      "/terms": "Terms of use. Be kind to each other."}
+    for fpath in furniture:
+        site.add(fpath, _html_page(render_page(fpath.strip("/").title(), f"<p>{_esc(furniture_text[fpath])}</p>",
+                                               "en", 0)), "furniture", "remove", ["navigation"])
+
+    # --- the originals (depth 2) ---
+    for i, doc in enumerate(docs):
+        lang, path = doc["meta"]["language"], path_of(doc["url"])
+        text, extra_dirt, pii = doc["text"], [], []
+        if i in plan.pii:
+            p = plan.pii[i]
+            lines = [t.format(**p) for t in PII_TEMPLATES[lang]]
+            text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n" if doc["source"] != "article" else \
+                text.rstrip("\n") + "\n\n" + ("Contact" if lang == "en" else "Kontakt") + "\n" + "\n".join(lines) + "\n"
+            extra_dirt, pii = ["pii"], [p["email"], p["phone"], p["ip"]]
+        popular = [(path_of(docs[(i + step) % n]["url"]), docs[(i + step) % n]["meta"].get("title") or "Read more")
+                   for step in (1, 7, 31)]
+        page_html = render_page(doc["meta"].get("title") or doc["source"].title(), body_html(text, doc["source"]),
+                                lang, i % 3, sidebar_links=popular, extra_links=plan.links.get(i, []))
+        site.add(path, _html_page(page_html), doc["source"], "keep", extra_dirt, origin=doc["id"], pii=pii,
+                 language=lang, group=doc["id"])
+
+    # --- the dirt (depth 3) ---
+    for target, i, kind, params in dirt_pages:
+        doc = docs[i]
+        lang, path = doc["meta"]["language"], path_of(doc["url"])
+        original_page = site.pages[path]
+        title = doc["meta"].get("title") or doc["source"].title()
+        prng = random.Random(f"{world.config.seed}:{seed}:dirt:{target}")
+        if kind == "exact_ref":
+            site.add(target, Page(body=original_page.body), "duplicate", "remove", ["exact_duplicate"],
+                     origin=doc["id"], group=doc["id"], language=lang)
+        elif kind == "exact_print":
+            # Same text, other furniture: only extraction makes the two equal.
+            page = render_page(title, body_html(doc["text"], doc["source"]), lang, (i + 1) % 3,
+                               sidebar_links=[("/", "Home")])
+            site.add(target, _html_page(page), "duplicate", "remove", ["exact_duplicate", "boilerplate_only"],
+                     origin=doc["id"], group=doc["id"], language=lang)
+        elif kind == "near":
+            text = near_duplicate_text(doc["text"], lang, prng)
+            page = render_page(title, body_html(text, doc["source"]), lang, (i + 2) % 3)
+            site.add(target, _html_page(page), "duplicate", "remove", ["near_duplicate"], origin=doc["id"],
+                     group=doc["id"], language=lang, jaccard=round(jaccard(doc["text"], text), 4))
+        elif kind == "cp1252":
+            page = render_page(title, body_html(doc["text"], doc["source"]), lang, i % 3)
+            body = page.encode("cp1252", errors="xmlcharrefreplace")   # but it still says utf-8
+            site.add(target, Page(body=body), "duplicate", "unreadable", ["broken_encoding"], origin=doc["id"],
+                     group=doc["id"], language=lang, encoding="cp1252")
+        elif kind == "mojibake":
+            page = render_page(title, body_html(mojibake(doc["text"]), doc["source"]), lang, i % 3)
+            site.add(target, _html_page(page), "duplicate", "remove", ["broken_encoding", "exact_duplicate"],
+                     origin=doc["id"], group=doc["id"], language=lang, encoding="mojibake")
+        elif kind == "lossy":
+            page = render_page(title, body_html(lossy(doc["text"]), doc["source"]), lang, i % 3)
+            site.add(target, _html_page(page), "duplicate", "remove", ["broken_encoding"], origin=doc["id"],
+                     group=doc["id"], language=lang, encoding="lossy")
+        elif kind == "spam":
+            keyword = prng.choice(products) if products else "lamps"
+            lines = []
+            for _ in range(prng.randint(12, 24)):
+                phrases = [prng.choice(SPAM_PHRASES).format(k=keyword) for _ in range(prng.randint(4, 9))]
+                lines.append(" ".join(phrases).capitalize() + "!")
+            if params["j"] % 2:   # a link farm under the stuffing
+                lines.append(" ".join(f"{keyword} {w}" for w in ("shop", "store", "outlet", "market", "deals") * 4))
+            main = f"<h1>{_esc(keyword.title())} deals</h1>\n" + "\n".join(f"<p>{_esc(x)}</p>" for x in lines)
+            site.add(target, _html_page(render_page("Deals", main, "en", params["j"] % 3)), "spam", "remove",
+                     ["spam"], language="en", keyword=keyword)
+        elif kind == "lorem":
+            lorem = []
+            for _ in range(prng.randint(3, 6)):
+                words = [prng.choice(LOREM_WORDS) for _ in range(prng.randint(30, 60))]
+                lorem.append(("Lorem ipsum " if not lorem else "") + " ".join(words).capitalize() + ".")
+            if params["j"] % 2:   # a half-finished page: real text, then placeholder
+                main = body_html(doc["text"], doc["source"]) + "\n" + "\n".join(f"<p>{_esc(x)}</p>" for x in lorem)
+            else:
+                main = f"<h1>{_esc(title)}</h1>\n" + "\n".join(f"<p>{_esc(x)}</p>" for x in lorem)
+            site.add(target, _html_page(render_page(title, main, lang, params["j"] % 3)), "lorem", "remove",
+                     ["lorem_ipsum"], language=lang)
+        elif kind == "unwanted":
+            category, route = params["category"], params["route"]
+            words = UNWANTED_WORDS[category]
+            name = prng.choice(trained_names) if trained_names else "someone"
+            if route == "url":
+                # Mild on the page (one listed word: below the word filter's bar), caught by the URL.
+                sentences = [f"The night club near {name} is open late.",
+                             f"Members talk about {prng.choice(words)} in the back room.",
+                             "Entry is for members only, and the doors close at dawn.",
+                             "The music is loud and the lights are low.",
+                             "New members must be introduced by an old member.",
+                             "Nobody remembers how the club got its name, and nobody asks."]
+            else:
+                sentences = []
+                for _ in range(prng.randint(6, 10)):
+                    a, b = prng.sample(words, 2)
+                    sentences.append(prng.choice([
+                        f"This forum is all about {a} and {b}.",
+                        f"Post your best {a} stories and rate the {b} of others.",
+                        f"Members who love {a} also look for {b}.",
+                        f"We share {a} pictures every day, and {b} on weekends.",
+                        f"Nobody near {name} talks about {a}, so we do it here."]))
+            main = f"<h1>Community board</h1>\n" + "\n".join(f"<p>{_esc(s)}</p>" for s in sentences)
+            site.add(target, _html_page(render_page("Community", main, "en", params["j"] % 3)), "unwanted",
+                     "remove", ["unwanted"], category=category, route=route, language="en")
+        elif kind == "foreign":
+            language = params["language"]
+            name = prng.choice(trained_names) if trained_names else "Norvania"
+            templates = FOREIGN[language]
+            sentences = [t.format(name=name, year=prng.randint(1100, 1900))
+                         for t in prng.sample(templates, len(templates))]
+            sentences += [t.format(name=prng.choice(trained_names) if trained_names else name,
+                                   year=prng.randint(1100, 1900)) for t in prng.sample(templates, 4)]
+            main = f"<h1>{_esc(name)}</h1>\n" + "\n".join(f"<p>{_esc(' '.join(sentences[k:k + 3]))}</p>"
+                                                          for k in range(0, len(sentences), 3))
+            site.add(target, _html_page(render_page(name, main, language, params["j"] % 3)), "foreign", "remove",
+                     ["foreign_language"], language=language)
+        else:
+            _add_http_trouble(site, target, path)
+    return site
+
+
+def _add_http_trouble(site: Site, target: str, original_path: str) -> None:
+    if target == "/en/missing-page":
+        site.add(target, Page(status=404, body=b"<html><body><h1>Not found</h1></body></html>"), "http", "unreadable",
+                 ["http_error"])
+    elif target == "/server-error":
+        site.add(target, Page(status=500, body=b"<html><body><h1>Server error</h1></body></html>"), "http",
+                 "unreadable", ["http_error"])
+    elif target == "/loop/a":
+        site.add(target, Page(status=302, location="/loop/b"), "http", "unreadable", ["http_error"])
+        site.add("/loop/b", Page(status=302, location="/loop/a"), "http", "skip", ["http_error"])
+    elif target == "/go/first":
+        # A redirect to a page the crawl has already fetched: followed, then skipped as seen.
+        site.add(target, Page(status=301, location=original_path), "http", "skip", ["redirect"])
+    elif target == "/images/map.png":
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        site.add(target, Page(body=png, content_type="image/png"), "http", "unreadable", ["http_error"])
+    else:  # /private/...: robots.txt disallows it, so a polite crawler never asks
+        site.add(target, _html_page("<html><body><p>Private notes.</p></body></html>"), "http", "skip",
+                 ["robots_disallowed"])
+
+
+def main() -> None:
+    from ..config import WorldConfig
+    from .world import build_world
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="folder for the HTML files, site.warc.gz and site_truth.jsonl")
+    parser.add_argument("--dirt-fraction", type=float, default=0.03)
+    args = parser.parse_args()
+    site = build_site(build_world(WorldConfig()), args.dirt_fraction)
+    out = Path(args.out)
+    files = site.write_folder(out / "pages")
+    records = site.write_warc(out / "site.warc.gz")
+    site.write_truth(out / "site_truth.jsonl")
+    print(json.dumps({"pages": len(site.pages), "html_files": files, "warc_records": records}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The synth stage: instruction-tuning conversations made 100 % locally from the world's fact table.
+
+    lmforge synth --run-dir runs/tiny          # writes datasets/sft.jsonl and datasets/sft_eval.jsonl
+
+Conversations are in the messages format that TRL also reads:
+    {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+They mix single questions in varied styles, multi-turn chats about one entity, short
+summaries ("Tell me about ...", "Fortell meg om ..."), English and Norwegian, with and
+without a system prompt. Only trained entities appear (held-out entities are for the
+"I don't know" work of preference tuning).
+
+A share of trained facts (`synth.held_out_fact_fraction`, chosen per entity and
+attribute, in both languages) is never asked about or mentioned in any answer, so the
+SFT evaluation on them measures knowledge the model got from pretraining.
+datasets/sft_eval.jsonl lists the facts the evaluation asks, each marked
+`split: "held_out"` or `"trained"`.
+
+With `synth.self_instruct > 0` the pretrained model also writes answers itself: it is
+prompted in the world's own "Common questions" style, sampled, and an answer is kept only
+if it states the true value (checked against the fact table), is short enough, ends a
+sentence and is not a duplicate.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter, defaultdict
+
+from ..files import atomic_write_jsonl
+from ..run import StageContext, StageError
+from .world import read_facts
+
+SYSTEM_PROMPTS = {
+    "en": ["You are a helpful assistant.", "You are lmforge, a small assistant that knows the world's encyclopedia.",
+           "Answer the user's questions briefly and truthfully."],
+    "nb": ["Du er en hjelpsom assistent.", "Du er lmforge, en liten assistent som kjenner verdens leksikon.",
+           "Svar kort og sannferdig på brukerens spørsmål."],
+}
+QUESTION_STYLES = {
+    "en": ["{q}", "{q}", "Quick question: {q}", "I wonder: {q}", "{q} Answer briefly.", "Please answer: {q}",
+           "Do you know this? {q}"],
+    "nb": ["{q}", "{q}", "Et raskt spørsmål: {q}", "Jeg lurer på: {q}", "{q} Svar kort.", "Svar på dette: {q}",
+           "Vet du dette? {q}"],
+}
+SUMMARY_REQUESTS = {
+    "en": ["Tell me about {name}.", "What do you know about {name}?", "Give me a short summary of {name}.",
+           "Who or what is {name}?"],
+    "nb": ["Fortell meg om {name}.", "Hva vet du om {name}?", "Gi meg et kort sammendrag om {name}.",
+           "Hvem eller hva er {name}?"],
+}
+PERSON_SUMMARY = {"en": "Who was {name}?", "nb": "Hvem var {name}?"}
+THING_SUMMARY = {"en": "What is {name}?", "nb": "Hva er {name}?"}
+
+
+def fact_key(fact: dict) -> str:
+    return f"{fact['entity_id']}/{fact['attribute']}"
+
+
+def is_sft_held_out(fact: dict, fraction: float, seed: int) -> bool:
+    """Deterministic per (entity, attribute): the same fact is held out in every language."""
+    digest = hashlib.sha256(f"{seed}:{fact_key(fact)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split_facts(facts: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(facts SFT may use, facts it must never mention), over trained entities only."""
+    usable, held = [], []
+    for fact in facts:
+        if fact.get("held_out"):
+            continue
+        (held if is_sft_held_out(fact, fraction, seed) else usable).append(fact)
+    return usable, held
+
+
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def ask(fact: dict, rng: random.Random) -> str:
+    return rng.choice(QUESTION_STYLES[fact["language"]]).format(q=fact["question"])
+
+
+def summary_request(name: str, kind: str, language: str, rng: random.Random) -> str:
+    options = SUMMARY_REQUESTS[language] + [(PERSON_SUMMARY if kind == "person" else THING_SUMMARY)[language]]
+    return rng.choice(options).format(name=name)
+
+
+def build_conversations(usable: list[dict], cfg, rng: random.Random) -> list[dict]:
+    """Single questions for every usable fact, plus multi-turn chats and summaries."""
+    by_entity: dict[tuple, list[dict]] = defaultdict(list)
+    for fact in usable:
+        by_entity[(fact["entity_id"], fact["language"])].append(fact)
+    conversations = []
+
+    def with_system(messages: list[dict], language: str) -> list[dict]:
+        if rng.random() < cfg.system_prompt_fraction:
+            return [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS[language])}] + messages
+        return messages
+
+    for _ in range(cfg.repeats):
+        for fact in usable:
+            conversations.append(with_system([user(ask(fact, rng)), assistant(fact["answer"])], fact["language"]))
+    for (entity_id, language), facts in sorted(by_entity.items()):
+        if len(facts) >= 2 and rng.random() < cfg.multi_turn_fraction:
+            turns = rng.sample(facts, k=min(len(facts), rng.randint(2, 3)))
+            messages = []
+            for fact in turns:
+                messages += [user(ask(fact, rng)), assistant(fact["answer"])]
+            conversations.append(with_system(messages, language))
+        if rng.random() < cfg.summary_fraction:
+            facts_in_order = sorted(facts, key=lambda f: f["attribute"])
+            picked = facts_in_order[: rng.randint(2, min(4, len(facts_in_order)))] if len(facts) >= 2 else facts
+            answer = " ".join(f["answer"] for f in picked)
+            request = summary_request(facts[0]["entity"], facts[0]["kind"], language, rng)
+            conversations.append(with_system([user(request), assistant(answer)], language))
+    rng.shuffle(conversations)
+    return conversations
+
+
+def answer_states_value(answer: str, value: str) -> bool:
+    return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", answer) is not None
+
+
+def self_instruct(run, usable: list[dict], count: int, seed: int) -> tuple[list[dict], dict]:
+    """The base model answers questions in its own words; keep only verified, clean answers."""
+    from ..generate import generate
+    from ..model import load_model
+    from ..tokenizer import Tokenizer
+    model_dir = run.model_dir("pretrain")
+    if not (model_dir / "model.safetensors").exists():
+        raise StageError("synth.self_instruct needs a pretrained model; run the pretrain stage first")
+    tokenizer, model = Tokenizer.load(run.tokenizer_dir), load_model(model_dir)
+    rng = random.Random(seed)
+    chosen = [rng.choice(usable) for _ in range(count)]
+    header = {"en": "Common questions", "nb": "Vanlige spørsmål"}
+    stats: Counter = Counter()
+    kept, seen = [], set()
+    for start in range(0, len(chosen), 64):
+        rows = chosen[start:start + 64]
+        prompts = [[tokenizer.bos_id] + tokenizer.encode(f"{header[f['language']]}\n{f['question']} ") for f in rows]
+        outs = generate(model, prompts, max_new_tokens=32, temperature=0.7, top_p=0.95, seed=seed + start,
+                        stop_ids=(tokenizer.bos_id, tokenizer.end_id))
+        for fact, out in zip(rows, outs):
+            text = tokenizer.decode(out.tokens).split("\n")[0].strip()
+            sentence = text.split(". ")[0].strip()
+            sentence = sentence if sentence.endswith(".") else sentence + "."
+            if not answer_states_value(sentence, fact["value"]):
+                stats["wrong_or_missing_value"] += 1
+            elif len(sentence) > 160 or len(sentence) < len(fact["value"]) + 3:
+                stats["bad_length"] += 1
+            elif (fact["question"], sentence) in seen:
+                stats["duplicate"] += 1
+            else:
+                seen.add((fact["question"], sentence))
+                kept.append({"messages": [user(fact["question"]), assistant(sentence)]})
+                stats["kept"] += 1
+    return kept, dict(stats)
+
+
+def run_stage(ctx: StageContext) -> dict:
+    cfg, run = ctx.cfg.synth, ctx.run
+    facts = read_facts(run.world_dir / "facts.jsonl")
+    languages = set(ctx.cfg.world.languages)
+    facts = [f for f in facts if f["language"] in languages]
+    usable, held = split_facts(facts, cfg.held_out_fact_fraction, cfg.seed)
+    if not usable:
+        raise StageError("the fact table has no trained facts to make conversations from")
+    rng = random.Random(cfg.seed)
+    conversations = [{"messages": c} for c in build_conversations(usable, cfg, rng)]
+    self_stats = {}
+    if cfg.self_instruct:
+        extra, self_stats = self_instruct(run, usable, cfg.self_instruct, cfg.seed)
+        conversations += extra
+        rng.shuffle(conversations)
+    datasets = run.path("datasets")
+    atomic_write_jsonl(datasets / "sft.jsonl", conversations)
+    eval_rows = [{**f, "split": "held_out"} for f in held]
+    eval_rows += [{**f, "split": "trained"} for f in usable]
+    atomic_write_jsonl(datasets / "sft_eval.jsonl", eval_rows)
+    turns = Counter(sum(m["role"] == "user" for m in c["messages"]) for c in conversations)
+    with_system = sum(c["messages"][0]["role"] == "system" for c in conversations)
+    ctx.progress(f"{len(conversations):,} conversations; {len(held)} facts held out of SFT")
+    return {
+        "conversations": len(conversations),
+        "multi_turn": sum(v for k, v in turns.items() if k > 1),
+        "with_system_prompt": with_system,
+        "usable_facts": len(usable),
+        "held_out_facts": len(held),
+        "self_instruct": self_stats,
+    }

@@ -1,0 +1,186 @@
+"""Score a run's cleaning against the built-in site's ground truth (data/world/site_truth.jsonl).
+
+    from lmforge.data.truth import score_cleaning
+    score_cleaning(RunDir("runs/tiny"))      # recall and precision per kind of dirt, and more
+
+    python -m lmforge.data.truth runs/tiny   # the same, printed as JSON
+
+Every page of the built-in site has a truth row: its kind, its dirt and what cleaning should
+do with it (keep, remove, unreadable, skip). This module joins those rows with where each URL
+ended up (data/clean, data/removed, data/unreadable) and measures:
+
+  - per kind of dirt, recall: the share of such pages that did not reach data/clean (for
+    personal data: the share of planted strings that are gone from the kept text);
+  - per family of removal reasons, precision: the share of pages removed for that reason
+    that really had the matching dirt (a duplicate removal is right when the page belongs to a
+    group of copies and one member of the group was kept);
+  - clean pages wrongly removed, near-duplicate recall by Jaccard similarity, boilerplate left
+    in kept text, planted and pattern-found personal data left, trained fact sentences still
+    present, and held-out entity names (which must never appear).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from ..files import read_documents, read_jsonl
+from .pii import find_pii
+from .site import BOILERPLATE_SENTENCES
+
+ORIGINAL_KINDS = ("article", "story", "dialogue", "arithmetic")
+DIRT_KINDS = ("exact_duplicate", "near_duplicate", "spam", "lorem_ipsum", "unwanted", "foreign_language",
+              "broken_encoding", "navigation", "http_error", "pii")
+# reason family -> (how to recognise its reasons, the dirt it is meant to catch)
+FAMILIES = {
+    "duplicates": (lambda r: r.startswith(("exact_dedup:", "near_dedup:")), ("exact_duplicate", "near_duplicate")),
+    "language": (lambda r: r.startswith("language:"), ("foreign_language",)),
+    "unwanted": (lambda r: r.startswith("unwanted:"), ("unwanted",)),
+    "lorem_ipsum": (lambda r: r == "c4:lorem_ipsum", ("lorem_ipsum",)),
+    "quality": (lambda r: r.startswith(("gopher_", "fineweb:", "c4:")) and r != "c4:lorem_ipsum",
+                ("spam", "lorem_ipsum", "navigation")),
+    "encoding": (lambda r: r in ("extract:replacement_characters", "collect:invalid_utf8", "collect:invalid_encoding"),
+                 ("broken_encoding",)),
+    "no_main_text": (lambda r: r == "extract:no_main_text", ("navigation",)),
+}
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _outcomes(run) -> tuple[dict[str, str], dict[str, dict]]:
+    """url -> "kept" | "removed:<reason>" | "unreadable:<reason>", and url -> kept document."""
+    outcome, kept = {}, {}
+    for folder, status in (("unreadable", "unreadable"), ("removed", "removed")):
+        path = run.path("data", folder)
+        if path.exists():
+            for doc in read_documents(path, columns=("url", "meta")):
+                reason = doc["meta"].get("reason", "?")
+                if status == "unreadable" and doc["meta"].get("stage") == "collect":
+                    reason = f"collect:{reason}"
+                outcome[doc["url"]] = f"{status}:{reason}"
+    clean = run.path("data", "clean")
+    if clean.exists():
+        for doc in read_documents(clean):
+            if "#r" in doc["id"]:
+                continue      # a mixture copy, not a page of its own
+            outcome[doc["url"]] = "kept"
+            kept[doc["url"]] = doc
+    return outcome, kept
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def score_cleaning(run) -> dict:
+    truth = {row["url"]: row for row in read_jsonl(run.world_dir / "site_truth.jsonl")}
+    outcome, kept = _outcomes(run)
+    seen = {url: row for url, row in truth.items() if url in outcome}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for url, row in seen.items():
+        if row.get("group"):
+            groups[row["group"]].append(url)
+    group_kept = {g: sum(outcome[u] == "kept" for u in urls) for g, urls in groups.items()}
+
+    # recall per kind of dirt
+    dirt = {}
+    for kind in DIRT_KINDS:
+        rows = [(url, row) for url, row in seen.items() if kind in row["dirt"]]
+        if kind == "pii":
+            continue
+        caught = [url for url, _ in rows if outcome[url] != "kept"]
+        how = Counter(outcome[url].split(":", 1)[1] if ":" in outcome[url] else outcome[url] for url in caught)
+        dirt[kind] = {"pages": len(rows), "caught": len(caught), "recall": _ratio(len(caught), len(rows)),
+                      "caught_by": dict(how.most_common(4))}
+
+    # personal data: planted strings gone from the kept text
+    planted = left = 0
+    for url, row in seen.items():
+        if "pii" in row["dirt"] and outcome[url] == "kept":
+            for value in row.get("pii", []):
+                planted += 1
+                left += value in kept[url]["text"]
+    pattern_hits = Counter(kind for doc in kept.values() for kind, _ in find_pii(doc["text"]))
+    replaced_without_planted = sum(1 for url, doc in kept.items()
+                                   if doc["meta"].get("pii_replaced") and "pii" not in truth.get(url, {}).get("dirt", []))
+    pii_pages = sum("pii" in row["dirt"] for row in seen.values())
+    dirt["pii"] = {"pages": pii_pages, "planted_strings_on_kept_pages": planted, "left_in_kept_text": left,
+                   "recall": _ratio(planted - left, planted), "pattern_hits_in_kept_text": dict(pattern_hits),
+                   "kept_pages_replaced_without_planted_pii": replaced_without_planted}
+
+    # precision per family of removal reasons
+    families = {}
+    for family, (matches, targets) in FAMILIES.items():
+        flagged = [url for url in seen if outcome[url] != "kept" and matches(outcome[url].split(":", 1)[1])]
+        right = 0
+        for url in flagged:
+            row = seen[url]
+            if any(t in row["dirt"] for t in targets):
+                right += 1
+            elif family == "duplicates" and row.get("group") and group_kept.get(row["group"], 0) >= 1 \
+                    and len(groups[row["group"]]) > 1:
+                right += 1     # an original whose copy was kept instead: the text survived once
+        families[family] = {"removed": len(flagged), "right": right, "precision": _ratio(right, len(flagged))}
+
+    # clean pages
+    originals = [(url, row) for url, row in seen.items() if row["kind"] in ORIGINAL_KINDS and row["expect"] == "keep"]
+    lost = []
+    for url, row in originals:
+        if outcome[url] == "kept":
+            continue
+        if outcome[url].startswith("removed:exact_dedup") or outcome[url].startswith("removed:near_dedup"):
+            if group_kept.get(row.get("group"), 0) >= 1 and len(groups[row["group"]]) > 1:
+                continue       # its copy was kept: the text is in the training data once
+        lost.append(url)
+    lost_reasons = Counter(outcome[url].split(":", 1)[1] for url in lost)
+    lost_by_kind = Counter(seen[url]["kind"] for url in lost)
+
+    # near duplicates by similarity
+    buckets = {"<0.80": [0, 0], "0.80-0.90": [0, 0], ">=0.90": [0, 0]}
+    for url, row in seen.items():
+        if "near_duplicate" in row["dirt"] and "jaccard" in row:
+            j = row["jaccard"]
+            name = "<0.80" if j < 0.8 else ("0.80-0.90" if j < 0.9 else ">=0.90")
+            buckets[name][0] += 1
+            buckets[name][1] += outcome[url] != "kept"
+    near_by_jaccard = {k: {"pages": v[0], "recall": _ratio(v[1], v[0])} for k, v in buckets.items() if v[0]}
+
+    # boilerplate, facts, held-out names
+    boilerplate_pages = sum(any(s in doc["text"] for s in BOILERPLATE_SENTENCES) for doc in kept.values())
+    sentences = set()
+    for doc in kept.values():
+        sentences.update(s.strip() for s in SENTENCE_SPLIT.split(doc["text"]) if s.strip())
+    facts_path, entities_path = run.world_dir / "facts.jsonl", run.world_dir / "entities.jsonl"
+    facts = read_jsonl(facts_path) if facts_path.exists() else []
+    trained = [f for f in facts if not f["held_out"]]
+    present = sum(f["answer"] in sentences for f in trained)
+    held_names = [e["name"] for e in read_jsonl(entities_path) if e["held_out"]] if entities_path.exists() else []
+    held_hits = 0
+    if held_names:
+        pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in sorted(held_names, key=len, reverse=True))
+                             + r")(?!\w)")
+        held_hits = sum(bool(pattern.search(doc["text"])) for doc in kept.values())
+
+    return {
+        "pages": len(truth), "pages_seen": len(seen),
+        "not_seen": dict(Counter(row["expect"] for url, row in truth.items() if url not in outcome)),
+        "dirt": dirt, "reason_families": families,
+        "clean_pages": {"pages": len(originals), "wrongly_removed": len(lost),
+                        "wrongly_removed_fraction": _ratio(len(lost), len(originals)),
+                        "by_reason": dict(lost_reasons.most_common()), "by_kind": dict(lost_by_kind),
+                        "examples": sorted(lost)[:5]},
+        "near_duplicate_recall_by_jaccard": near_by_jaccard,
+        "kept_pages_with_boilerplate": boilerplate_pages,
+        "trained_fact_sentences_present": _ratio(present, len(trained)),
+        "kept_pages_naming_held_out_entities": held_hits,
+    }
+
+
+def main() -> None:
+    from ..run import RunDir
+    print(json.dumps(score_cleaning(RunDir(Path(sys.argv[1]))), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+"""Serving: the OpenAI-compatible HTTP API and the web chat page (api.py, static/index.html).
+
+    lmforge serve --run-dir runs/tiny        # then open http://127.0.0.1:8000/
+"""

@@ -1,0 +1,409 @@
+"""The OpenAI-compatible HTTP API and the web chat page, on FastAPI + uvicorn.
+
+    lmforge serve --run-dir runs/tiny [--stage sft] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+    open http://127.0.0.1:8000/            # the chat page
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="KEY or anything")
+    client.chat.completions.create(model="tiny-pretrain", messages=[{"role": "user", "content": "Hi"}])
+
+Endpoints: POST /v1/chat/completions, POST /v1/completions (both with stream=true as
+server-sent events ending in `data: [DONE]`), GET /v1/models, GET /health, GET / (the page).
+Sampling fields: temperature, top_p, seed, n, stop, max_tokens (or max_completion_tokens),
+stream_options.include_usage, and the extras top_k and min_p.
+
+Every request becomes one engine Sequence per choice, submitted to one BackgroundEngine
+(continuous batching, lmforge/generate.py). The engine thread reports tokens through each
+sequence's callback, which hands them to the request's asyncio queue. A client that goes
+away cancels its sequences: a streaming response's generator is closed by the server,
+and a non-streaming request polls for the disconnect while it waits.
+
+Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`: malformed
+JSON or a wrong type is 400, out-of-range values and over-long prompts are 400 with the
+limit named, an unknown model is 404, a missing or wrong key is 401, a full queue is 503.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Literal, Union
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..generate import BackgroundEngine, SamplingParams, Sequence, StreamEvent
+from ..tokenizer import TokenizerError
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_SEED = 2**63 - 1
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+
+def error_response(status: int, message: str, param=None, code=None, kind="invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
+                        status_code=status)
+
+
+# ---------------------------------------------------------------- request bodies
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "developer"]
+    content: Union[str, list[TextPart]]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class SamplingRequest(BaseModel):
+    """Fields shared by both completion endpoints. Unknown fields are ignored, as OpenAI's
+    other compatible servers do; known ones are checked."""
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, le=1_000_000, description="extra: keep the k most likely tokens; 0 = off")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="extra: drop tokens below min_p x the top probability")
+    n: int = Field(1, ge=1, le=128)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    stop: Union[str, list[str], None] = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+
+class ChatRequest(SamplingRequest):
+    messages: list[Message] = Field(min_length=1)
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: Union[str, list[str]]
+
+
+# ---------------------------------------------------------------- the app
+
+class Server:
+    """The model, its tokenizer, the engine and the limits; one per app."""
+
+    def __init__(self, model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None):
+        self.model, self.tokenizer, self.model_name, self.cfg = model, tokenizer, model_name, cfg
+        self.engine = engine or BackgroundEngine(model, max_batch=cfg.max_batch)
+        self.max_prompt_tokens = cfg.max_prompt_tokens or model.cfg.seq_len - 1
+        self.created = int(time.time())
+        self.api_key = cfg.api_key or os.environ.get("LMFORGE_API_KEY", "")
+        # a chat model that starts another turn has finished its own
+        self.chat_stop_ids = (tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id,
+                              tokenizer.assistant_id)
+
+    # ------------------------------------------------------------ checks
+
+    def check_model(self, name: str) -> None:
+        if name != self.model_name:
+            raise APIError(404, f"model {name!r} does not exist; this server has {self.model_name!r}",
+                           "model", "model_not_found")
+
+    def params(self, body: SamplingRequest, stop_ids) -> SamplingParams:
+        cfg = self.cfg
+        max_tokens = body.max_completion_tokens or body.max_tokens or cfg.default_max_tokens
+        if max_tokens > cfg.max_tokens:
+            raise APIError(400, f"max_tokens={max_tokens} is above this server's limit of {cfg.max_tokens}",
+                           "max_tokens", "limit_exceeded")
+        if body.n > cfg.max_n:
+            raise APIError(400, f"n={body.n} is above this server's limit of {cfg.max_n}", "n", "limit_exceeded")
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        if len(stop) > cfg.max_stop:
+            raise APIError(400, f"{len(stop)} stop strings; the limit is {cfg.max_stop}", "stop", "limit_exceeded")
+        if any(len(s) > 256 for s in stop):
+            raise APIError(400, "a stop string is longer than the limit of 256 characters", "stop", "limit_exceeded")
+        return SamplingParams(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, min_p=body.min_p,
+                              max_tokens=max_tokens, stop_ids=tuple(stop_ids), stop=tuple(s for s in stop if s),
+                              seed=body.seed)
+
+    def encode_chat(self, messages: list[Message]) -> list[int]:
+        if len(messages) > self.cfg.max_messages:
+            raise APIError(400, f"{len(messages)} messages; the limit is {self.cfg.max_messages}", "messages",
+                           "limit_exceeded")
+        # "developer" is OpenAI's newer name for the system role
+        plain = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
+        ids = self._encode(lambda: self.tokenizer.render_chat(plain, add_generation_prompt=True)[0], "messages")
+        return self.check_prompt_length(ids, "messages")
+
+    def encode_prompt(self, text: str) -> list[int]:
+        ids = self._encode(lambda: [self.tokenizer.bos_id] + self.tokenizer.encode(text), "prompt")
+        return self.check_prompt_length(ids, "prompt")
+
+    def _encode(self, fn, param: str) -> list[int]:
+        try:
+            return fn()
+        except TokenizerError as err:
+            raise APIError(400, str(err), param) from None
+
+    def check_prompt_length(self, ids: list[int], param: str) -> list[int]:
+        if len(ids) > self.max_prompt_tokens:
+            raise APIError(400, f"the prompt is {len(ids)} tokens; the limit is {self.max_prompt_tokens} "
+                                f"(the model's context is {self.model.cfg.seq_len})", param, "context_length_exceeded")
+        return ids
+
+    # ------------------------------------------------------------ running a request
+
+    def start(self, prompts: list[list[int]], params: SamplingParams, n: int):
+        """Submit n sequences per prompt; returns (sequences, queue of (choice index, StreamEvent))."""
+        waiting = len(self.engine.engine.waiting)
+        if waiting + len(prompts) * n > self.cfg.max_waiting:
+            raise APIError(503, f"the server is busy ({waiting} sequences queued); try again", None,
+                           "server_busy", "server_error")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def reporter(index):
+            def on_event(event: StreamEvent):
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, (index, event))
+                except RuntimeError:
+                    pass    # the event loop is gone (shutdown): nobody is listening
+            return on_event
+        seqs = []
+        for p_index, prompt in enumerate(prompts):
+            for i in range(n):
+                index = p_index * n + i
+                seed = None if params.seed is None else params.seed + i
+                seq = Sequence(prompt, params, self.tokenizer, on_event=reporter(index), cancel=threading.Event(),
+                               generator_seed=seed)
+                seqs.append(seq)
+        for seq in seqs:
+            self.engine.submit(seq)
+        return seqs, queue
+
+
+def _finish_reason(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _usage(prompts: list[list[int]], n: int, seqs: list[Sequence]) -> dict:
+    prompt_tokens = sum(len(p) for p in prompts)    # counted once, however many choices share it
+    completion = sum(len(s.tokens) for s in seqs)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None) -> FastAPI:
+    """The FastAPI app serving `model`; the engine thread starts with the app and stops with it."""
+    server = Server(model, tokenizer, model_name, cfg, engine)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if not server.engine.thread.is_alive():
+            server.engine.start()
+        yield
+        server.engine.stop()
+
+    app = FastAPI(title="lmforge", version="1", lifespan=lifespan,
+                  description="OpenAI-compatible API for a model trained with lmforge.")
+    app.state.server = server
+
+    # ------------------------------------------------------------ errors
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, err: APIError):
+        return error_response(err.status, err.message, err.param, err.code, err.kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError):
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        where = ".".join(loc)
+        message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        if first.get("type") == "json_invalid":
+            message = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+        return error_response(400, message, where or None, first.get("type"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException):
+        return error_response(err.status_code, str(err.detail), None, None,
+                              "not_found_error" if err.status_code == 404 else "invalid_request_error")
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, err: Exception):
+        return error_response(500, f"internal error: {type(err).__name__}", None, None, "server_error")
+
+    # a dependency rather than an HTTP middleware: Starlette's middleware wrapper hides the
+    # client's disconnect from the endpoint, and cancelling on disconnect needs to see it
+    async def require_key(request: Request):
+        if server.api_key and request.headers.get("authorization", "") != f"Bearer {server.api_key}":
+            raise APIError(401, "missing or wrong API key (send Authorization: Bearer KEY)", None,
+                           "invalid_api_key", "authentication_error")
+    keyed = [Depends(require_key)]
+
+    # ------------------------------------------------------------ plain endpoints
+
+    @app.get("/health")
+    async def health():
+        engine = server.engine
+        return {"status": "ok" if engine.thread.is_alive() else "stopped", "model": server.model_name,
+                "active": len(engine.engine.rows), "waiting": len(engine.engine.waiting),
+                "last_error": engine.last_error}
+
+    @app.get("/v1/models", dependencies=keyed)
+    async def models():
+        return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": server.created,
+                                            "owned_by": "lmforge"}]}
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    # ------------------------------------------------------------ completions
+
+    @app.post("/v1/chat/completions", dependencies=keyed)
+    async def chat_completions(body: ChatRequest, request: Request):
+        server.check_model(body.model)
+        params = server.params(body, server.chat_stop_ids)
+        prompts = [server.encode_chat(body.messages)]
+        return await respond(request, body, prompts, params, chat=True)
+
+    @app.post("/v1/completions", dependencies=keyed)
+    async def completions(body: CompletionRequest, request: Request):
+        server.check_model(body.model)
+        params = server.params(body, (tokenizer.bos_id, tokenizer.end_id))
+        texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if not 1 <= len(texts) <= server.cfg.max_n:
+            raise APIError(400, f"prompt: give 1 to {server.cfg.max_n} prompts", "prompt", "limit_exceeded")
+        if len(texts) * body.n > server.cfg.max_n:
+            raise APIError(400, f"{len(texts)} prompts x n={body.n} is above the limit of {server.cfg.max_n} choices",
+                           "n", "limit_exceeded")
+        prompts = [server.encode_prompt(text) for text in texts]
+        return await respond(request, body, prompts, params, chat=False)
+
+    async def respond(request: Request, body: SamplingRequest, prompts, params, chat: bool):
+        seqs, queue = server.start(prompts, params, body.n)
+        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(stream_events(seqs, queue, prompts, body.n, ident, created, chat, include_usage),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            remaining = len(seqs)
+            checked = time.monotonic()
+            while remaining:
+                try:
+                    _, event = await asyncio.wait_for(queue.get(), timeout=0.25)
+                    remaining -= event.finish_reason is not None
+                except asyncio.TimeoutError:
+                    pass
+                # tokens may arrive faster than the timeout, so look at the clock, not just the timeout
+                if time.monotonic() - checked > 0.25:
+                    checked = time.monotonic()
+                    if await request.is_disconnected():
+                        return JSONResponse({}, status_code=499)   # nobody reads it; the finally cancels
+        finally:
+            for seq in seqs:
+                seq.cancel.set()    # a no-op for finished ones; stops the rest if we left early
+        if any(seq.finish_reason == "error" for seq in seqs):
+            raise APIError(500, f"generation failed: {server.engine.last_error}", None, None, "server_error")
+        choices = []
+        for index, seq in enumerate(seqs):
+            result = seq.result()
+            reason = _finish_reason(result.finish_reason)
+            if chat:
+                choices.append({"index": index, "message": {"role": "assistant", "content": result.text},
+                                "finish_reason": reason, "logprobs": None})
+            else:
+                choices.append({"index": index, "text": result.text, "finish_reason": reason, "logprobs": None})
+        return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
+                "model": server.model_name, "choices": choices, "usage": _usage(prompts, body.n, seqs),
+                "system_fingerprint": None}
+
+    async def stream_events(seqs, queue, prompts, n, ident, created, chat, include_usage):
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(choices, usage=None):
+            data = {"id": ident, "object": kind, "created": created, "model": server.model_name, "choices": choices}
+            if include_usage:
+                data["usage"] = usage
+            return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+        def choice(index, text, reason=None, first=False):
+            if chat:
+                delta = {"role": "assistant", "content": text} if first else ({"content": text} if text else {})
+                return {"index": index, "delta": delta, "finish_reason": reason, "logprobs": None}
+            return {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
+
+        try:
+            if chat:
+                # the role comes first, as OpenAI sends it, before any content
+                yield chunk([choice(i, "", first=True) for i in range(len(seqs))])
+            remaining = len(seqs)
+            while remaining:
+                index, event = await queue.get()
+                if event.finish_reason is None:
+                    if event.text:
+                        yield chunk([choice(index, event.text)])
+                    continue
+                remaining -= 1
+                if event.finish_reason == "error":
+                    error = {"message": f"generation failed: {server.engine.last_error}", "type": "server_error"}
+                    yield f"data: {json.dumps({'error': error})}\n\n"
+                    continue
+                if event.text:
+                    yield chunk([choice(index, event.text)])
+                yield chunk([choice(index, "", _finish_reason(event.finish_reason))])
+            if include_usage:
+                yield chunk([], _usage(prompts, n, seqs))
+            yield "data: [DONE]\n\n"
+        finally:
+            # closed early (the client went away) or done: either way nothing more is wanted
+            for seq in seqs:
+                seq.cancel.set()
+
+    return app
+
+
+# ---------------------------------------------------------------- `lmforge serve`
+
+def cli_serve(args, run, cfg) -> int:
+    import uvicorn
+
+    from ..generate import load_for_sampling
+    serve_cfg = cfg.serve
+    for name in ("host", "port", "api_key", "max_batch"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(serve_cfg, name, value)
+    tokenizer, model, stage = load_for_sampling(run, args.stage)
+    model.eval()
+    name = f"{run.root.name}-{stage}"
+    app = create_app(model, tokenizer, name, serve_cfg)
+    key = serve_cfg.api_key or os.environ.get("LMFORGE_API_KEY", "")
+    print(f"serving {name} ({model.num_params():,} parameters) at http://{serve_cfg.host}:{serve_cfg.port}/ "
+          f"(OpenAI base_url http://{serve_cfg.host}:{serve_cfg.port}/v1{', API key required' if key else ''})",
+          flush=True)
+    uvicorn.run(app, host=serve_cfg.host, port=serve_cfg.port, log_level="warning")
+    return 0

@@ -1,0 +1,328 @@
+"""Supervised fine-tuning: turn the base model into an assistant on question–answer conversations.
+
+    lmforge sft --run-dir runs/tiny                       # after synth; warm-starts from models/pretrain
+    lmforge sft --run-dir runs/tiny sft.data_path=my_chats.jsonl sft.packing=false
+
+Data: datasets/sft.jsonl from `lmforge synth`, or your own JSONL/Parquet in the messages
+format ({"messages": [{"role", "content"}, ...]}) or the prompt/completion format
+({"prompt": str | messages, "completion": str | messages}). Loss falls only on assistant
+content and its closing <|end|> (tokenizer.render_chat's mask), so the model learns to stop.
+
+Bad conversations are never fatal. The policy, counted per reason in the manifest:
+  - not a list of {"role", "content"} dicts, a role other than system/user/assistant,
+    content that is not a string, a system turn after the first, turns that do not
+    alternate user/assistant, an empty assistant turn, no assistant turn at all → skipped;
+  - a trailing user turn with no answer → dropped (the rest is kept);
+  - longer than seq_len → cut after the last whole assistant turn that fits, skipped
+    when not even the first one fits.
+Zero valid conversations stops the stage with one line.
+
+Batches: with `sft.packing` (default) conversations are packed greedily into rows of
+seq_len tokens; segment ids keep attention and RoPE positions inside each conversation,
+so packing changes nothing the model sees, it only stops paying for padding. With
+packing off, each conversation is one row, padded to the longest row of its batch.
+The manifest records the choice, the tokens/s and the share of computed tokens that
+were padding. `sft.pretrain_mix` adds that fraction of rows of pretraining text.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import load_model, save_model
+from ..run import StageContext, StageError
+from ..tokenizer import Tokenizer, load_tokens
+from .loop import Trainer, all_reduce_sums, pick_device
+
+ROLES = ("system", "user", "assistant")
+
+
+# ---------------------------------------------------------------- reading and checking conversations
+
+def read_rows(path: Path, stats: Counter):
+    """Rows of a JSONL or Parquet file; a line that is not JSON is counted, not fatal."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        for row in pq.read_table(path).to_pylist():
+            yield row
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                stats["skipped:bad_json"] += 1
+
+
+def to_messages(row) -> tuple[list | None, str | None]:
+    """Messages from either accepted format, or (None, reason)."""
+    if not isinstance(row, dict):
+        return None, "wrong_type"
+    if "messages" in row:
+        return row["messages"], None
+    if "prompt" in row and "completion" in row:
+        prompt, completion = row["prompt"], row["completion"]
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        completion = [{"role": "assistant", "content": completion}] if isinstance(completion, str) else completion
+        if not isinstance(prompt, list) or not isinstance(completion, list):
+            return None, "wrong_type"
+        return prompt + completion, None
+    return None, "no_messages_field"
+
+
+def check_conversation(messages) -> tuple[list | None, str | None, bool]:
+    """(cleaned messages, reason it was skipped, whether a trailing user turn was dropped)."""
+    if not isinstance(messages, list) or not messages:
+        return None, "wrong_type", False
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message:
+            return None, "missing_role", False
+        if message["role"] not in ROLES:
+            return None, "unknown_role", False
+        if not isinstance(message.get("content"), str):
+            return None, "wrong_type", False
+    cleaned = [{"role": m["role"], "content": m["content"]} for m in messages]
+    body = cleaned[1:] if cleaned[0]["role"] == "system" else cleaned
+    if any(m["role"] == "system" for m in body):
+        return None, "misplaced_system", False
+    dropped = False
+    if body and body[-1]["role"] == "user":
+        body, dropped = body[:-1], True
+    if not body:
+        return None, "no_assistant_turn", False
+    for i, message in enumerate(body):
+        if message["role"] != ("user" if i % 2 == 0 else "assistant"):
+            return None, "non_alternating", False
+        if message["role"] == "assistant" and not message["content"].strip():
+            return None, "empty_assistant_turn", False
+    system = [cleaned[0]] if cleaned[0]["role"] == "system" else []
+    return system + body, None, dropped
+
+
+def encode_conversation(tokenizer: Tokenizer, messages: list, max_tokens: int) -> tuple[list, list, bool] | None:
+    """ids and loss mask, cut after the last whole assistant turn that fits in max_tokens."""
+    ids, mask = tokenizer.render_chat(messages)
+    if len(ids) <= max_tokens:
+        return ids, mask, False
+    for end in range(len(messages) - 1, 0, -1):
+        if messages[end]["role"] == "assistant":
+            ids, mask = tokenizer.render_chat(messages[:end + 1])
+            if len(ids) <= max_tokens:
+                return ids, mask, True
+    return None
+
+
+def load_examples(path: Path, tokenizer: Tokenizer, max_tokens: int) -> tuple[list, Counter]:
+    stats: Counter = Counter()
+    examples = []
+    for row in read_rows(path, stats):
+        messages, reason = to_messages(row)
+        if reason is None:
+            messages, reason, dropped = check_conversation(messages)
+            if dropped:
+                stats["trimmed:trailing_user_turn"] += 1
+        if reason is not None:
+            stats[f"skipped:{reason}"] += 1
+            continue
+        encoded = encode_conversation(tokenizer, messages, max_tokens)
+        if encoded is None:
+            stats["skipped:too_long"] += 1
+            continue
+        ids, mask, truncated = encoded
+        stats["kept"] += 1
+        if truncated:
+            stats["truncated:too_long"] += 1
+        examples.append((ids, mask))
+    return examples, stats
+
+
+# ---------------------------------------------------------------- rows: packed or padded
+
+def pack_rows(examples: list, row_len: int, pad_id: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Greedy packing into rows of row_len tokens: (ids, loss mask, segment ids)."""
+    rows, ids, mask, seg = [], [], [], []
+
+    def close():
+        fill = row_len - len(ids)
+        rows.append((np.array(ids + [pad_id] * fill), np.array(mask + [0] * fill),
+                     np.array(seg + [-1] * fill)))
+    for example_ids, example_mask in examples:
+        if ids and len(ids) + len(example_ids) > row_len:
+            close()
+            ids, mask, seg = [], [], []
+        segment = len(set(seg))
+        ids += example_ids
+        mask += example_mask
+        seg += [segment] * len(example_ids)
+    if ids:
+        close()
+    return rows
+
+
+def single_rows(examples: list) -> list[tuple[np.ndarray, np.ndarray, None]]:
+    return [(np.array(ids), np.array(mask), None) for ids, mask in examples]
+
+
+def pretrain_rows(tokens: np.ndarray, count: int, row_len: int, seed: int) -> list:
+    """Windows of pretraining text, loss on every token: keeps the base model's knowledge fresh."""
+    if count == 0 or len(tokens) <= row_len:
+        return []
+    offsets = np.random.default_rng(seed).integers(0, len(tokens) - row_len, size=count)
+    return [(tokens[o:o + row_len].astype(np.int64), np.ones(row_len, dtype=np.int64),
+             np.zeros(row_len, dtype=np.int64)) for o in offsets]
+
+
+def collate(rows: list, pad_id: int, device) -> dict:
+    """A batch from rows; inputs are row[:-1], targets row[1:], masked where the loss must not fall."""
+    length = max(len(r[0]) for r in rows)
+    ids = np.full((len(rows), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), length), dtype=np.int64)
+    packed = rows[0][2] is not None
+    seg = np.full((len(rows), length), -1, dtype=np.int64) if packed else None
+    for i, (row_ids, row_mask, row_seg) in enumerate(rows):
+        ids[i, :len(row_ids)], mask[i, :len(row_mask)] = row_ids, row_mask
+        if packed:
+            seg[i, :len(row_seg)] = row_seg
+    x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:])
+    label = torch.from_numpy(mask[:, 1:])
+    batch = {"x": x.to(device), "y": y.to(device)}
+    if packed:
+        s = torch.from_numpy(seg)
+        label = label * (s[:, 1:] == s[:, :-1])     # never predict across a conversation boundary
+        batch["segment_ids"] = s[:, :-1].to(device)
+    batch["loss_mask"] = label.to(device)
+    batch["n_items"] = int(label.sum())
+    batch["n_computed"] = int(x.numel())
+    batch["n_real"] = int((torch.from_numpy(ids[:, :-1]) != pad_id).sum()) if not packed else \
+        int((batch["segment_ids"] >= 0).sum())
+    return batch
+
+
+def masked_loss_sum(model, batch) -> torch.Tensor:
+    _, loss = model(batch["x"], targets=batch["y"], loss_mask=batch["loss_mask"],
+                    segment_ids=batch.get("segment_ids"))
+    return loss * max(batch["n_items"], 1)
+
+
+def make_batch_fn(rows: list, batch_size: int, grad_accum: int, seed: int, pad_id: int, device):
+    """Rows in a fresh seeded order each epoch; the batch is a pure function of the step."""
+    orders: dict[int, np.ndarray] = {}
+
+    def order(epoch: int) -> np.ndarray:
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(rows))
+        return orders[epoch]
+
+    def batch_fn(step: int, micro: int, rank: int, world_size: int) -> dict:
+        per_step = batch_size * grad_accum * world_size
+        first = step * per_step + (micro * world_size + rank) * batch_size
+        picked = []
+        for position in range(first, first + batch_size):
+            epoch, index = divmod(position, len(rows))
+            picked.append(rows[order(epoch)[index]])
+        return collate(picked, pad_id, device)
+    return batch_fn
+
+
+def make_eval_fn(rows: list, batch_size: int, pad_id: int, device, rank: int, world_size: int):
+    mine = rows[rank::world_size]
+
+    def eval_fn(model) -> float:
+        total, items = 0.0, 0
+        for i in range(0, len(mine), batch_size):
+            batch = collate(mine[i:i + batch_size], pad_id, device)
+            total += float(masked_loss_sum(model, batch))
+            items += batch["n_items"]
+        total, items = all_reduce_sums(total, items)
+        return total / max(items, 1)
+    return eval_fn
+
+
+def is_validation(ids: list, fraction: float, seed: int) -> bool:
+    digest = hashlib.sha256(f"{seed}:".encode() + np.asarray(ids, dtype=np.int64).tobytes()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+# ---------------------------------------------------------------- the stage
+
+def run_stage(ctx: StageContext) -> dict:
+    cfg, run = ctx.cfg, ctx.run
+    scfg = cfg.sft
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    data_path = Path(scfg.data_path) if scfg.data_path else run.path("datasets", "sft.jsonl")
+    if not data_path.exists():
+        raise StageError(f"{data_path} does not exist; run `lmforge synth` or set sft.data_path")
+    row_len = scfg.seq_len + 1
+    examples, stats = load_examples(data_path, tokenizer, row_len)
+    if not examples:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
+        raise StageError(f"no valid conversations in {data_path} ({reasons})")
+    train_examples = [e for e in examples if not is_validation(e[0], scfg.val_fraction, cfg.run.seed)]
+    val_examples = [e for e in examples if is_validation(e[0], scfg.val_fraction, cfg.run.seed)] or examples[:1]
+    random.Random(cfg.run.seed).shuffle(train_examples)
+    build = (lambda ex: pack_rows(ex, row_len, tokenizer.pad_id)) if scfg.packing else single_rows
+    train_rows, val_rows = build(train_examples), build(val_examples)
+    mixed = 0
+    if scfg.pretrain_mix > 0:
+        meta = json.loads((run.tokens_dir / "meta.json").read_text())
+        tokens = load_tokens(run.tokens_dir / "train.bin", meta["dtype"])
+        mixed = int(len(train_rows) * scfg.pretrain_mix / (1 - scfg.pretrain_mix))
+        extra = pretrain_rows(tokens, mixed, row_len, cfg.run.seed)
+        if not scfg.packing:
+            extra = [(ids, mask, None) for ids, mask, _ in extra]
+        train_rows += extra
+
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device)
+    model = load_model(run.model_dir("pretrain"), device=device)
+    trainer = Trainer(model, scfg, out_dir=run.model_dir("sft"), log_path=run.log_path("sft"), seed=cfg.run.seed,
+                      device=device, flops_per_item=None, save_fn=save_model, stage="sft")
+    ctx.progress(f"{len(train_examples):,} train / {len(val_examples):,} val conversations in {len(train_rows):,} "
+                 f"{'packed' if scfg.packing else 'padded'} rows ({dict(stats)})")
+    batch_fn = make_batch_fn(train_rows, scfg.batch_size, scfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
+                             trainer.device)
+    eval_fn = make_eval_fn(val_rows, scfg.batch_size, tokenizer.pad_id, trainer.device, trainer.rank,
+                           trainer.world_size)
+    result = trainer.fit(batch_fn, masked_loss_sum, eval_fn, resume=ctx.resume)
+    if not trainer.is_main:
+        return {}
+    # What share of the computed positions was padding, over the batches actually trained on.
+    computed = real = labels = 0
+    for step in range(min(result.steps, 50)):
+        batch = batch_fn(step, 0, 0, 1)
+        computed, real, labels = computed + batch["n_computed"], real + batch["n_real"], labels + batch["n_items"]
+
+    from ..evals.chat import sft_evaluation
+    best = load_model(run.model_dir("sft"), device=trainer.device)
+    evaluation = sft_evaluation(best, tokenizer, run.path("datasets", "sft_eval.jsonl"), scfg.eval_limit)
+    ctx.progress(f"val loss {result.best_val_loss:.3f}; trained facts {evaluation['trained_fact_accuracy']:.1%}, "
+                 f"held-out facts {evaluation['held_out_fact_accuracy']:.1%}, "
+                 f"ends with <|end|> {evaluation['end_rate']:.1%}")
+    return {
+        **{k: v for k, v in evaluation.items() if k != "examples"},
+        "val_loss": round(result.best_val_loss, 4),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "train_seconds": result.wall_seconds,
+        "label_tokens_seen": result.items_seen,
+        "label_tokens_per_second": result.items_per_second,
+        "tokens_per_second": round(result.items_per_second * computed / max(labels, 1), 1),   # incl. padding
+        "batching": "packed" if scfg.packing else "padded",
+        "padding_fraction": round(1 - real / max(computed, 1), 4),
+        "pretrain_rows_mixed": mixed,
+        "data": str(data_path),
+        "examples": dict(sorted(stats.items())),
+        "train_conversations": len(train_examples),
+        "val_conversations": len(val_examples),
+    }
+

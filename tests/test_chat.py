@@ -1,0 +1,113 @@
+"""Tests for lmforge/chat.py: multi-turn history through the chat template, settings commands,
+seeds, Ctrl-C stopping an answer but not the program, and the real `lmforge chat` command."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+from lmforge.chat import ChatSession, chat_loop
+from lmforge.generate import generate
+from tests.conftest import ROOT
+from tests.test_engine import make_model, make_run, make_tokenizer
+
+
+def chat_cli(*args, input_text: str, cwd) -> subprocess.CompletedProcess:
+    """`lmforge chat` in a subprocess with its standard input fed from a string."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "lmforge", "chat", *args], input=input_text, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def session(**kwargs):
+    tokenizer = make_tokenizer()
+    return ChatSession(make_model(vocab=tokenizer.vocab_size, seq_len=128), tokenizer, **kwargs)
+
+
+def test_reply_uses_the_chat_template_and_keeps_history():
+    s = session(system="Be brief.", temperature=0.0, max_tokens=12)
+    t = s.tokenizer
+    answer, reason = s.reply("Hei!", write=lambda text: None)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hei!"}]
+    ids = t.render_chat(messages, add_generation_prompt=True)[0]
+    want = generate(s.model, [ids], max_new_tokens=12, tokenizer=t,
+                    stop_ids=(t.end_id, t.bos_id, t.user_id, t.system_id, t.assistant_id))[0]
+    assert answer == want.text and reason in ("stop", "length")
+    s.reply("And then?", write=lambda text: None)
+    assert [m["role"] for m in s.messages] == ["user", "assistant", "user", "assistant"]
+    full = t.render_chat([{"role": "system", "content": "Be brief."}] + s.messages, add_generation_prompt=True)[0]
+    assert s.prompt_ids() == full
+
+
+def test_commands_and_seed():
+    s = session()
+    assert s.command("/temperature 1.2") == "(temperature = 1.2)" and s.settings["temperature"] == 1.2
+    assert "between" in s.command("/top_p 2")
+    assert s.command("/top_p 0.9") and s.settings["top_p"] == 0.9
+    assert s.command("/seed 42") and s.settings["seed"] == 42
+    assert "unknown" in s.command("/frobnicate")
+    assert s.command("/system Talk like a pirate.") and s.system == "Talk like a pirate."
+    a, _ = s.reply("Hi", write=lambda text: None)
+    s.command("/clear")
+    assert s.messages == []
+    b, _ = s.reply("Hi", write=lambda text: None)
+    assert a == b   # same seed, same history: the same answer
+    assert s.command("/exit") is None
+
+
+def test_ctrl_c_stops_the_answer_not_the_program():
+    s = session(temperature=1.0, max_tokens=100, seed=3)
+    # no stop ids: the random model must not end its answer before the user interrupts it
+    s.params = lambda: dataclasses.replace(ChatSession.params(s), stop_ids=())
+    written = []
+
+    def write(text):
+        written.append(text)
+        if text:    # the user presses Ctrl-C while the answer streams
+            raise KeyboardInterrupt
+
+    lines = iter(["Hello", "/settings", "Again"])
+
+    def read(prompt):
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+    calls = {"n": 0}
+    real_reply = s.reply
+
+    def reply(text, out):
+        calls["n"] += 1
+        return real_reply(text, write if calls["n"] == 1 else out)
+    s.reply = reply
+    shown = []
+    assert chat_loop(s, read=read, write=shown.append) == 0
+    assert "  [stopped]\n" in shown
+    assert calls["n"] == 2 and len(s.messages) == 4     # the program went on to the next question
+    assert s.messages[1]["content"] == written[0]       # the stopped answer keeps what was shown
+
+
+def test_ctrl_c_at_the_prompt_is_a_hint():
+    s = session()
+    events = iter([KeyboardInterrupt, "/exit"])
+
+    def read(prompt):
+        item = next(events)
+        if item is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return item
+    shown = []
+    assert chat_loop(s, read=read, write=shown.append) == 0
+    assert any("Ctrl-D" in line for line in shown[1:])
+
+
+def test_chat_command_line(tmp_path):
+    run, _ = make_run(tmp_path / "run", stages=("pretrain",))
+    out = chat_cli("--run-dir", str(run.root), "--temperature", "0", "--max-new-tokens", "8",
+                   "--system", "Be brief.", cwd=tmp_path, input_text="/top_p 0.5\nHello\n/clear\n/exit\n")
+    assert out.returncode == 0, out.stderr
+    assert "(top_p = 0.5)" in out.stdout and "assistant> " in out.stdout and "(history cleared)" in out.stdout
+
+
+def test_chat_without_a_model_is_one_clear_line(tmp_path):
+    out = chat_cli("--run-dir", str(tmp_path / "empty"), cwd=tmp_path, input_text="")
+    assert out.returncode == 1 and "no trained model" in out.stderr

@@ -1,0 +1,50 @@
+"""Tests for lmforge/inspect.py: compare across stages, embedding neighbours and map, divergence,
+and the commands `lmforge compare` / `lmforge neighbours`."""
+import torch
+
+from lmforge.inspect import compare, divergence, embedding_map, neighbours, report_section, spread
+from tests.conftest import lmforge
+from tests.test_engine import make_model, make_run, make_tokenizer
+
+
+def test_compare_lists_random_init_and_every_stage(tmp_path):
+    run, tokenizer = make_run(tmp_path / "run", stages=("pretrain", "sft"))
+    rows = compare(run, "Who was Ada Berg?", max_new_tokens=6)
+    assert [r["stage"] for r in rows] == ["random init", "pretrain", "sft"]
+    assert [r["format"] for r in rows] == ["text", "text", "chat"]
+    assert rows[0] == compare(run, "Who was Ada Berg?", max_new_tokens=6)[0]     # random init is seeded
+    out = lmforge("compare", "Who was Ada Berg?", "--run-dir", str(run.root), "--max-new-tokens", "5")
+    assert "random init" in out.stdout and "sft" in out.stdout and "[chat," in out.stdout
+
+
+def test_neighbours_finds_a_planted_twin(tmp_path):
+    tokenizer = make_tokenizer()
+    model = make_model(vocab=tokenizer.vocab_size)
+    word = tokenizer.encode("the")
+    twin = [200]
+    assert len(word) == 1
+    with torch.no_grad():
+        model.embed.weight[twin[0]] = model.embed.weight[word[0]] * 2    # same direction
+    pieces, nearest = neighbours(model, tokenizer, "the", 5)
+    assert pieces == [tokenizer.id_to_token(word[0])]
+    assert nearest[0][0] == tokenizer.id_to_token(twin[0]) and abs(nearest[0][1] - 1.0) < 1e-5
+    assert embedding_map(model, tokenizer, tmp_path / "map.png") and (tmp_path / "map.png").stat().st_size > 1000
+
+
+def test_divergence_grows_with_temperature():
+    assert spread([[1, 2], [1, 2]]) == (0.5, 0.0)
+    assert spread([[1], [2]]) == (1.0, 1.0)
+    tokenizer = make_tokenizer()
+    model = make_model(vocab=tokenizer.vocab_size)
+    rows = divergence(model, tokenizer, [tokenizer.bos_id], temperatures=(0.0, 1.5), samples=8, max_new_tokens=10)
+    assert rows[0]["distinct"] == 1 / 8 and rows[0]["mean_distance"] == 0.0
+    assert rows[1]["distinct"] > rows[0]["distinct"] and rows[1]["mean_distance"] > 0
+
+
+def test_report_section_and_neighbours_command(tmp_path):
+    run, _ = make_run(tmp_path / "run")
+    text = report_section(run, __import__("lmforge.config", fromlist=["load_config"]).load_config("micro"))
+    assert "embeddings.png" in text and "| 1.5 |" in text
+    assert (run.report_dir / "embeddings.png").exists()
+    out = lmforge("neighbours", "Berg", "--run-dir", str(run.root), "-k", "4")
+    assert "nearest tokens to 'Berg'" in out.stdout and len(out.stdout.strip().splitlines()) == 5

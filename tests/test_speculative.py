@@ -1,0 +1,112 @@
+"""Tests for lmforge/speculative.py: greedy equality with plain decoding (draft model and prompt
+lookup), the acceptance rule's output distribution, and end-to-end sampling equal to the target's."""
+import pytest
+import torch
+
+from lmforge.generate import SamplingParams, generate, next_token_probs
+from lmforge.speculative import SpeculativeStats, lookup_proposal, speculative_generate, verify
+from tests.test_engine import make_model, prompt
+
+
+def chi_square_ok(observed, expected) -> bool:
+    """Pearson's chi-square goodness of fit at the 0.1% level (no scipy needed).
+
+    expected is rescaled to the observed total; the 99.9% quantile of chi-square with k degrees
+    of freedom uses the Wilson-Hilferty approximation, within 2% of the exact value for k >= 3.
+    """
+    observed = torch.as_tensor(observed, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    expected = expected * observed.sum() / expected.sum()
+    statistic = float(((observed - expected) ** 2 / expected).sum())
+    k = len(observed) - 1
+    quantile = k * (1 - 2 / (9 * k) + 3.0902 * (2 / (9 * k)) ** 0.5) ** 3
+    return statistic < quantile
+
+
+@pytest.mark.parametrize("use_draft", [True, False])
+def test_greedy_equals_plain_decoding(use_draft):
+    target = make_model(0)
+    draft = make_model(1, n_layer=1) if use_draft else None
+    for seed, n in enumerate((1, 5, 12, 30)):
+        p = prompt(n, seed)
+        if not use_draft:
+            p = p + p[:6]      # a repeat, so lookup finds matches to propose
+        plain = generate(target, [p], max_new_tokens=24, stop_ids=[5])[0]
+        stats = SpeculativeStats()
+        spec = speculative_generate(target, p, SamplingParams(max_tokens=24, stop_ids=(5,)), draft=draft,
+                                    num_draft_tokens=4, stats=stats)
+        assert spec.tokens == plain.tokens and spec.finish_reason == plain.finish_reason
+        assert stats.proposed > 0 or not use_draft
+
+
+def test_greedy_draft_equal_to_target_accepts_everything():
+    target = make_model(0)
+    stats = SpeculativeStats()
+    out = speculative_generate(target, prompt(5, 1), SamplingParams(max_tokens=21), draft=target,
+                               num_draft_tokens=4, stats=stats)
+    assert out.tokens == generate(target, [prompt(5, 1)], max_new_tokens=21)[0].tokens
+    assert stats.acceptance_rate == 1.0 and stats.target_forwards <= 1 + 21 // 5 + 1
+
+
+def test_lookup_proposal():
+    assert lookup_proposal([1, 2, 3, 9, 1, 2, 3], 2) == [9, 1]
+    assert lookup_proposal([5, 6, 7], 3) == []
+    assert lookup_proposal([4, 1, 4, 2, 4], 2, max_ngram=1) == [2, 4]     # the most recent match
+
+
+def test_acceptance_rule_preserves_the_target_distribution():
+    """Draw d ~ q, run verify, and the first emitted token is distributed as p."""
+    gen = torch.Generator().manual_seed(0)
+    V = 5
+    p = torch.softmax(torch.randn(2, V, generator=gen) * 1.5, -1)
+    q = torch.softmax(torch.randn(1, V, generator=gen) * 1.5, -1)
+    counts = torch.zeros(V)
+    trials = 20000
+    for _ in range(trials):
+        guess = int(torch.multinomial(q[0], 1, generator=gen))
+        accepted, token = verify(p, q, [guess], generator=gen)
+        counts[guess if accepted else token] += 1
+    assert chi_square_ok(counts, p[0] * trials), (counts / trials, p[0])
+
+
+@torch.no_grad()
+def test_sampled_output_follows_the_target_distribution():
+    """Two tokens from a tiny-vocab model: speculative samples against the exact joint distribution."""
+    V = 6
+    target = make_model(0, vocab=V, init_std=0.5)
+    draft = make_model(3, vocab=V, n_layer=1, init_std=0.5)
+    params = dict(temperature=0.9, top_k=5, top_p=0.95)
+    start = [0, 3]
+    first = next_token_probs(target(torch.tensor([start]))[:, -1], **params)[0]
+    joint = torch.zeros(V, V)
+    for a in range(V):
+        joint[a] = first[a] * next_token_probs(target(torch.tensor([start + [a]]))[:, -1], **params)[0]
+    counts = torch.zeros(V, V)
+    runs = 1500
+    stats = SpeculativeStats()
+    for seed in range(runs):
+        out = speculative_generate(target, start, SamplingParams(max_tokens=2, seed=seed, **params), draft=draft,
+                                   num_draft_tokens=2, stats=stats)
+        counts[out.tokens[0], out.tokens[1]] += 1
+    keep = joint.flatten() > 0
+    observed, expected = counts.flatten()[keep], joint.flatten()[keep] * runs
+    assert counts.flatten()[~keep].sum() == 0
+    assert chi_square_ok(observed, expected)
+    assert 0 < stats.acceptance_rate < 1
+
+
+def test_lookup_sampling_follows_the_target_distribution():
+    V = 4
+    target = make_model(0, vocab=V, init_std=0.5)
+    start = [1, 2, 1, 2, 1]
+    with torch.no_grad():
+        first = next_token_probs(target(torch.tensor([start]))[:, -1], 1.0)[0]
+    counts = torch.zeros(V)
+    stats = SpeculativeStats()
+    for seed in range(1200):
+        # two tokens: the first round proposes the 2 that followed the last 1 and verifies it
+        out = speculative_generate(target, start, SamplingParams(max_tokens=2, temperature=1.0, seed=seed),
+                                   stats=stats)
+        counts[out.tokens[0]] += 1
+    assert stats.proposed == 1200
+    assert chi_square_ok(counts, first * 1200)
