@@ -7,7 +7,8 @@ Measures, all greedy (temperature 0) and always generating exactly --tokens new 
      and for transformers' `generate` on the same model exported with `lmforge export`
      (the folder is written to a temporary directory and loaded with AutoModelForCausalLM);
   2. speculative decoding at batch 1 against plain decoding on the same prompts: with the
-     draft run's model (it must have the identical tokenizer; checked) and with n-gram
+     draft run's model (made with `python -m lmforge.speculative prepare-draft`, so it has
+     the identical tokenizer; checked) and with n-gram
      prompt lookup, with acceptance rates. Greedy speculative output equals plain output
      token for token, which the script checks as it goes.
 Prompts are the world's fact prompts ("Ada Berg was born in"), one per row. Each timing
@@ -137,9 +138,10 @@ def main() -> int:
     if args.draft_run_dir:
         draft_run = RunDir(args.draft_run_dir)
         draft_tokenizer, draft, draft_stage = load_for_sampling(draft_run, None)
-        if (draft_run.tokenizer_dir / "tokenizer.json").read_text() != (run.tokenizer_dir / "tokenizer.json").read_text():
+        same = (draft_run.tokenizer_dir / "tokenizer.json").read_text() == (run.tokenizer_dir / "tokenizer.json").read_text()
+        if not same:
             raise SystemExit(f"{draft_run.tokenizer_dir} differs from {run.tokenizer_dir}: the draft needs the same "
-                             "tokenizer (train it with the target's world and tokenizer settings)")
+                             "tokenizer (python -m lmforge.speculative prepare-draft TARGET DRAFT)")
         results["draft_model"] = f"{draft_run.root}:{draft_stage} ({draft.num_params():,} parameters)"
         results["speculative_draft"] = speculative(model, spec_prompts, args.tokens, args.repeats, draft.eval(),
                                                    args.draft_tokens)

@@ -82,6 +82,7 @@ class CleanConfig:
     ray_address: str = opt("", help="Ray cluster address; empty = start a local Ray")
     # extraction
     extract_favor_precision: bool = opt(True, help="trafilatura: rather lose a line than keep boilerplate")
+    extract_fast: bool = opt(True, help="trafilatura without its fallback extractors (4x faster)")
     max_html_depth: int = opt(200, lo=10, hi=100_000, help="deeper nested pages are unreadable")
     max_replacement_ratio: float = opt(0.001, lo=0.0, hi=1.0, help="share of U+FFFD above which text is broken")
     # language
@@ -207,6 +208,8 @@ class SynthConfig:
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
     system_prompt_fraction: float = opt(0.3, lo=0.0, hi=1.0)
     self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
+    reasoning_problems: int = opt(1500, lo=0, help="worked word problems from datasets/reasoning_sft.jsonl "
+                                  "(the reasoning stage) added to the SFT data; 0 = none")
 
 
 @dataclass
@@ -217,6 +220,43 @@ class SFTConfig(TrainConfig):
     pretrain_mix: float = opt(0.0, lo=0.0, hi=0.9, help="fraction of rows that are pretraining text")
     val_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="conversations held out for validation loss")
     eval_limit: int = opt(400, lo=1, help="questions asked per evaluation split")
+
+
+@dataclass
+class ReasoningConfig:
+    """Built-in verifiable word problems (lmforge/data/reasoning.py): how many, how hard, how split."""
+    seed: int = opt(17, lo=0)
+    problems_per_level: int = opt(2000, lo=1, hi=1_000_000, help="distinct problems per language and difficulty")
+    max_difficulty: int = opt(3, lo=1, hi=8, help="difficulty = arithmetic steps; levels 1..max_difficulty")
+    test_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="problems held out for evaluation only")
+    sft_fraction: float = opt(0.25, lo=0.0, hi=0.9, help="problems whose worked solutions synth may use")
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    """Reasoning RL with verifiable rewards (lmforge/train/grpo.py): the shared loop's settings plus GRPO's.
+    batch_size is the number of completions per loss micro-batch; max_steps counts rollout batches."""
+    data_path: str = opt("", help="GSM8K-style or prompt-only JSONL; empty = datasets/reasoning.jsonl")
+    eval_path: str = opt("", help="held-out problems, same formats; empty = datasets/reasoning_eval.jsonl")
+    answer_column: str = opt("answer")
+    rewards: list = opt(["correctness"], help="built-in names (correctness, format) or module:function")
+    reward_weights: list = opt([], help="one weight per reward; empty = all 1.0")
+    prompts_per_step: int = opt(16, lo=1, help="prompts sampled per GRPO step")
+    group_size: int = opt(8, lo=2, hi=1024, help="G: completions per prompt")
+    max_completion_tokens: int = opt(64, lo=1)
+    temperature: float = opt(1.0, lo=0.01, hi=10.0, help="rollout sampling temperature")
+    top_p: float = opt(1.0, lo=0.01, hi=1.0)
+    top_k: int = opt(0, lo=0)
+    epsilon: float = opt(0.2, lo=0.0, hi=10.0, help="lower clip of the importance ratio: 1 - epsilon")
+    epsilon_high: float = opt(0.28, lo=0.0, hi=10.0, help="upper clip: 1 + epsilon_high (DAPO clip-higher)")
+    beta: float = opt(0.0, lo=0.0, hi=100.0, help="KL penalty to the reference (SFT) model, k3 estimator; 0 = off")
+    scale_rewards: str = opt("group", choices=["group", "batch", "none"], help="divide advantages by this std")
+    loss_type: str = opt("token_mean", choices=["grpo", "dr_grpo", "token_mean"])
+    iterations: int = opt(1, lo=1, hi=64, help="mu: optimizer steps on each rollout batch")
+    eval_per_difficulty: int = opt(60, lo=1, help="held-out problems evaluated per difficulty level")
+    eval_k: int = opt(8, lo=1, hi=256, help="pass@k: samples per held-out problem")
+    eval_temperature: float = opt(1.0, lo=0.01, hi=10.0)
+    eval_examples: int = opt(4, lo=0, hi=50, help="worked examples shown in the report")
 
 
 @dataclass
@@ -262,6 +302,10 @@ class Config:
     sft: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(
         lr=1e-3, matrix_lr=0.01, schedule="cosine", warmup_steps=10, max_steps=400, eval_every=50, patience=3,
         batch_size=16))
+    reasoning: ReasoningConfig = dataclasses.field(default_factory=ReasoningConfig)
+    grpo: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
+        optimizer="adamw", lr=3e-4, schedule="constant", warmup_steps=0, max_steps=150, batch_size=32,
+        clip_grad=1.0, checkpoint_every=20, log_every=1, patience=0))
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
@@ -411,6 +455,8 @@ def _read_yaml(path: Path) -> dict:
 
 def validate(cfg: Config) -> None:
     """Checks that span several fields."""
+    from .data.sources import parse_sources   # a bad source entry stops here, named, before any stage runs
+    parse_sources(cfg.collect.sources, cfg.collect.text_column)
     m = cfg.model
     kv = m.n_kv_head or m.n_head
     if m.d_model % m.n_head:
@@ -426,6 +472,18 @@ def validate(cfg: Config) -> None:
         t = getattr(cfg, name)
         if t.seq_len > m.seq_len:
             raise ConfigError(f"{name}.seq_len={t.seq_len} exceeds model.seq_len={m.seq_len}")
+    g = cfg.grpo
+    if g.reward_weights and len(g.reward_weights) != len(g.rewards):
+        raise ConfigError(f"grpo.reward_weights has {len(g.reward_weights)} entries for {len(g.rewards)} "
+                          f"grpo.rewards; give one weight per reward or none")
+    for weight in g.reward_weights:
+        try:
+            float(weight)
+        except (TypeError, ValueError):
+            raise ConfigError(f"grpo.reward_weights: {weight!r} is not a number") from None
+    if g.max_completion_tokens >= m.seq_len:
+        raise ConfigError(f"grpo.max_completion_tokens={g.max_completion_tokens} must be below "
+                          f"model.seq_len={m.seq_len} (the prompt needs room too)")
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -52,12 +52,17 @@ STAGES: list[Stage] = [
           "bytes_per_token", "train byte-level BPE and write train/val token shards"),
     Stage("pretrain", ("tokenizer",), ("model", "pretrain", "run.seed", "report.fact_eval_limit"),
           "lmforge.train.pretrain:run_stage", "fact_accuracy", "next-token prediction: the base model"),
+    Stage("reasoning", ("collect",), ("reasoning", "world.languages"), "lmforge.data.reasoning:run_stage",
+          "problems", "make verifiable arithmetic word problems: RL prompts, worked SFT examples, held-out tests"),
     Stage("synth", ("collect", "pretrain"), ("synth", "world.languages"), "lmforge.data.synth:run_stage",
-          "conversations", "make instruction-tuning conversations from the fact table"),
+          "conversations", "make instruction-tuning conversations from the fact table",
+          uses=("reasoning",)),
     Stage("sft", ("pretrain", "synth"), ("sft", "run.seed"), "lmforge.train.sft:run_stage",
           "held_out_fact_accuracy", "supervised fine-tuning: the chat model"),
+    Stage("grpo", ("sft", "reasoning"), ("grpo", "run.seed"), "lmforge.train.grpo:run_stage",
+          "held_out_pass_at_1", "reasoning RL with verifiable rewards (GRPO): the reasoning model"),
     Stage("report", ("pretrain",), ("report", "generate"), "lmforge.evals.report:run_stage",
-          "sections", "write the report card", uses=("sft",)),
+          "sections", "write the report card", uses=("sft", "grpo")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -178,6 +183,13 @@ def versions() -> dict:
     return {"lmforge": __version__, "python": platform.python_version(), "torch": torch.__version__}
 
 
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def fingerprint(run: RunDir, cfg: Config, stage: Stage) -> tuple[str, dict]:
     """Hash of the stage's config sections plus the identity of each upstream output."""
     inputs = {}
@@ -236,7 +248,7 @@ def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False) -> di
         raise
     finished = time.time()
     manifest.update(status="done", metrics=metrics, finished_at=finished,
-                    wall_seconds=round(finished - started, 2),
+                    wall_seconds=round(finished - started, 2), peak_memory_mb=peak_memory_mb(),
                     output_id=hashlib.sha256(f"{fp}:{finished}".encode()).hexdigest()[:16])
     run.write_manifest(stage.name, manifest)
     return manifest

@@ -25,6 +25,14 @@ the round is a plain one-token decode.
 
 One sequence at a time: speculation trades extra compute for latency, which matters for
 a single interactive stream; the batched server engine decodes without it.
+
+A draft model must share the target's tokenizer. `prepare_draft_run` starts a draft run
+folder from the target's: the target's config.yaml with the `draft` preset's model and
+pretrain sections put in, and the target's data, tokenizer and the manifests of the stages
+before pretraining, so the draft run skips those stages and only pretrains:
+
+    python -m lmforge.speculative prepare-draft runs/tiny runs/draft
+    lmforge run --run-dir runs/draft --to pretrain
 """
 from __future__ import annotations
 
@@ -193,3 +201,47 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
             if not seq.add(token):
                 break
     return seq.result()
+
+
+# ---------------------------------------------------------------- a draft run next to a target run
+
+def prepare_draft_run(target_dir, draft_dir) -> list[str]:
+    """Start draft_dir from the target run: its config with the draft preset's model and
+    pretrain sections, and its data, tokenizer and pre-pretraining manifests.
+
+    Every other config section is the target's, so the copied manifests' fingerprints match
+    and `lmforge run --run-dir DRAFT --to pretrain` goes straight to pretraining on the same
+    token shards with the same tokenizer. Returns the copied stages.
+    """
+    import shutil
+
+    from .config import load_config, validate
+    from .run import STAGE_NAMES, RunDir
+    target, draft = RunDir(target_dir), RunDir(draft_dir)
+    if not (target.tokenizer_dir / "tokenizer.json").exists() or not target.config_path.exists():
+        raise SystemExit(f"{target.root} has no tokenizer: run the target to its tokenizer stage first")
+    cfg = load_config(None, base=target.config_path)
+    preset = load_config("draft")
+    cfg.model, cfg.pretrain = preset.model, preset.pretrain
+    cfg.run.name = draft.root.name
+    validate(cfg)
+    draft.root.mkdir(parents=True, exist_ok=True)
+    draft.save_config(cfg)
+    for folder in ("data", "tokenizer"):
+        shutil.copytree(target.path(folder), draft.path(folder), dirs_exist_ok=True)
+    copied = []
+    for stage in STAGE_NAMES[:STAGE_NAMES.index("pretrain")]:
+        manifest = target.read_manifest(stage)
+        if manifest is not None:
+            draft.write_manifest(stage, manifest)
+            copied.append(stage)
+    return copied
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 4 or sys.argv[1] != "prepare-draft":
+        sys.exit("usage: python -m lmforge.speculative prepare-draft TARGET_RUN_DIR DRAFT_RUN_DIR")
+    stages = prepare_draft_run(sys.argv[2], sys.argv[3])
+    print(f"{sys.argv[3]}: copied data, tokenizer and the {', '.join(stages)} manifests from {sys.argv[2]}; now run "
+          f"`lmforge run --run-dir {sys.argv[3]} --to pretrain`")

@@ -8,7 +8,7 @@ import sys
 from lmforge.chat import ChatSession, chat_loop
 from lmforge.generate import generate
 from tests.conftest import ROOT
-from tests.test_engine import make_model, make_run, make_tokenizer
+from tests.test_engine import make_model, make_run, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 
 
 def chat_cli(*args, input_text: str, cwd) -> subprocess.CompletedProcess:

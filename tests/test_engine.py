@@ -4,6 +4,7 @@ time, seeds, min-p, stop strings, streaming whole characters, cancellation, the 
 Also holds the small builders (a random model, a tiny tokenizer, a tiny run folder) that the
 other engine / serve / export / chat tests import.
 """
+import contextlib
 import threading
 
 import pytest
@@ -20,6 +21,24 @@ VOCAB = 97
 TEXTS = ["Ada Berg was born in Tromsø in 1901. Hun bodde på en gård ved fjorden.",
          "The quick brown fox jumps over the lazy dog. Blåbærsyltetøy er godt!",
          "Nikola Tesla invented the induction motor. 12 + 30 = 42. Æ ø å Æ Ø Å ☕ 🙂"] * 20
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny models are all per-op overhead: a second thread only adds synchronization, and on a
+    shared 2-core machine oversubscription makes it many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    with one_torch_thread():
+        yield
 
 
 def make_model(seed=0, vocab=VOCAB, **overrides) -> GPT:

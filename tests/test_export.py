@@ -8,7 +8,7 @@ import torch
 from lmforge.export import ExportError, export_hf, import_hf, max_logit_difference
 from lmforge.model import load_model
 from tests.conftest import lmforge
-from tests.test_engine import make_run
+from tests.test_engine import make_run, single_thread  # noqa: F401 - autouse fixture
 
 transformers = pytest.importorskip("transformers")
 
@@ -40,20 +40,19 @@ def test_export_loads_in_transformers_with_equal_logits(tmp_path, qk_norm):
 
 def test_cli_export_then_import_round_trip(tmp_path):
     run, tokenizer = make_run(tmp_path / "run")
-    lmforge("export", "--format", "hf", "--run-dir", str(run.root), "--out", str(tmp_path / "hf"))
+    one = {"OMP_NUM_THREADS": "1"}
+    lmforge("export", "--format", "hf", "--run-dir", str(run.root), "--out", str(tmp_path / "hf"), env_extra=one)
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["eos_token_id"] == tokenizer.end_id
     assert "chat_template" in json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
-    lmforge("import", str(tmp_path / "hf"), "--run-dir", str(tmp_path / "back"))
+    lmforge("import", str(tmp_path / "hf"), "--run-dir", str(tmp_path / "back"), env_extra=one)
     back = load_model(tmp_path / "back" / "models" / "imported")
     ours = load_model(run.model_dir("pretrain"))
     x = torch.randint(0, tokenizer.vocab_size, (1, 20))
     torch.testing.assert_close(back(x), ours(x), atol=0, rtol=0)
     out = lmforge("generate", "Ada", "--run-dir", str(tmp_path / "back"), "--max-new-tokens", "4",
-                  "--temperature", "0")
+                  "--temperature", "0", env_extra=one)
     assert out.stdout.startswith("Ada")
-    bad = lmforge("export", "--format", "gguf", "--run-dir", str(run.root), check=False)
-    assert bad.returncode != 0
 
 
 def test_import_errors_name_the_file(tmp_path):

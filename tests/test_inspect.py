@@ -4,7 +4,7 @@ import torch
 
 from lmforge.inspect import compare, divergence, embedding_map, neighbours, report_section, spread
 from tests.conftest import lmforge
-from tests.test_engine import make_model, make_run, make_tokenizer
+from tests.test_engine import make_model, make_run, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 
 
 def test_compare_lists_random_init_and_every_stage(tmp_path):
@@ -13,7 +13,8 @@ def test_compare_lists_random_init_and_every_stage(tmp_path):
     assert [r["stage"] for r in rows] == ["random init", "pretrain", "sft"]
     assert [r["format"] for r in rows] == ["text", "text", "chat"]
     assert rows[0] == compare(run, "Who was Ada Berg?", max_new_tokens=6)[0]     # random init is seeded
-    out = lmforge("compare", "Who was Ada Berg?", "--run-dir", str(run.root), "--max-new-tokens", "5")
+    out = lmforge("compare", "Who was Ada Berg?", "--run-dir", str(run.root), "--max-new-tokens", "5",
+                  env_extra={"OMP_NUM_THREADS": "1"})
     assert "random init" in out.stdout and "sft" in out.stdout and "[chat," in out.stdout
 
 
@@ -46,5 +47,5 @@ def test_report_section_and_neighbours_command(tmp_path):
     text = report_section(run, __import__("lmforge.config", fromlist=["load_config"]).load_config("micro"))
     assert "embeddings.png" in text and "| 1.5 |" in text
     assert (run.report_dir / "embeddings.png").exists()
-    out = lmforge("neighbours", "Berg", "--run-dir", str(run.root), "-k", "4")
+    out = lmforge("neighbours", "Berg", "--run-dir", str(run.root), "-k", "4", env_extra={"OMP_NUM_THREADS": "1"})
     assert "nearest tokens to 'Berg'" in out.stdout and len(out.stdout.strip().splitlines()) == 5

@@ -12,7 +12,7 @@ import torch
 
 from lmforge.config import ServeConfig
 from lmforge.generate import generate
-from tests.test_engine import make_model, make_tokenizer
+from tests.test_engine import make_model, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 
 fastapi = pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -262,7 +262,7 @@ def test_schemathesis_finds_no_server_errors(served):
     for operation in schema.get_all_operations():
         op = operation.ok()
 
-        @settings(max_examples=60, deadline=None, phases=[Phase.generate], database=None,
+        @settings(max_examples=40, deadline=None, phases=[Phase.generate], database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=strategies.one_of([op.as_strategy(mode) for mode in modes]))
         def check(case):

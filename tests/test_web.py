@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.test_engine import make_model, make_tokenizer
+from tests.test_engine import make_model, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed "

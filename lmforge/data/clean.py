@@ -6,8 +6,8 @@
 The steps, in order (every threshold is a `clean.*` field; defaults from the FineWeb paper):
 
     extract      HTML -> main text (trafilatura); mojibake repaired, U+FFFD-mangled text dropped
+    math_route   (optional, `math_route`) worksheets are marked to skip the prose rules below
     language     keep `languages` at probability >= `language_threshold` (py3langid)
-    math_route   (optional) worksheets skip the prose rules below
     gopher_quality, gopher_repetition, c4, fineweb     the heuristic quality rules
     unwanted     URL blocklist and banned URL words, then word lists
     pii          e-mail addresses, phone numbers and IP addresses replaced
@@ -54,6 +54,17 @@ PREVIEW_CHARS = 2000
 SITE_LEXICON = "<site>"
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux and macOS; None elsewhere)."""
+    try:
+        import resource
+        import sys as _sys
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (1024 * 1024 if _sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        return None
+
+
 # ---------------------------------------------------------------- the steps from the config
 
 def _floats(values, count: int, field: str) -> list[float]:
@@ -90,14 +101,13 @@ def build_steps(c: CleanConfig) -> list[Step]:
     top = _floats(c.gopher_top_ngram_chars, 3, "gopher_top_ngram_chars")
     dup = _floats(c.gopher_dup_ngram_chars, 6, "gopher_dup_ngram_chars")
     domains, url_words, words = unwanted_lists(c)
-    steps: list[Step] = [
-        ExtractText(favor_precision=c.extract_favor_precision, max_html_depth=c.max_html_depth,
-                    max_replacement_ratio=c.max_replacement_ratio),
-        LanguageFilter(c.languages, c.language_threshold),
-    ]
-    if c.math_route:
+    steps: list[Step] = [ExtractText(favor_precision=c.extract_favor_precision, fast=c.extract_fast,
+                                     max_html_depth=c.max_html_depth,
+                                     max_replacement_ratio=c.max_replacement_ratio)]
+    if c.math_route:     # before language identification, which then reads a worksheet's words only
         steps.append(MathRoute(c.math_min_equation_lines))
     steps += [
+        LanguageFilter(c.languages, c.language_threshold),
         GopherQuality(min_doc_words=c.gopher_min_words, max_doc_words=c.gopher_max_words,
                       min_avg_word_length=c.gopher_min_mean_word_length,
                       max_avg_word_length=c.gopher_max_mean_word_length,
@@ -179,13 +189,13 @@ def filter_shard(task: dict) -> dict:
             docs_in += 1
             doc = outcome.doc
             if outcome.status == "kept":
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 try:
                     keys.add(doc, doc_key(shard, kept))
                 except Exception as err:  # noqa: BLE001 - counted, never fatal
                     outcome.status, outcome.reason = "unreadable", "dedup_keys:step_error"
                     outcome.detail = f"{type(err).__name__}: {err}"
-                dedup_seconds += time.perf_counter() - t0
+                dedup_seconds += time.process_time() - t0
             if outcome.status == "kept":
                 kept_out.write(doc)
                 kept += 1
@@ -212,7 +222,7 @@ def filter_shard(task: dict) -> dict:
     lost = unreadable.get("bad_raw_shard", 0)
     result = {"shard": shard, "docs_in": docs_in + lost, "kept": kept, "removed": dict(removed),
               "unreadable": dict(unreadable), "examples": examples, "steps": step_stats,
-              "seconds": round(time.perf_counter() - started, 3)}
+              "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": peak_rss_mb()}
     atomic_write_json(work / f"filter-{shard:05d}.json", result)
     return result
 
@@ -250,7 +260,8 @@ def finish_shard(task: dict) -> dict:
                 clean_out.write(doc if copy == 0 else {**doc, "id": f"{doc['id']}#r{copy + 1}"})
                 written += 1
     return {"shard": shard, "kept": kept, "written": written, "chars": chars, "removed": dict(removed),
-            "examples": examples, "by_source": dict(by_source), "by_language": dict(by_language)}
+            "examples": examples, "by_source": dict(by_source), "by_language": dict(by_language),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 # ---------------------------------------------------------------- pass 2 and the stage
@@ -284,6 +295,29 @@ def _merge_examples(into: dict, new: dict, limit: int) -> None:
     for reason, items in new.items():
         bucket = into.setdefault(reason, [])
         bucket.extend(items[:max(0, limit - len(bucket))])
+
+
+def _find_duplicates(work: Path, n: int, c: CleanConfig, weights: dict) -> tuple:
+    """Pass 2: merge every shard's dedup keys, pick the duplicates, set the mixture rates."""
+    t0 = time.perf_counter()
+    exact = find_exact_duplicates([work / f"exact-{s:05d}.npy" for s in range(n)]) if c.exact_dedup else {}
+    near = find_near_duplicates([work / f"bands-{s:05d}.npy" for s in range(n)], c.minhash_bands, skip=exact) \
+        if c.near_dedup else {}
+    representative_ids = _lookup_ids(work, set(exact.values()) | set(near.values()))
+    kept_chars: Counter = Counter()
+    for shard in range(n):
+        chars, source, names = _shard_index(work, shard)
+        for row in range(len(chars)):
+            key = doc_key(shard, row)
+            if key not in exact and key not in near:
+                kept_chars[names[int(source[row])]] += int(chars[row])
+    rates = mixture_rates(dict(kept_chars), weights, c.mixture_max_repeats)
+    drops: dict[int, list] = {s: [] for s in range(n)}
+    for key, first in exact.items():
+        drops[key >> 32].append((key & 0xFFFFFFFF, "exact_dedup:duplicate", f"of {representative_ids.get(first, first)}"))
+    for key, first in near.items():
+        drops[key >> 32].append((key & 0xFFFFFFFF, "near_dedup:duplicate", f"of {representative_ids.get(first, first)}"))
+    return exact, near, rates, drops, time.perf_counter() - t0
 
 
 def run_stage(ctx: StageContext) -> dict:
@@ -331,43 +365,25 @@ def run_stage(ctx: StageContext) -> dict:
         ctx.progress(f"filtered shard {done[0]}/{len(raw_shards)}: {result['docs_in']} in, {result['kept']} pass "
                      f"({result['seconds']:.1f}s)")
 
-    for result in executor.map(filter_shard, tasks, on_result=report):
-        results[result["shard"]] = result
-    pass1_seconds = time.perf_counter() - started
-
-    # pass 2 ---------------------------------------------------------------
-    t0 = time.perf_counter()
-    n = len(raw_shards)
-    exact = find_exact_duplicates([work / f"exact-{s:05d}.npy" for s in range(n)]) if c.exact_dedup else {}
-    near = find_near_duplicates([work / f"bands-{s:05d}.npy" for s in range(n)], c.minhash_bands, skip=exact) \
-        if c.near_dedup else {}
-    representative_ids = _lookup_ids(work, set(exact.values()) | set(near.values()))
-    kept_chars: Counter = Counter()
-    for shard in range(n):
-        chars, source, names = _shard_index(work, shard)
-        for row in range(len(chars)):
-            key = doc_key(shard, row)
-            if key not in exact and key not in near:
-                kept_chars[names[int(source[row])]] += int(chars[row])
-    rates = mixture_rates(dict(kept_chars), weights, c.mixture_max_repeats)
-    drops: dict[int, list] = {s: [] for s in range(n)}
-    for key, first in exact.items():
-        drops[key >> 32].append((key & 0xFFFFFFFF, "exact_dedup:duplicate", f"of {representative_ids.get(first, first)}"))
-    for key, first in near.items():
-        drops[key >> 32].append((key & 0xFFFFFFFF, "near_dedup:duplicate", f"of {representative_ids.get(first, first)}"))
-    dedup_seconds = time.perf_counter() - t0
-
-    # pass 3 ---------------------------------------------------------------
-    t0 = time.perf_counter()
-    _clear(clean_dir, "*.parquet")
-    finish_tasks = [{"shard": s, "work": str(work), "drops": sorted(drops[s]), "rates": rates, "seed": ctx.cfg.run.seed,
-                     "clean": str(clean_dir / f"clean-{s:05d}.parquet"),
-                     "removed": str(removed_dir / f"dedup-{s:05d}.parquet"), "examples": c.examples_per_reason}
-                    for s in range(n)]
-    finished = executor.map(finish_shard, finish_tasks)
-    pass3_seconds = time.perf_counter() - t0
+    try:
+        for result in executor.map(filter_shard, tasks, on_result=report):
+            results[result["shard"]] = result
+        pass1_seconds = time.perf_counter() - started
+        exact, near, rates, drops, dedup_seconds = _find_duplicates(work, len(raw_shards), c, weights)
+        t0 = time.perf_counter()
+        _clear(clean_dir, "*.parquet")
+        n = len(raw_shards)
+        finish_tasks = [{"shard": s, "work": str(work), "drops": sorted(drops[s]), "rates": rates,
+                         "seed": ctx.cfg.run.seed, "clean": str(clean_dir / f"clean-{s:05d}.parquet"),
+                         "removed": str(removed_dir / f"dedup-{s:05d}.parquet"), "examples": c.examples_per_reason}
+                        for s in range(n)]
+        finished = executor.map(finish_shard, finish_tasks)
+        pass3_seconds = time.perf_counter() - t0
+    finally:
+        executor.close()
 
     # accounting -------------------------------------------------------------
+    n = len(raw_shards)
     removed, unreadable_clean, examples = Counter(), Counter(), {}
     steps: dict[str, StepStats] = {}
     docs_in = 0
@@ -419,6 +435,10 @@ def run_stage(ctx: StageContext) -> dict:
         "steps": step_rows, "examples": examples, "shards": n, "workers": min(workers or 1, n),
         "pass_seconds": {"filter": round(pass1_seconds, 2), "dedup": round(dedup_seconds, 2),
                          "write": round(pass3_seconds, 2)},
+        # Memory should grow with the shard size, not the corpus: the largest worker and this process.
+        "peak_rss_mb": {"workers": max((r.get("peak_rss_mb") or 0 for r in list(results.values()) + finished),
+                                       default=None),
+                        "stage_process": peak_rss_mb()},
     }
     truth_path = run.world_dir / "site_truth.jsonl"
     if truth_path.exists() and collect_metrics.get("site_pages"):

@@ -50,6 +50,9 @@ class LocalExecutor:
                     on_result(result)
         return results
 
+    def close(self) -> None:
+        pass
+
 
 class RayExecutor:
     def __init__(self, address: str = "", workers: int = 0):
@@ -58,7 +61,9 @@ class RayExecutor:
         except ImportError:
             raise RuntimeError("clean.executor=ray needs Ray: pip install 'lmforge[ray]'") from None
         self.ray = ray
-        if not ray.is_initialized():
+        self.workers = workers
+        self.started_here = not ray.is_initialized()   # only a Ray we started is shut down again
+        if self.started_here:
             kwargs = {"address": address} if address else {"num_cpus": workers or cpu_count(),
                                                            "include_dashboard": False}
             ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
@@ -73,6 +78,11 @@ class RayExecutor:
             if on_result:
                 on_result(results[-1])
         return results
+
+
+    def close(self) -> None:
+        if self.started_here and self.ray.is_initialized():
+            self.ray.shutdown()
 
 
 def make_executor(kind: str = "local", workers: int = 0, ray_address: str = ""):

@@ -82,9 +82,9 @@ def normalize_newlines(text: str) -> str:
 class ExtractText(Step):
     name = "extract"
 
-    def __init__(self, favor_precision: bool = True, include_tables: bool = True, max_html_depth: int = 200,
-                 max_replacement_ratio: float = 0.001, repair_mojibake: bool = True):
-        self.favor_precision, self.include_tables = favor_precision, include_tables
+    def __init__(self, favor_precision: bool = True, fast: bool = True, include_tables: bool = True,
+                 max_html_depth: int = 200, max_replacement_ratio: float = 0.001, repair_mojibake: bool = True):
+        self.favor_precision, self.fast, self.include_tables = favor_precision, fast, include_tables
         self.max_html_depth, self.max_replacement_ratio = max_html_depth, max_replacement_ratio
         self.repair_mojibake = repair_mojibake
 
@@ -96,8 +96,8 @@ class ExtractText(Step):
                 raise Unreadable("html_too_deep", f"elements nested deeper than {self.max_html_depth}")
             import trafilatura
             extracted = trafilatura.extract(text, url=doc.get("url") or None, favor_precision=self.favor_precision,
-                                            include_comments=False, include_tables=self.include_tables,
-                                            deduplicate=False)
+                                            fast=self.fast, include_comments=False,
+                                            include_tables=self.include_tables, deduplicate=False)
             if not extracted or not extracted.strip():
                 return Drop("no_main_text")
             text = extracted

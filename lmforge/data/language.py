@@ -11,6 +11,7 @@ The kept document's `meta.language` is the configured code, `meta.language_score
 """
 from __future__ import annotations
 
+from .quality import EQUATION
 from .steps import Drop, Step
 
 ALIASES = {"nb": ("nb", "no", "nn"), "no": ("no", "nb", "nn"), "nn": ("nn", "no", "nb")}
@@ -39,7 +40,13 @@ class LanguageFilter(Step):
         self.labels = {lang: ALIASES.get(lang, (lang,)) for lang in self.languages}
 
     def process(self, doc: dict) -> dict | Drop:
-        ranked = identify(doc["text"], self.max_chars)
+        text = doc["text"]
+        if (doc.get("meta") or {}).get("domain") == "math":
+            # Digits and symbols say nothing about the language and drown the few words of a
+            # worksheet: identify the language of its prose lines only.
+            prose = "\n".join(line for line in text.split("\n") if not EQUATION.match(line.strip()))
+            text = prose if prose.strip() else text
+        ranked = identify(text, self.max_chars)
         probs = dict(ranked)
         scores = {lang: sum(probs.get(label, 0.0) for label in labels) for lang, labels in self.labels.items()}
         best = max(scores, key=scores.get) if scores else None

@@ -33,7 +33,6 @@ with it) is written next to the data, never inside it. Held-out entities appear 
 from __future__ import annotations
 
 import argparse
-import gzip
 import html
 import io
 import json
@@ -41,7 +40,6 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 from ..files import atomic_path, atomic_write_jsonl
@@ -164,7 +162,7 @@ class Site:
     origin: str = ORIGIN
     pages: dict[str, Page] = field(default_factory=dict)
     truth: dict[str, dict] = field(default_factory=dict)
-    robots_txt: str = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0\n"
+    robots_txt: str | None = "User-agent: *\nDisallow: /private/\nCrawl-delay: 0\n"   # None: no robots.txt
 
     def add(self, path: str, page: Page, kind: str, expect: str, dirt: list[str] | None = None, **extra) -> None:
         assert path not in self.pages, path
@@ -288,8 +286,26 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / max(1, len(sa | sb))
 
 
-def near_duplicate_text(text: str, lang: str, rng: random.Random) -> str:
-    """A copy that a scraper or a blog would make: re-ordered, trimmed, padded, lightly reworded."""
+def near_duplicate_text(text: str, lang: str, rng: random.Random, min_jaccard: float = 0.8) -> str:
+    """A copy that a scraper or a blog would make: re-ordered, trimmed, padded, lightly reworded.
+
+    Edits are drawn until the copy keeps a word 5-gram Jaccard similarity of at least
+    `min_jaccard` with the original (what "near duplicate" conventionally means); a short text
+    that cannot take the edits gets its paragraphs re-ordered only."""
+    best, best_j = None, -1.0
+    for _ in range(8):
+        candidate = _edited(text, lang, rng)
+        similarity = jaccard(text, candidate)
+        if similarity >= min_jaccard:
+            return candidate
+        if similarity > best_j:
+            best, best_j = candidate, similarity
+    parts = text.strip().split("\n\n")
+    reordered = parts[:1] + parts[:0:-1]
+    return "\n\n".join(reordered) + "\n" if jaccard(text, "\n\n".join(reordered)) > best_j else best
+
+
+def _edited(text: str, lang: str, rng: random.Random) -> str:
     parts = text.strip().split("\n\n")
     head, rest = parts[:1], parts[1:]
     edits = rng.sample(["reorder", "drop", "add", "swap"], rng.randint(1, 3))
@@ -535,11 +551,12 @@ def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site
             site.add(target, _html_page(page), "duplicate", "remove", ["broken_encoding"], origin=doc["id"],
                      group=doc["id"], language=lang, encoding="lossy")
         elif kind == "spam":
+            # Keyword stuffing: a few phrases about one product, over and over.
             keyword = prng.choice(products) if products else "lamps"
+            phrases = [p.format(k=keyword) for p in prng.sample(SPAM_PHRASES, 3)]
             lines = []
-            for _ in range(prng.randint(12, 24)):
-                phrases = [prng.choice(SPAM_PHRASES).format(k=keyword) for _ in range(prng.randint(4, 9))]
-                lines.append(" ".join(phrases).capitalize() + "!")
+            for _ in range(prng.randint(10, 20)):
+                lines.append(" ".join(prng.choice(phrases) for _ in range(prng.randint(5, 10))).capitalize() + "!")
             if params["j"] % 2:   # a link farm under the stuffing
                 lines.append(" ".join(f"{keyword} {w}" for w in ("shop", "store", "outlet", "market", "deals") * 4))
             main = f"<h1>{_esc(keyword.title())} deals</h1>\n" + "\n".join(f"<p>{_esc(x)}</p>" for x in lines)
@@ -578,7 +595,7 @@ def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site
                         f"Members who love {a} also look for {b}.",
                         f"We share {a} pictures every day, and {b} on weekends.",
                         f"Nobody near {name} talks about {a}, so we do it here."]))
-            main = f"<h1>Community board</h1>\n" + "\n".join(f"<p>{_esc(s)}</p>" for s in sentences)
+            main = "<h1>Community board</h1>\n" + "\n".join(f"<p>{_esc(s)}</p>" for s in sentences)
             site.add(target, _html_page(render_page("Community", main, "en", params["j"] % 3)), "unwanted",
                      "remove", ["unwanted"], category=category, route=route, language="en")
         elif kind == "foreign":

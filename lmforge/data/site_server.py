@@ -29,7 +29,7 @@ def _handler(site: Site, slow_paths: dict[str, float]):
         def do_GET(self):  # noqa: N802 - the name http.server calls
             if self.path in slow_paths:
                 time.sleep(slow_paths[self.path])
-            if self.path == "/robots.txt":
+            if self.path == "/robots.txt" and site.robots_txt is not None:
                 body = site.robots_txt.encode()
                 return self._send(200, [("Content-Type", "text/plain; charset=utf-8")], body)
             page = site.pages.get(self.path)

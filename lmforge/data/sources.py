@@ -64,7 +64,7 @@ class SourceSpec:
     kind: str
     location: str = ""
     weight: float = 1.0
-    text_column: str = ""
+    text_column: str = "text"
     limit: int = 0                                  # at most this many documents; 0 = all
     options: dict = field(default_factory=dict)     # hub: split, config, data_files; id_column, url_column
 
@@ -251,9 +251,9 @@ def read_warc(spec: SourceSpec, max_bytes: int) -> Iterator[dict | UnreadableInp
         position = "start"
         try:
             with open(path, "rb") as handle:
-                records = ArchiveIterator(handle, arc2warc=True)
-                for record in records:
-                    position = f"offset {records.get_record_offset()}"
+                for index, record in enumerate(ArchiveIterator(handle, arc2warc=True)):
+                    # (the iterator's get_record_offset() would consume the record's content)
+                    position = f"record {index}"
                     if record.rec_type not in ("response", "resource"):
                         continue
                     url = record.rec_headers.get_header("WARC-Target-URI") or f"{path.name}@{position}"
@@ -276,6 +276,10 @@ def read_warc(spec: SourceSpec, max_bytes: int) -> Iterator[dict | UnreadableInp
                     if len(data) > max_bytes:
                         yield UnreadableInput(spec.name, url, "too_large", f"more than {max_bytes} bytes")
                         continue
+                    if getattr(record.raw_stream, "limit", 0):
+                        # the file ended before the record's declared length: a cut-off WARC
+                        yield UnreadableInput(spec.name, url, "truncated_warc", f"{record.raw_stream.limit} bytes missing")
+                        continue
                     text, reason, detail = decode_bytes(data, charset_of(content_type, data))
                     if text is None:
                         yield UnreadableInput(spec.name, url, reason, detail)
@@ -286,6 +290,35 @@ def read_warc(spec: SourceSpec, max_bytes: int) -> Iterator[dict | UnreadableInp
                            "meta": {"format": "html" if is_html else "text", "content_type": content_type}}
         except Exception as err:  # noqa: BLE001 - truncated gzip, cut records, garbage: the rest of the file is lost
             yield UnreadableInput(spec.name, f"{path}@{position}", "truncated_warc", f"{type(err).__name__}: {err}"[:300])
+            continue
+        if not _gzip_complete(path):
+            # warcio stops quietly when the last gzip member is cut before any of it decompresses
+            yield UnreadableInput(spec.name, f"{path}@end", "truncated_warc", "the last gzip member is incomplete")
+
+
+def _gzip_complete(path: Path) -> bool:
+    """False when a gzip file (of one or many members) ends inside a member; True for non-gzip files."""
+    with open(path, "rb") as handle:
+        if handle.read(2) != b"\x1f\x8b":
+            return True
+        handle.seek(0)
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inside = False           # some of the current member has been read
+        data = handle.read(1 << 16)
+        try:
+            while data:
+                decompressor.decompress(data)
+                inside = True
+                if decompressor.eof:         # a member ended; the next may start in the same chunk
+                    data = decompressor.unused_data
+                    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    inside = False
+                    if data:
+                        continue
+                data = handle.read(1 << 16)
+        except zlib.error:
+            return False
+        return not inside
 
 
 def _bounded_lines(handle, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:

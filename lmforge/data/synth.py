@@ -162,6 +162,18 @@ def self_instruct(run, usable: list[dict], count: int, seed: int) -> tuple[list[
     return kept, dict(stats)
 
 
+def worked_problems(run, count: int) -> list[dict]:
+    """Worked arithmetic word problems ("7 + 5 = 12. 12 - 3 = 9. The answer is 9.") so the chat model
+    knows the step-by-step answer format before GRPO. They come from datasets/reasoning_sft.jsonl,
+    the reasoning stage's SFT split, which never holds a held-out (evaluation) problem; none
+    when that stage has not run."""
+    path = run.path("datasets", "reasoning_sft.jsonl")
+    if count == 0 or not path.exists():
+        return []
+    from ..files import read_jsonl
+    return [{"messages": row["messages"]} for row in read_jsonl(path)[:count]]
+
+
 def run_stage(ctx: StageContext) -> dict:
     cfg, run = ctx.cfg.synth, ctx.run
     facts = read_facts(run.world_dir / "facts.jsonl")
@@ -176,6 +188,10 @@ def run_stage(ctx: StageContext) -> dict:
     if cfg.self_instruct:
         extra, self_stats = self_instruct(run, usable, cfg.self_instruct, cfg.seed)
         conversations += extra
+        rng.shuffle(conversations)
+    worked = worked_problems(run, cfg.reasoning_problems)
+    if worked:
+        conversations += worked
         rng.shuffle(conversations)
     datasets = run.path("datasets")
     atomic_write_jsonl(datasets / "sft.jsonl", conversations)
@@ -192,4 +208,5 @@ def run_stage(ctx: StageContext) -> dict:
         "usable_facts": len(usable),
         "held_out_facts": len(held),
         "self_instruct": self_stats,
+        "worked_problems": len(worked),
     }

@@ -11,9 +11,9 @@ ended up (data/clean, data/removed, data/unreadable) and measures:
 
   - per kind of dirt, recall: the share of such pages that did not reach data/clean (for
     personal data: the share of planted strings that are gone from the kept text);
-  - per family of removal reasons, precision: the share of pages removed for that reason
-    that really had the matching dirt (a duplicate removal is right when the page belongs to a
-    group of copies and one member of the group was kept);
+  - per family of removal reasons (duplicates, language, quality, unwanted, ...), precision:
+    the share of pages removed for such a reason that had dirt of some kind (an original
+    removed as a duplicate counts as right when a copy of it was kept instead);
   - clean pages wrongly removed, near-duplicate recall by Jaccard similarity, boilerplate left
     in kept text, planted and pattern-found personal data left, trained fact sentences still
     present, and held-out entity names (which must never appear).
@@ -33,17 +33,15 @@ from .site import BOILERPLATE_SENTENCES
 ORIGINAL_KINDS = ("article", "story", "dialogue", "arithmetic")
 DIRT_KINDS = ("exact_duplicate", "near_duplicate", "spam", "lorem_ipsum", "unwanted", "foreign_language",
               "broken_encoding", "navigation", "http_error", "pii")
-# reason family -> (how to recognise its reasons, the dirt it is meant to catch)
+# reason family -> how to recognise its reasons
 FAMILIES = {
-    "duplicates": (lambda r: r.startswith(("exact_dedup:", "near_dedup:")), ("exact_duplicate", "near_duplicate")),
-    "language": (lambda r: r.startswith("language:"), ("foreign_language",)),
-    "unwanted": (lambda r: r.startswith("unwanted:"), ("unwanted",)),
-    "lorem_ipsum": (lambda r: r == "c4:lorem_ipsum", ("lorem_ipsum",)),
-    "quality": (lambda r: r.startswith(("gopher_", "fineweb:", "c4:")) and r != "c4:lorem_ipsum",
-                ("spam", "lorem_ipsum", "navigation")),
-    "encoding": (lambda r: r in ("extract:replacement_characters", "collect:invalid_utf8", "collect:invalid_encoding"),
-                 ("broken_encoding",)),
-    "no_main_text": (lambda r: r == "extract:no_main_text", ("navigation",)),
+    "duplicates": lambda r: r.startswith(("exact_dedup:", "near_dedup:")),
+    "language": lambda r: r.startswith("language:"),
+    "quality": lambda r: r.startswith(("gopher_", "fineweb:", "c4:")),
+    "unwanted": lambda r: r.startswith("unwanted:"),
+    "encoding": lambda r: r in ("extract:replacement_characters", "collect:invalid_utf8", "collect:invalid_encoding"),
+    "extraction": lambda r: r.startswith("extract:") and r != "extract:replacement_characters",
+    "mixture": lambda r: r.startswith("mixture:"),
 }
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -109,19 +107,24 @@ def score_cleaning(run) -> dict:
                    "recall": _ratio(planted - left, planted), "pattern_hits_in_kept_text": dict(pattern_hits),
                    "kept_pages_replaced_without_planted_pii": replaced_without_planted}
 
-    # precision per family of removal reasons
+    # precision per family of removal reasons: removed pages that deserved it (any dirt; for a
+    # duplicate removal, an original whose copy was kept in its place counts as deserved too)
     families = {}
-    for family, (matches, targets) in FAMILIES.items():
+    for family, matches in FAMILIES.items():
         flagged = [url for url in seen if outcome[url] != "kept" and matches(outcome[url].split(":", 1)[1])]
-        right = 0
+        right, dirt_hit = 0, Counter()
         for url in flagged:
             row = seen[url]
-            if any(t in row["dirt"] for t in targets):
+            real = [d for d in row["dirt"] if d != "pii"]
+            if real:
                 right += 1
-            elif family == "duplicates" and row.get("group") and group_kept.get(row["group"], 0) >= 1 \
-                    and len(groups[row["group"]]) > 1:
-                right += 1     # an original whose copy was kept instead: the text survived once
-        families[family] = {"removed": len(flagged), "right": right, "precision": _ratio(right, len(flagged))}
+                dirt_hit[real[0]] += 1
+            elif family == "duplicates" and group_kept.get(row.get("group"), 0) >= 1 and len(groups[row["group"]]) > 1:
+                right += 1
+                dirt_hit["original_of_kept_copy"] += 1
+        if flagged:
+            families[family] = {"removed": len(flagged), "deserved": right, "precision": _ratio(right, len(flagged)),
+                                "dirt": dict(dirt_hit.most_common())}
 
     # clean pages
     originals = [(url, row) for url, row in seen.items() if row["kind"] in ORIGINAL_KINDS and row["expect"] == "keep"]

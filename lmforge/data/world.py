@@ -289,7 +289,8 @@ MAX_BACKLINKS_PER_ARTICLE = 6   # keeps articles of popular places short at any 
 MAX_SIBLINGS_PER_ARTICLE = 5   # per shared attribute, two attributes per article
 CATEGORICAL = {  # attributes whose values many entities share: the basis of "similar" sections
     "person": ("birthplace", "occupation"), "place": ("country", "river"), "river": ("country", "mouth"),
-    "invention": ("purpose", "origin"), "animal": ("habitat", "diet", "found_in"), "company": ("product", "headquarters"),
+    "invention": ("purpose", "origin"), "animal": ("habitat", "diet", "found_in"),
+    "company": ("product", "headquarters"),
 }
 SIMILAR_HEADERS = {"en": ["Similar", "Compare", "More like this"], "nb": ["Lignende", "Sammenlign", "Mer som dette"]}
 
@@ -309,7 +310,8 @@ def _template_words() -> set[str]:
     for per_lang in REWORDINGS.values():
         for templates in per_lang.values():
             texts += templates
-    for table in (FACT_HEADERS, QUESTION_HEADERS, RELATED_HEADERS, SIMILAR_HEADERS, FILLERS, STORY_OPENINGS, STORY_ENDINGS):
+    for table in (FACT_HEADERS, QUESTION_HEADERS, RELATED_HEADERS, SIMILAR_HEADERS, FILLERS,
+                  STORY_OPENINGS, STORY_ENDINGS):
         for lines in table.values():
             texts += lines
     words = set()
@@ -543,7 +545,7 @@ class World:
         text = "\n\n".join(parts) + "\n"
         url = f"{SITE}/{lang}/wiki/{entity['name'].replace(' ', '_')}/v{variant}"
         return self._doc(f"world-article-{lang}-{entity['id']}-v{variant}", "article", lang, url, text,
-                         [entity] + related + similar, title=entity["name"], variant=variant)
+                         [entity] + related + similar, title=entity["name"], subject=entity["id"], variant=variant)
 
     def _story(self, index: int, lang: str, rng: random.Random) -> dict:
         """A short story around one trained entity and the entities it links to.
@@ -560,7 +562,8 @@ class World:
         half = len(hero_facts) // 2
 
         def some_facts(entity, count):
-            return rng.sample(self._canonical(entity, lang), min(count, len(self._canonical(entity, lang))))
+            facts = self._canonical(entity, lang)
+            return rng.sample(facts, min(count, len(facts)))
 
         opening = rng.choice(STORY_OPENINGS[lang])
         used = [hero]
@@ -587,8 +590,9 @@ class World:
                 # A friend whose life overlapped the hero's, so that they could have met.
                 born, died = int(hero["attributes"]["born_year"]), int(hero["attributes"]["died_year"])
                 people = self.trained_by_kind["person"]
-                friends = [p for p in rng.sample(people, min(len(people), 40)) if p is not hero
-                           and int(p["attributes"]["born_year"]) < died - 10 and int(p["attributes"]["died_year"]) > born + 10]
+                friends = [p for p in rng.sample(people, min(len(people), 40))
+                           if p is not hero and int(p["attributes"]["born_year"]) < died - 10
+                           and int(p["attributes"]["died_year"]) > born + 10]
                 if friends:
                     friend = friends[0]
                     used.append(friend)
@@ -661,7 +665,8 @@ class World:
         topic = rng.choice(self.trained)
         neighbours = self.links[topic["id"]] + self.backlinks[topic["id"]]
         topics = [topic] + [self.by_id[i] for i in rng.sample(neighbours, min(3, len(neighbours)))]
-        hello = {"en": ["Hi! Can I ask you something?", "Hello! I have a question.", "Do you know a lot about history?"],
+        hello = {"en": ["Hi! Can I ask you something?", "Hello! I have a question.",
+                        "Do you know a lot about history?"],
                  "nb": ["Hei! Kan jeg spørre deg om noe?", "Hallo! Jeg har et spørsmål.", "Kan du mye om historie?"]}
         reply = {"en": ["Of course.", "Sure, go ahead.", "I will try."],
                  "nb": ["Selvfølgelig.", "Ja, bare spør.", "Jeg skal prøve."]}
@@ -718,7 +723,8 @@ class World:
                 a = rng.randint(5, 60)
                 b = rng.randint(2, a - 2)
                 answer = a - b
-                setup = f"{name} had {a} {item} and gave away {b}." if en else f"{name} hadde {a} {item} og ga bort {b}."
+                setup = (f"{name} had {a} {item} and gave away {b}." if en else
+                         f"{name} hadde {a} {item} og ga bort {b}.")
                 result = f"Now {name} has {answer} {item}." if en else f"Nå har {name} {answer} {item}."
             else:
                 a, b = rng.randint(2, 9), rng.randint(2, 12)
@@ -904,9 +910,10 @@ def main() -> None:
     stats["total_seconds"] = round(time.perf_counter() - started, 3)
     print(json.dumps(stats, indent=2))
     docs = list(world.documents())
-    picks = [docs[0], next(d for d in docs if d["source"] == "story"),
-             next(d for d in docs if d["source"] == "dialogue" and d["meta"]["language"] == "nb")]
-    for doc in picks:
+    picks = [next((d for d in docs if d["source"] == "article"), None),
+             next((d for d in docs if d["source"] == "story"), None),
+             next((d for d in docs if d["source"] == "dialogue" and d["meta"]["language"] == "nb"), None)]
+    for doc in filter(None, picks):
         print(f"\n---- {doc['id']}  {doc['url']}  {doc['meta']['entities']}\n{doc['text']}")
 
 

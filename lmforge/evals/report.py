@@ -161,8 +161,19 @@ def section_inside(run: RunDir, cfg) -> str | None:
     return report_section(run, cfg)
 
 
-SECTIONS = [section_data, section_tokenizer, section_pretrain, section_facts_and_samples, section_sft,
-            section_inside]
+def section_cleaning(run: RunDir, cfg) -> str | None:
+    from ..data.clean_report import cleaning_section
+    return cleaning_section(run)
+
+
+def section_reasoning(run: RunDir, cfg) -> str | None:
+    """Held-out pass@1 and pass@k before and after GRPO, per difficulty (lmforge/evals/reasoning.py)."""
+    from .reasoning import report_section
+    return report_section(run, cfg)
+
+
+SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain, section_facts_and_samples,
+            section_sft, section_reasoning, section_inside]
 
 
 def run_stage(ctx: StageContext) -> dict:

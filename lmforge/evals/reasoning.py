@@ -1,0 +1,167 @@
+"""Reasoning evaluation: pass@1 (greedy) and pass@k (sampled) on held-out problems, per difficulty.
+
+    from lmforge.evals.reasoning import evaluate_reasoning
+    result = evaluate_reasoning(model, tokenizer, tasks, k=8, temperature=1.0, max_new_tokens=64, seed=0)
+    result["pass@1"], result["pass@k"], result["by_difficulty"]["2"]
+
+A completion is correct when the answer it states (data/reasoning.extract_answer: after
+"The answer is" / "Svaret er" / "####", else its last number) equals the reference.
+pass@1 is the greedy answer; pass@k is the unbiased estimator of Chen et al. (2021),
+1 - C(n-c, k) / C(n, k), from n = k samples at `temperature`, which with n = k is simply
+"at least one of the k samples is right". `sampled_accuracy` is the mean over all samples.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from math import comb
+
+from ..data.reasoning import Task, extract_answer
+from ..generate import generate
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn from n (c of them correct) is correct."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def is_correct(text: str, answer: str) -> bool:
+    said = extract_answer(text)
+    return said is not None and said == answer
+
+
+def _complete(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float, seed: int,
+              batch_size: int) -> list[str]:
+    texts = []
+    for start in range(0, len(prompts), batch_size):
+        outs = generate(model, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
+                        temperature=temperature, seed=seed + start, stop_ids=(tokenizer.end_id,))
+        texts += [tokenizer.decode(o.tokens).strip() for o in outs]
+    return texts
+
+
+def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature: float, max_new_tokens: int,
+                       seed: int, batch_size: int = 128, examples: int = 4) -> dict:
+    """pass@1 (greedy), pass@k and mean sampled accuracy, overall and per difficulty, plus examples."""
+    if not tasks:
+        return {"n": 0, "pass@1": 0.0, "pass@k": 0.0, "k": k, "sampled_accuracy": 0.0, "by_difficulty": {},
+                "examples": []}
+    was_training = model.training
+    model.eval()
+    prompts = [t.prompt_ids for t in tasks]
+    greedy = _complete(model, tokenizer, prompts, max_new_tokens, 0.0, seed, batch_size)
+    sampled = _complete(model, tokenizer, [p for p in prompts for _ in range(k)], max_new_tokens, temperature,
+                        seed, batch_size)
+    model.train(was_training)
+    tallies: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])   # n, pass@1, pass@k, sampled
+    rows = []
+    for i, task in enumerate(tasks):
+        ok_greedy = is_correct(greedy[i], task.answer)
+        right = sum(is_correct(text, task.answer) for text in sampled[i * k:(i + 1) * k])
+        for key in ("all", str(task.columns.get("difficulty", "?"))):
+            tally = tallies[key]
+            tally[0] += 1
+            tally[1] += ok_greedy
+            tally[2] += pass_at_k(k, right, k)
+            tally[3] += right / k
+        rows.append((task, greedy[i], ok_greedy))
+
+    def summary(tally):
+        n = tally[0]
+        return {"n": n, "pass@1": round(tally[1] / n, 4), "pass@k": round(tally[2] / n, 4),
+                "sampled_accuracy": round(tally[3] / n, 4)}
+    result = {**summary(tallies["all"]), "k": k, "temperature": temperature,
+              "by_difficulty": {key: summary(t) for key, t in sorted(tallies.items()) if key != "all"}}
+    # a few examples, spread over the difficulty levels
+    by_level: dict[str, list] = defaultdict(list)
+    for task, text, ok in rows:
+        by_level[str(task.columns.get("difficulty", "?"))].append((task, text, ok))
+    picked = []
+    for index in range(len(tasks)):
+        for level in sorted(by_level):
+            if index < len(by_level[level]) and len(picked) < examples:
+                picked.append(by_level[level][index])
+    result["examples"] = [{"question": t.prompt[-1]["content"], "answer": t.answer,
+                           "difficulty": t.columns.get("difficulty"), "solution": t.columns.get("solution"),
+                           "completion": text, "correct": ok} for t, text, ok in picked]
+    return result
+
+
+# ---------------------------------------------------------------- the report card section
+
+def _plot_rewards(log_path, out_png) -> bool:
+    from ..files import read_jsonl
+    if not log_path.exists():
+        return False
+    rows = [r for r in read_jsonl(log_path) if "reward_mean" in r]
+    if not rows:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    ax.plot(steps, [r["reward_mean"] for r in rows], label="reward (mean of the step's completions)", lw=1)
+    ax.plot(steps, [r["zero_std_fraction"] for r in rows], label="groups with equal rewards (skipped)", lw=1,
+            alpha=0.7)
+    ax.set_xlabel("GRPO step")
+    ax.set_ylim(-0.02, max(1.02, max(r["reward_mean"] for r in rows) + 0.02))
+    ax.set_title("GRPO rollouts")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return True
+
+
+def report_section(run, cfg) -> str | None:
+    """Markdown for the report card from the grpo manifest (the stage measured before and after)."""
+    manifest = run.read_manifest("grpo")
+    if not manifest or manifest.get("status") != "done":
+        return None
+    m = manifest.get("metrics") or {}
+    before, after = m.get("before") or {}, m.get("after") or {}
+    if not before or not after:
+        return None
+    k = m.get("k", before.get("k"))
+
+    def pct(value):
+        return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
+    rows = []
+    for level in sorted(set(before.get("by_difficulty", {})) | set(after.get("by_difficulty", {})), key=str):
+        b, a = before["by_difficulty"].get(level, {}), after["by_difficulty"].get(level, {})
+        rows.append([f"{level} step{'s' if str(level) != '1' else ''}", b.get("n", a.get("n")),
+                     pct(b.get("pass@1")), pct(a.get("pass@1")), pct(b.get("pass@k")), pct(a.get("pass@k"))])
+    rows.append(["**all**", before.get("n"), f"**{pct(before.get('pass@1'))}**", f"**{pct(after.get('pass@1'))}**",
+                 pct(before.get("pass@k")), pct(after.get("pass@k"))])
+    header = ["difficulty", "problems", "pass@1 SFT", "pass@1 GRPO", f"pass@{k} SFT", f"pass@{k} GRPO"]
+    text = ["## Reasoning RL (GRPO): the reasoning model", "",
+            f"{m.get('steps')} GRPO steps ({m.get('completions', 0):,} sampled completions) in "
+            f"{m.get('train_seconds', 0):.0f}s, stop: {m.get('stop_reason')}; {pct(m.get('zero_std_group_fraction'))}"
+            f" of groups had equal rewards and were skipped. Held-out problems (never in SFT or RL data); "
+            f"pass@1 is the greedy answer, pass@{k} the chance that one of {k} samples at temperature "
+            f"{before.get('temperature')} is right.", "", _table(header, rows)]
+    errors = m.get("reward_errors") or {}
+    if errors:
+        text += ["", "Reward function problems (each counted as reward 0): " +
+                 ", ".join(f"{k_}: {v}" for k_, v in sorted(errors.items()))]
+    if _plot_rewards(run.log_path("grpo"), run.report_dir / "grpo_reward.png"):
+        text += ["", "![GRPO reward](grpo_reward.png)"]
+    examples = m.get("examples") or []
+    if examples:
+        mark = lambda ok: "right" if ok else "wrong"  # noqa: E731
+        text += ["", "### Worked examples (greedy)", "",
+                 _table(["question", "reference", "SFT model", "GRPO model"],
+                        [[e["question"], e.get("solution") or e["answer"],
+                          f"{e['sft_completion'][:120]} ({mark(e['sft_correct'])})",
+                          f"{e['grpo_completion'][:120]} ({mark(e['grpo_correct'])})"] for e in examples])]
+    return "\n".join(text)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,369 @@
+"""Reasoning RL with verifiable rewards (GRPO): the SFT model learns from answers it can check.
+
+    lmforge grpo --run-dir runs/tiny                      # after sft; writes models/grpo, logs/grpo.jsonl
+    lmforge grpo --run-dir runs/tiny grpo.loss_type=dr_grpo grpo.scale_rewards=none grpo.beta=0.04
+    lmforge grpo --run-dir runs/tiny grpo.data_path=gsm8k.jsonl grpo.rewards=correctness,format \\
+        grpo.reward_weights=1,0.1 grpo.rewards=correctness,my_pkg.rewards:short_answers
+
+One GRPO step:
+  1. take `prompts_per_step` tasks (a seeded order per epoch, so the step alone fixes them);
+  2. sample G = `group_size` completions per prompt through the shared generation engine,
+     all rows in one batch (lmforge/generate.py), stopping at <|end|>;
+  3. score every completion with the reward functions (lmforge/data/reasoning.py);
+  4. advantage = reward - mean of its group, divided by the group's std, the batch's std
+     or nothing (`scale_rewards`); groups whose rewards are all equal carry no signal and
+     are skipped (not computed at all) and counted;
+  5. `iterations` (mu) optimizer steps on this batch through the shared loop's
+     Trainer.train_step, each minimizing the clipped surrogate
+
+        -min(r A, clip(r, 1 - epsilon, 1 + epsilon_high) A) + beta * KL_k3(policy || reference)
+
+     per completion token, r = pi(token) / pi_old(token) (pi_old: the policy that sampled;
+     with mu = 1 r is 1 in value and the gradient is A * grad log pi), k3 =
+     exp(ref - logp) - (ref - logp) - 1, aggregated as
+        token_mean : sum over all tokens / number of tokens           (DAPO)
+        grpo       : mean over each completion's tokens, then over completions (the paper)
+        dr_grpo    : sum over all tokens / (completions * max_completion_tokens)  (Dr. GRPO)
+     The loop divides the summed loss by the batch's item count (tokens, completions or
+     completions x max tokens), which is exactly these normalizers.
+
+Each step writes one row to logs/grpo.jsonl: reward mean and std (and per reward
+function), fraction of zero-std groups, completion lengths, entropy, clip fraction, KL,
+time. A reward function that raises or returns a non-number scores 0 for those
+completions; the reason is counted in the row and the manifest, and training goes on.
+Held-out pass@1 (greedy) and pass@k are measured before (the SFT model) and after, per
+difficulty, for the report card (lmforge/evals/reasoning.py).
+
+Checkpoints are the shared loop's (models/grpo/trainer_state.pt, every `checkpoint_every`
+steps); a killed run resumes from the last one. Rollouts depend on the weights, so a
+resumed run repeats the steps after the checkpoint with fresh samples, not the same ones.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.reasoning import Task, balanced_subset, load_tasks, resolve_reward, score
+from ..evals.reasoning import evaluate_reasoning
+from ..generate import generate
+from ..model import load_model, save_model
+from ..run import StageContext, StageError
+from ..tokenizer import Tokenizer
+from .loop import Trainer, pick_device
+
+
+# ---------------------------------------------------------------- prompts, rollouts, advantages
+
+def prompts_for_step(tasks: list[Task], step: int, count: int, seed: int) -> list[Task]:
+    """`count` tasks for this step: a fresh seeded permutation each epoch, a pure function of the step."""
+    picked = []
+    for position in range(step * count, (step + 1) * count):
+        epoch, index = divmod(position, len(tasks))
+        order = np.random.default_rng([seed, epoch]).permutation(len(tasks))
+        picked.append(tasks[int(order[index])])
+    return picked
+
+
+def rollout(model, tokenizer, tasks: list[Task], group_size: int, max_new_tokens: int, temperature: float,
+            top_p: float, top_k: int, seed: int) -> list[dict]:
+    """G completions per task in one batched generate call: ids (with <|end|> when the model
+    stopped, so stopping is learned too), text, and whether it ended."""
+    prompts = [task.prompt_ids for task in tasks for _ in range(group_size)]
+    outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    top_k=top_k, seed=seed, stop_ids=(tokenizer.end_id,))
+    completions = []
+    for prompt, out in zip(prompts, outs):
+        ended = out.finish_reason == "stop"
+        completions.append({"prompt_ids": prompt, "ids": list(out.tokens) + ([tokenizer.end_id] if ended else []),
+                            "text": tokenizer.decode(out.tokens).strip(), "ended": ended})
+    return completions
+
+
+def group_advantages(rewards: list[float], group_size: int, scale: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantage per completion, whether each group's rewards are all equal)."""
+    r = torch.tensor(rewards, dtype=torch.float64).view(-1, group_size)
+    advantage = r - r.mean(dim=1, keepdim=True)
+    if scale == "group":
+        advantage = advantage / (r.std(dim=1, keepdim=True) + 1e-4)
+    elif scale == "batch":
+        advantage = advantage / (r.std() + 1e-4)
+    flat = (r.amax(dim=1) - r.amin(dim=1)) <= 1e-9
+    return advantage.view(-1).float(), flat
+
+
+# ---------------------------------------------------------------- batches and the loss
+
+def make_batches(completions: list[dict], advantages: torch.Tensor, keep: list[int], batch_size: int,
+                 loss_type: str, max_completion_tokens: int, pad_id: int, device) -> list[dict]:
+    """Micro-batches of the kept completions: right-padded prompt+completion rows, the mask of
+    completion targets, and each target token's advantage and completion length."""
+    batches = []
+    for start in range(0, len(keep), batch_size):
+        rows = [completions[i] for i in keep[start:start + batch_size]]
+        length = max(len(r["prompt_ids"]) + len(r["ids"]) for r in rows) - 1
+        x = torch.full((len(rows), length), pad_id, dtype=torch.long)
+        y = torch.full((len(rows), length), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.bool)
+        adv = torch.zeros((len(rows), length))
+        seq_len = torch.ones((len(rows), length))
+        for row, (i, c) in enumerate(zip(keep[start:start + batch_size], rows)):
+            ids = c["prompt_ids"] + c["ids"]
+            x[row, :len(ids) - 1] = torch.tensor(ids[:-1])
+            y[row, :len(ids) - 1] = torch.tensor(ids[1:])
+            first = len(c["prompt_ids"]) - 1            # the position that predicts the first completion id
+            mask[row, first:first + len(c["ids"])] = True
+            adv[row] = advantages[i]
+            seq_len[row] = max(len(c["ids"]), 1)
+        n_completions = len(rows)
+        n_tokens = int(mask.sum())
+        n_items = {"token_mean": n_tokens, "grpo": n_completions,
+                   "dr_grpo": n_completions * max_completion_tokens}[loss_type]
+        batches.append({"x": x.to(device), "mask": mask.to(device), "targets": y[mask].to(device),
+                        "adv": adv[mask].to(device), "seq_len": seq_len[mask].to(device),
+                        "n_items": max(n_items, 1), "n_tokens": n_tokens, "old_logp": None, "ref_logp": None})
+    return batches
+
+
+def token_logprobs(model, lm_head, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the completion tokens (flat, N) and the full log-softmax rows (N, V).
+    The LM head runs on completion positions only: prompts need no logits."""
+    hidden = model(batch["x"], return_hidden=True)
+    logits = lm_head(hidden[batch["mask"]]).float()
+    logp_all = F.log_softmax(logits, dim=-1)
+    return logp_all.gather(-1, batch["targets"][:, None]).squeeze(-1), logp_all
+
+
+@torch.no_grad()
+def fill_logprobs(model, lm_head, batches: list[dict], key: str) -> None:
+    for batch in batches:
+        batch[key] = token_logprobs(model, lm_head, batch)[0].detach()
+
+
+def make_loss_fn(lm_head, cfg, stats: Counter):
+    """loss_fn(model, batch) for Trainer.train_step: the clipped surrogate (+ k3 KL) summed as the
+    loss type wants it; side statistics are added to `stats`."""
+    def loss_fn(model, batch) -> torch.Tensor:
+        logp, logp_all = token_logprobs(model, lm_head, batch)
+        old = batch["old_logp"] if batch["old_logp"] is not None else logp.detach()
+        adv = batch["adv"]
+        ratio = torch.exp(logp - old)
+        clipped = ratio.clamp(1 - cfg.epsilon, 1 + cfg.epsilon_high)
+        per_token = -torch.minimum(ratio * adv, clipped * adv)
+        if cfg.beta > 0:
+            delta = batch["ref_logp"] - logp
+            kl = torch.exp(delta) - delta - 1
+            per_token = per_token + cfg.beta * kl
+            stats["kl_sum"] += float(kl.detach().sum())
+        if cfg.loss_type == "grpo":
+            per_token = per_token / batch["seq_len"]
+        with torch.no_grad():
+            stats["entropy_sum"] += float(-(logp_all.exp() * logp_all).sum(-1).sum())
+            clipped_low = (ratio < 1 - cfg.epsilon) & (adv < 0)
+            clipped_high = (ratio > 1 + cfg.epsilon_high) & (adv > 0)
+            stats["clipped"] += int((clipped_low | clipped_high).sum())
+            stats["tokens"] += batch["n_tokens"]
+        return per_token.sum()
+    return loss_fn
+
+
+# ---------------------------------------------------------------- one GRPO step
+
+def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_fns: list, cfg, seed: int) -> dict:
+    """Rollout, rewards, advantages and `iterations` optimizer steps; returns the log row's numbers."""
+    model, lm_head = trainer.model, trainer.model.lm_head
+    started = time.perf_counter()
+    model.eval()
+    completions = rollout(model, tokenizer, tasks, cfg.group_size, cfg.max_completion_tokens, cfg.temperature,
+                          cfg.top_p, cfg.top_k, seed)
+    model.train()
+    rollout_seconds = time.perf_counter() - started
+
+    g = cfg.group_size
+    columns: dict[str, list] = {"answer": [t.answer for t in tasks for _ in range(g)]}
+    for name in sorted({key for t in tasks for key in t.columns} - {"answer", "prompts", "completions"}):
+        columns[name] = [t.columns.get(name) for t in tasks for _ in range(g)]
+    step_errors: Counter = Counter()
+    rewards, per_function = score(reward_fns, [t.prompt for t in tasks for _ in range(g)],
+                                  [c["text"] for c in completions], columns, step_errors)
+    advantages, flat = group_advantages(rewards, g, cfg.scale_rewards)
+    keep = [i for i in range(len(completions)) if not flat[i // g]]
+
+    stats: Counter = Counter()
+    losses = []
+    if keep:
+        batches = make_batches(completions, advantages, keep, cfg.batch_size, cfg.loss_type,
+                               cfg.max_completion_tokens, tokenizer.pad_id, trainer.device)
+        if cfg.iterations > 1:       # the sampling policy's log-probs, fixed while the weights move
+            fill_logprobs(model, lm_head, batches, "old_logp")
+        if cfg.beta > 0:
+            fill_logprobs(ref_model, ref_model.lm_head, batches, "ref_logp")
+        loss_fn = make_loss_fn(lm_head, cfg, stats)
+        for _ in range(cfg.iterations):
+            losses.append(trainer.train_step(batches, loss_fn))
+    lengths = [len(c["ids"]) for c in completions]
+    reward_tensor = torch.tensor(rewards)
+    row = {
+        "loss": round(float(np.mean(losses)), 5) if losses else None,
+        "reward_mean": round(float(reward_tensor.mean()), 4),
+        "reward_std": round(float(reward_tensor.std()), 4),
+        **{f"reward_{name}": round(float(np.mean(values)), 4) for name, values in per_function.items()},
+        "zero_std_fraction": round(float(flat.float().mean()), 4),
+        "groups_skipped": int(flat.sum()),
+        "completion_length_mean": round(float(np.mean(lengths)), 2),
+        "completion_length_max": int(max(lengths)),
+        "truncated_fraction": round(1 - float(np.mean([c["ended"] for c in completions])), 4),
+        "entropy": round(stats["entropy_sum"] / stats["tokens"], 4) if stats["tokens"] else None,
+        "clip_fraction": round(stats["clipped"] / stats["tokens"], 4) if stats["tokens"] else None,
+        "rollout_seconds": round(rollout_seconds, 3),
+        "step_seconds": round(time.perf_counter() - started, 3),
+        "completions_per_second": round(len(completions) / max(rollout_seconds, 1e-9), 1),
+    }
+    if cfg.beta > 0 and stats["tokens"]:
+        row["kl"] = round(stats["kl_sum"] / stats["tokens"], 5)
+    if step_errors:
+        row["reward_errors"] = dict(step_errors)
+    return row
+
+
+# ---------------------------------------------------------------- the stage
+
+def build_rewards(cfg) -> list[tuple[str, object, float]]:
+    weights = [float(w) for w in cfg.reward_weights] or [1.0] * len(cfg.rewards)
+    if not cfg.rewards:
+        raise StageError("grpo.rewards is empty; name at least one reward (e.g. correctness)")
+    try:
+        return [(str(spec), resolve_reward(str(spec)), weight) for spec, weight in zip(cfg.rewards, weights)]
+    except ValueError as err:
+        raise StageError(f"grpo.rewards: {err}") from None
+
+
+def run_stage(ctx: StageContext) -> dict:
+    cfg, run = ctx.cfg, ctx.run
+    g = cfg.grpo
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    reward_fns = build_rewards(g)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device)
+    policy = load_model(run.model_dir("sft"), device=device)
+    max_prompt = policy.cfg.seq_len - g.max_completion_tokens
+    data_path = Path(g.data_path) if g.data_path else run.path("datasets", "reasoning.jsonl")
+    if not data_path.exists():
+        raise StageError(f"{data_path} does not exist; run `lmforge reasoning` or set grpo.data_path")
+    tasks, stats = load_tasks(data_path, tokenizer, max_prompt, g.answer_column)
+    if not tasks:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
+        raise StageError(f"no usable tasks in {data_path} ({reasons})")
+    eval_path = Path(g.eval_path) if g.eval_path else run.path("datasets", "reasoning_eval.jsonl")
+    eval_tasks, eval_stats = (load_tasks(eval_path, tokenizer, max_prompt, g.answer_column)
+                              if eval_path.exists() else ([], Counter()))
+    eval_tasks = balanced_subset(eval_tasks, g.eval_per_difficulty)
+    ctx.progress(f"{len(tasks):,} tasks ({dict(stats)}), {len(eval_tasks)} held-out problems for evaluation")
+
+    def evaluate(model) -> dict:
+        return evaluate_reasoning(model, tokenizer, eval_tasks, g.eval_k, g.eval_temperature,
+                                  g.max_completion_tokens, seed=cfg.run.seed, examples=g.eval_examples)
+
+    eval_started = time.perf_counter()
+    before = evaluate(policy)
+    eval_seconds = time.perf_counter() - eval_started
+    ctx.progress(f"SFT model: held-out pass@1 {before['pass@1']:.1%}, pass@{g.eval_k} {before['pass@k']:.1%}")
+
+    ref_model = None
+    if g.beta > 0:
+        ref_model = load_model(run.model_dir("sft"), device=device).eval()
+        ref_model.requires_grad_(False)
+    trainer = Trainer(policy, g, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
+                      device=device, save_fn=save_model, stage="grpo")
+    if ctx.resume and trainer.load_checkpoint():
+        trainer._truncate_log()
+    elif trainer.log_path.exists():
+        trainer.log_path.unlink()
+
+    from tqdm import tqdm
+    bar = tqdm(total=g.max_steps, initial=trainer.step, desc="grpo", unit="step", dynamic_ncols=True,
+               mininterval=1.0, leave=False)
+    session_start, seconds_before = time.perf_counter(), trainer.train_seconds
+    stop_reason, warned = "max_steps", False
+    while trainer.step < g.max_steps:
+        lr_mult = trainer._set_lr(g.max_steps)
+        batch_tasks = prompts_for_step(tasks, trainer.step, g.prompts_per_step, cfg.run.seed)
+        seed = cfg.run.seed * 1_000_003 + trainer.step * 10_007
+        row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, g, seed)
+        if row["loss"] is not None and not math.isfinite(row["loss"]):
+            raise FloatingPointError(f"grpo: loss became {row['loss']} at step {trainer.step}; lower grpo.lr")
+        trainer.step += 1
+        trainer.train_seconds = seconds_before + time.perf_counter() - session_start
+        trainer._log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
+                      "elapsed_seconds": round(trainer.train_seconds, 2)})
+        bar.set_postfix({"reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
+                         "len": f"{row['completion_length_mean']:.0f}"}, refresh=False)
+        bar.update(1)
+        if row.get("reward_errors") and not warned:
+            warned = True
+            ctx.progress(f"reward function problems (counted as reward 0, see logs/grpo.jsonl): "
+                         f"{row['reward_errors']}")
+        if trainer.step % g.checkpoint_every == 0:
+            trainer.save_checkpoint()
+        if g.max_minutes and trainer.train_seconds >= g.max_minutes * 60:
+            stop_reason = "max_minutes"
+            break
+    bar.close()
+    save_model(policy, run.model_dir("grpo"))
+    trainer.save_checkpoint()
+
+    after = evaluate(policy)
+    ctx.progress(f"GRPO model: held-out pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}), "
+                 f"pass@{g.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
+                 f"{trainer.step} steps in {trainer.train_seconds:.0f}s")
+    examples = []
+    for b, a in zip(before["examples"], after["examples"]):
+        examples.append({**b, "sft_completion": b["completion"], "sft_correct": b["correct"],
+                         "grpo_completion": a["completion"], "grpo_correct": a["correct"]})
+    for e in examples:
+        del e["completion"], e["correct"]
+    strip = lambda result: {k: v for k, v in result.items() if k != "examples"}  # noqa: E731
+    rows = _read_log(trainer.log_path)      # the whole run, also across a resume
+    last = rows[-10:]
+    reward_errors: Counter = Counter()
+    for r in rows:
+        reward_errors.update(r.get("reward_errors", {}))
+    groups = len(rows) * g.prompts_per_step
+    return {
+        "held_out_pass_at_1": after["pass@1"],
+        "held_out_pass_at_1_sft": before["pass@1"],
+        "held_out_pass_at_k": after["pass@k"],
+        "held_out_pass_at_k_sft": before["pass@k"],
+        "pass_at_1_gain": round(after["pass@1"] - before["pass@1"], 4),
+        "k": g.eval_k,
+        "steps": trainer.step,
+        "stop_reason": stop_reason,
+        "train_seconds": round(trainer.train_seconds, 2),
+        "eval_seconds_each": round(eval_seconds, 2),
+        "seconds_per_step": round(trainer.train_seconds / max(trainer.step, 1), 3),
+        "final_reward_mean": round(float(np.mean([r["reward_mean"] for r in last])), 4) if last else None,
+        "first_reward_mean": rows[0]["reward_mean"] if rows else None,
+        "zero_std_group_fraction": round(sum(r["groups_skipped"] for r in rows) / max(groups, 1), 4),
+        "steps_without_update": sum(r["loss"] is None for r in rows),
+        "completions": groups * g.group_size,
+        "reward_errors": dict(reward_errors),
+        "tasks": dict(sorted(stats.items())),
+        "eval_tasks": dict(sorted(eval_stats.items())),
+        "data": str(data_path),
+        "before": strip(before),
+        "after": strip(after),
+        "examples": examples,
+    }
+
+
+def _read_log(path: Path) -> list[dict]:
+    import json
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

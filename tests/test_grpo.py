@@ -1,0 +1,200 @@
+"""GRPO: advantages, the clipped surrogate and its aggregations, bad rewards, the stage, resume, learning."""
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from lmforge.config import ModelConfig, TokenizerConfig, load_config
+from lmforge.data.reasoning import make_problems
+from lmforge.model import GPT, save_model
+from lmforge.run import RunDir, StageContext, get_stage
+from lmforge.tokenizer import Tokenizer
+from lmforge.train.grpo import (
+    group_advantages, grpo_step, make_batches, make_loss_fn, prompts_for_step, run_stage, token_logprobs)
+from lmforge.train.loop import Trainer
+
+PEOPLE = [{"name": "Ada Berg", "gender": "f"}, {"name": "Knut Dahl", "gender": "m"}]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    problems = make_problems(PEOPLE, ["en", "nb"], [1, 2], 30, seed=1)
+    return Tokenizer.train([p.question + " " + p.solution for p in problems] * 3,
+                           TokenizerConfig(vocab_size=320, min_frequency=1))
+
+
+def tiny_model(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(vocab_size=tokenizer.vocab_size, seq_len=128, n_layer=1, n_head=2, d_model=32))
+
+
+def fake_completions(tokenizer, n=4):
+    prompt = tokenizer.render_chat([{"role": "user", "content": "Ada Berg has 3 eggs."}], add_generation_prompt=True)[0]
+    return [{"prompt_ids": prompt, "ids": tokenizer.encode(f"3 + {i} = {3 + i}.")[: 3 + i] + [tokenizer.end_id],
+             "text": "", "ended": True} for i in range(n)]
+
+
+def grpo_cfg(**overrides):
+    cfg = load_config("micro").grpo
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def test_group_advantages():
+    rewards = [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    adv, flat = group_advantages(rewards, 4, "none")
+    assert adv.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
+    assert flat.tolist() == [False, True]
+    adv, _ = group_advantages(rewards, 4, "group")
+    assert adv[:4].tolist() == pytest.approx([1.5, -0.5, -0.5, -0.5], rel=1e-3)   # std of [1,0,0,0] = 0.5
+    adv, _ = group_advantages(rewards, 4, "batch")
+    assert adv[0].item() == pytest.approx(0.75 / torch.tensor(rewards).std().item(), rel=1e-3)
+
+
+def test_prompts_for_step_is_a_pure_function_of_the_step():
+    tasks = list(range(10))
+    first = [prompts_for_step(tasks, s, 4, seed=1) for s in range(5)]
+    assert first == [prompts_for_step(tasks, s, 4, seed=1) for s in range(5)]
+    assert sorted(first[0] + first[1] + first[2][:2]) == tasks       # one epoch covers every task once
+
+
+def test_batches_mask_exactly_the_completion_tokens(tokenizer):
+    completions = fake_completions(tokenizer)
+    adv = torch.tensor([1.0, -1.0, 2.0, 0.5])
+    for loss_type, items in (("token_mean", None), ("grpo", 3), ("dr_grpo", 3 * 8)):
+        batches = make_batches(completions, adv, [0, 2, 3], 2, loss_type, 8, tokenizer.pad_id, "cpu")
+        assert [b["mask"].shape[0] for b in batches] == [2, 1]
+        assert sum(b["n_items"] for b in batches) == (items or sum(len(completions[i]["ids"]) for i in (0, 2, 3)))
+    first = batches[0]
+    assert first["targets"].tolist() == completions[0]["ids"] + completions[2]["ids"]
+    assert first["adv"].tolist() == [1.0] * len(completions[0]["ids"]) + [2.0] * len(completions[2]["ids"])
+
+
+def _grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_on_policy_loss_is_the_policy_gradient(tokenizer):
+    model = tiny_model(tokenizer)
+    completions = fake_completions(tokenizer)
+    adv = torch.tensor([1.0, -1.0, 2.0, 0.5])
+    batch = make_batches(completions, adv, [0, 1, 2, 3], 4, "token_mean", 8, tokenizer.pad_id, "cpu")[0]
+    stats = Counter()
+    loss = make_loss_fn(model.lm_head, grpo_cfg(), stats)(model, batch)
+    assert loss.item() == pytest.approx(-batch["adv"].sum().item(), rel=1e-5)    # ratio is exactly 1
+    loss.backward()
+    ours = _grads(model)
+    model.zero_grad()
+    logp, _ = token_logprobs(model, model.lm_head, batch)
+    (-(batch["adv"] * logp).sum()).backward()
+    assert torch.allclose(ours, _grads(model), atol=1e-6)
+    assert stats["tokens"] == batch["n_tokens"] and stats["clipped"] == 0 and stats["entropy_sum"] > 0
+
+
+def test_clipping_stops_the_gradient_past_the_trust_region(tokenizer):
+    model = tiny_model(tokenizer)
+    completions = fake_completions(tokenizer, 2)
+    cfg = grpo_cfg(epsilon=0.2, epsilon_high=0.28)
+    for sign, expect_clipped in ((1.0, True), (-1.0, False)):
+        batch = make_batches(completions, torch.tensor([sign, sign]), [0, 1], 4, "token_mean", 8, tokenizer.pad_id,
+                             "cpu")[0]
+        with torch.no_grad():
+            batch["old_logp"] = token_logprobs(model, model.lm_head, batch)[0] - 1.0    # ratio = e > 1.28
+        stats = Counter()
+        model.zero_grad()
+        make_loss_fn(model.lm_head, cfg, stats)(model, batch).backward()
+        grad_norm = _grads(model).norm().item()
+        if expect_clipped:   # positive advantage, ratio above 1 + epsilon_high: no push further
+            assert grad_norm == 0.0 and stats["clipped"] == stats["tokens"]
+        else:                # negative advantage: the pessimistic min keeps the unclipped term
+            assert grad_norm > 0 and stats["clipped"] == 0
+
+
+def test_k3_kl_is_zero_at_the_reference_and_positive_away(tokenizer):
+    model = tiny_model(tokenizer)
+    completions = fake_completions(tokenizer, 2)
+    cfg = grpo_cfg(beta=0.5)
+    batch = make_batches(completions, torch.zeros(2), [0, 1], 4, "token_mean", 8, tokenizer.pad_id, "cpu")[0]
+    with torch.no_grad():
+        logp = token_logprobs(model, model.lm_head, batch)[0]
+    for shift, positive in ((0.0, False), (0.7, True)):
+        batch["ref_logp"] = logp + shift
+        stats = Counter()
+        loss = make_loss_fn(model.lm_head, cfg, stats)(model, batch)
+        assert (loss.item() > 1e-4) == positive and (stats["kl_sum"] > 1e-4) == positive
+
+
+def test_grpo_loss_type_weights_each_completion_equally(tokenizer):
+    model = tiny_model(tokenizer)
+    completions = fake_completions(tokenizer, 2)     # lengths 4 and 5
+    batch = make_batches(completions, torch.tensor([1.0, 1.0]), [0, 1], 4, "grpo", 8, tokenizer.pad_id, "cpu")[0]
+    loss = make_loss_fn(model.lm_head, grpo_cfg(loss_type="grpo"), Counter())(model, batch)
+    assert loss.item() == pytest.approx(-2.0, rel=1e-5)      # each completion's mean is -A = -1
+
+
+def _broken_reward(prompts, completions, **columns):
+    raise ValueError("this reward function is broken")
+
+
+def _digit_reward(prompts, completions, **columns):
+    return [1.0 if c[:1].isdigit() else 0.0 for c in completions]
+
+
+def test_grpo_learns_a_simple_reward_and_survives_a_broken_one(tokenizer):
+    model = tiny_model(tokenizer, seed=3)
+    cfg = grpo_cfg(optimizer="adamw", lr=2e-2, prompts_per_step=8, group_size=8, max_completion_tokens=3,
+                   batch_size=64, temperature=1.0)
+    trainer = Trainer(model, cfg, out_dir="unused", log_path="unused", device="cpu", stage="grpo")
+    from lmforge.data.reasoning import Task
+    prompt = tokenizer.render_chat([{"role": "user", "content": "Ada Berg has"}], add_generation_prompt=True)[0]
+    tasks = [Task([{"role": "user", "content": "x"}], "1", prompt, {}) for _ in range(8)]
+    rewards = [("digit", _digit_reward, 1.0), ("broken", _broken_reward, 1.0)]
+    rows = [grpo_step(trainer, None, tokenizer, tasks, rewards, cfg, seed=step * 100) for step in range(30)]
+    first, last = sum(r["reward_mean"] for r in rows[:3]) / 3, sum(r["reward_mean"] for r in rows[-3:]) / 3
+    assert last > first + 0.3, (first, last)
+    assert rows[0]["reward_errors"] == {"broken:raised:ValueError": 64}
+    for key in ("reward_mean", "reward_std", "zero_std_fraction", "completion_length_mean", "entropy",
+                "clip_fraction", "rollout_seconds", "completions_per_second"):
+        assert key in rows[0]
+
+
+def _write_run(tmp_path, tokenizer) -> RunDir:
+    run = RunDir(tmp_path / "run")
+    tokenizer.save(run.tokenizer_dir)
+    save_model(tiny_model(tokenizer), run.model_dir("sft"))
+    problems = make_problems(PEOPLE, ["en", "nb"], [1, 2], 12, seed=5)
+    rows = [json.dumps(p.row()) for p in problems[:30]]
+    rows += ["{broken", json.dumps({"prompt": [{"role": "user", "content": "hi"}]}), json.dumps(["x"])]
+    run.path("datasets").mkdir(parents=True)
+    run.path("datasets", "reasoning.jsonl").write_text("\n".join(rows) + "\n")
+    run.path("datasets", "reasoning_eval.jsonl").write_text(
+        "".join(json.dumps(p.row()) + "\n" for p in problems[30:]))
+    return run
+
+
+def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
+    run = _write_run(tmp_path, tokenizer)
+    overrides = ["grpo.max_steps=3", "grpo.checkpoint_every=1", "grpo.prompts_per_step=2", "grpo.group_size=3",
+                 "grpo.max_completion_tokens=12", "grpo.eval_per_difficulty=2", "grpo.eval_k=2",
+                 "grpo.rewards=correctness,format,tests.test_grpo:_broken_reward", "grpo.reward_weights=1,0.1,1",
+                 "grpo.beta=0.1", "grpo.iterations=2"]
+    cfg = load_config("micro", overrides)
+    metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
+    assert metrics["steps"] == 3 and (run.model_dir("grpo") / "model.safetensors").exists()
+    assert metrics["tasks"] == {"kept": 30, "skipped:bad_json": 1, "skipped:no_answer": 1, "skipped:wrong_type": 1}
+    assert metrics["reward_errors"] == {"tests.test_grpo:_broken_reward:raised:ValueError": 18}
+    assert set(metrics["before"]["by_difficulty"]) == {"1", "2"} and metrics["before"]["n"] == 4
+    assert len(metrics["examples"]) == 4 and "grpo_completion" in metrics["examples"][0]
+    rows = [json.loads(line) for line in run.log_path("grpo").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all("reward_format" in r for r in rows)
+    # a longer run with the same settings resumes from the checkpoint: steps 4-5 only
+    cfg = load_config("micro", overrides + ["grpo.max_steps=5"])
+    metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=True))
+    rows = [json.loads(line) for line in run.log_path("grpo").read_text().splitlines()]
+    assert metrics["steps"] == 5 and [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    from lmforge.evals.reasoning import report_section
+    run.write_manifest("grpo", {"status": "done", "metrics": metrics})
+    section = report_section(run, cfg)
+    assert "pass@1 GRPO" in section and "Worked examples" in section and "_broken_reward" in section
