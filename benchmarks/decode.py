@@ -97,7 +97,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--spec-prompts", type=int, default=8)
-    parser.add_argument("--draft-tokens", type=int, default=4)
+    # a draft model's guesses cost a forward each, so fewer pay off; lookup guesses are free
+    parser.add_argument("--draft-tokens", type=int, default=3, help="guesses per round from the draft model")
+    parser.add_argument("--lookup-tokens", type=int, default=8, help="guesses per round from prompt lookup")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-hf", action="store_true")
@@ -146,7 +148,7 @@ def main() -> int:
         results["speculative_draft"] = speculative(model, spec_prompts, args.tokens, args.repeats, draft.eval(),
                                                    args.draft_tokens)
     results["speculative_prompt_lookup"] = speculative(model, spec_prompts, args.tokens, args.repeats, None,
-                                                       args.draft_tokens)
+                                                       args.lookup_tokens)
 
     width = max(len(k) for k in results)
     for key, value in results.items():

@@ -23,7 +23,7 @@ from lmforge.serve.api import create_app  # noqa: E402
 from tests.test_serve import NeverStop, serve_in_thread  # noqa: E402
 
 
-def test_chat_page_end_to_end():
+def test_chat_page_end_to_end(tmp_path):
     tokenizer = make_tokenizer()
     model = make_model(vocab=tokenizer.vocab_size, seq_len=2048)
     stops = [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id, tokenizer.assistant_id]
@@ -82,6 +82,7 @@ def test_chat_page_end_to_end():
             while engine.rows and time.time() < deadline:
                 time.sleep(0.05)
             assert not engine.rows
-            page.screenshot(path=os.environ.get("LMFORGE_WEB_SCREENSHOT", "/tmp/lmforge-web-chat.png"))
+            # what a person would see; set LMFORGE_WEB_SCREENSHOT to keep it
+            page.screenshot(path=os.environ.get("LMFORGE_WEB_SCREENSHOT", str(tmp_path / "chat.png")))
         finally:
             browser.close()
