@@ -140,6 +140,8 @@ def test_schedules():
     assert lr_multiplier(0, cfg, 100) == pytest.approx(0.1)
     assert lr_multiplier(50, cfg, 100) == 1.0
     assert lr_multiplier(90, cfg, 100) == pytest.approx(0.5)
+    # a time budget 90 % spent decays the rate as far as 90 % of the steps would
+    assert lr_multiplier(20, cfg, 100, time_fraction=0.9) == pytest.approx(0.5)
     cos = TrainConfig(warmup_steps=0, schedule="cosine", min_lr_ratio=0.1)
     assert lr_multiplier(0, cos, 100) == pytest.approx(1.0)
     assert lr_multiplier(100, cos, 100) == pytest.approx(0.1)

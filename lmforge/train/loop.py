@@ -147,8 +147,13 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.dev
     return optimizers
 
 
-def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """Linear warmup, then cosine or warmup-stable-decay (WSD) down to min_lr_ratio."""
+def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
+    """Linear warmup, then cosine or warmup-stable-decay (WSD) down to min_lr_ratio.
+
+    Progress is whichever budget is further along: steps (step / total_steps) or wall
+    time (time_fraction of max_minutes), so a run stopped by its time budget still ends
+    with its learning rate decayed instead of being cut off at the peak.
+    """
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
@@ -156,13 +161,13 @@ def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int) -> float:
     floor = cfg.min_lr_ratio
     if cfg.schedule == "cosine":
         span = max(1, total_steps - cfg.warmup_steps)
-        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        progress = min(1.0, max((step - cfg.warmup_steps) / span, time_fraction))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    decay_steps = max(1, int(total_steps * cfg.decay_fraction))
-    decay_start = total_steps - decay_steps
-    if step < decay_start:
+    progress = min(1.0, max(step / max(1, total_steps), time_fraction))
+    decay_start = 1.0 - cfg.decay_fraction
+    if progress < decay_start or cfg.decay_fraction == 0:
         return 1.0
-    return floor + (1 - floor) * max(0.0, 1 - (step - decay_start) / decay_steps)
+    return floor + (1 - floor) * max(0.0, (1 - progress) / cfg.decay_fraction)
 
 
 # ---------------------------------------------------------------- the trainer
@@ -275,8 +280,17 @@ class Trainer:
         atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
 
     # -- the loop ---------------------------------------------------------------
-    def _set_lr(self, total_steps: int) -> float:
-        mult = lr_multiplier(self.step, self.cfg, total_steps)
+    def _time_fraction(self) -> float:
+        """Share of the max_minutes budget used, agreed by all ranks (their clocks differ)."""
+        if not self.cfg.max_minutes:
+            return 0.0
+        mine = self.train_seconds / (self.cfg.max_minutes * 60)
+        return all_reduce_sums(mine)[0] / self.world_size
+
+    def _set_lr(self, total_steps: int, time_fraction: float | None = None) -> float:
+        if time_fraction is None:
+            time_fraction = self._time_fraction()
+        mult = lr_multiplier(self.step, self.cfg, total_steps, time_fraction)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * mult
@@ -331,8 +345,9 @@ class Trainer:
         session_start = time.perf_counter()
         session_start_seconds = self.train_seconds
         rate, mfu = 0.0, None
+        time_fraction = self._time_fraction()
         while self.step < total_steps:
-            lr_mult = self._set_lr(total_steps)
+            lr_mult = self._set_lr(total_steps, time_fraction)
             batches = [batch_fn(self.step, micro, self.rank, self.world_size) for micro in range(cfg.grad_accum)]
             loss = self.train_step(batches, loss_fn)
             if not math.isfinite(loss):
@@ -374,11 +389,9 @@ class Trainer:
                 bar.update(1)
             if evaluated and cfg.patience and self.evals_without_improvement >= cfg.patience:
                 stop_reason, stopped_early = "val_loss_stopped_improving", True
-            if cfg.max_minutes:
-                # ranks' clocks differ: agree on the time-budget stop, or one rank would hang in a collective
-                out_of_time = all_reduce_sums(float(self.train_seconds >= cfg.max_minutes * 60))[0] > 0
-                if out_of_time:
-                    stop_reason, stopped_early = "max_minutes", True
+            time_fraction = self._time_fraction()
+            if time_fraction >= 1.0:
+                stop_reason, stopped_early = "max_minutes", True
             if stopped_early or self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if stopped_early:
