@@ -253,6 +253,7 @@ class GRPOConfig(TrainConfig):
     scale_rewards: str = opt("group", choices=["group", "batch", "none"], help="divide advantages by this std")
     loss_type: str = opt("token_mean", choices=["grpo", "dr_grpo", "token_mean"])
     iterations: int = opt(1, lo=1, hi=64, help="mu: optimizer steps on each rollout batch")
+    freeze_embeddings: bool = opt(False, help="keep the token embeddings (and a tied LM head) fixed")
     eval_per_difficulty: int = opt(60, lo=1, help="held-out problems evaluated per difficulty level")
     eval_k: int = opt(8, lo=1, hi=256, help="pass@k: samples per held-out problem")
     eval_temperature: float = opt(1.0, lo=0.01, hi=10.0)

@@ -179,10 +179,14 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     overrides = ["grpo.max_steps=3", "grpo.checkpoint_every=1", "grpo.prompts_per_step=2", "grpo.group_size=3",
                  "grpo.max_completion_tokens=12", "grpo.eval_per_difficulty=2", "grpo.eval_k=2",
                  "grpo.rewards=correctness,format,tests.test_grpo:_broken_reward", "grpo.reward_weights=1,0.1,1",
-                 "grpo.beta=0.1", "grpo.iterations=2"]
+                 "grpo.beta=0.1", "grpo.iterations=2", "grpo.freeze_embeddings=true", "grpo.lr=1e-2"]
     cfg = load_config("micro", overrides)
     metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
     assert metrics["steps"] == 3 and (run.model_dir("grpo") / "model.safetensors").exists()
+    from lmforge.model import load_model
+    sft, grpo = load_model(run.model_dir("sft")), load_model(run.model_dir("grpo"))
+    assert torch.equal(sft.embed.weight, grpo.embed.weight)                   # frozen
+    assert not torch.equal(sft.layers[0].mlp.up_proj.weight, grpo.layers[0].mlp.up_proj.weight)
     assert metrics["tasks"] == {"kept": 30, "skipped:bad_json": 1, "skipped:no_answer": 1, "skipped:wrong_type": 1}
     assert metrics["reward_errors"] == {"tests.test_grpo:_broken_reward:raised:ValueError": 18}
     assert set(metrics["before"]["by_difficulty"]) == {"1", "2"} and metrics["before"]["n"] == 4

@@ -26,6 +26,9 @@ One GRPO step:
         dr_grpo    : sum over all tokens / (completions * max_completion_tokens)  (Dr. GRPO)
      The loop divides the summed loss by the batch's item count (tokens, completions or
      completions x max tokens), which is exactly these normalizers.
+     Log-probabilities are taken at the rollout temperature (the policy that sampled), and
+     the LM head runs on completion positions only. `freeze_embeddings` keeps the token
+     embeddings (and a tied head) fixed.
 
 Each step writes one row to logs/grpo.jsonl: reward mean and std (and per reward
 function), fraction of zero-std groups, completion lengths, entropy, clip fraction, KL,
@@ -130,26 +133,27 @@ def make_batches(completions: list[dict], advantages: torch.Tensor, keep: list[i
     return batches
 
 
-def token_logprobs(model, lm_head, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of the completion tokens (flat, N) and the full log-softmax rows (N, V).
+def token_logprobs(model, lm_head, batch, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the completion tokens (flat, N) and the full log-softmax rows (N, V),
+    under the sampling temperature (the policy that actually sampled them, as TRL does).
     The LM head runs on completion positions only: prompts need no logits."""
     hidden = model(batch["x"], return_hidden=True)
-    logits = lm_head(hidden[batch["mask"]]).float()
+    logits = lm_head(hidden[batch["mask"]]).float() / temperature
     logp_all = F.log_softmax(logits, dim=-1)
     return logp_all.gather(-1, batch["targets"][:, None]).squeeze(-1), logp_all
 
 
 @torch.no_grad()
-def fill_logprobs(model, lm_head, batches: list[dict], key: str) -> None:
+def fill_logprobs(model, lm_head, batches: list[dict], key: str, temperature: float) -> None:
     for batch in batches:
-        batch[key] = token_logprobs(model, lm_head, batch)[0].detach()
+        batch[key] = token_logprobs(model, lm_head, batch, temperature)[0].detach()
 
 
 def make_loss_fn(lm_head, cfg, stats: Counter):
     """loss_fn(model, batch) for Trainer.train_step: the clipped surrogate (+ k3 KL) summed as the
     loss type wants it; side statistics are added to `stats`."""
     def loss_fn(model, batch) -> torch.Tensor:
-        logp, logp_all = token_logprobs(model, lm_head, batch)
+        logp, logp_all = token_logprobs(model, lm_head, batch, cfg.temperature)
         old = batch["old_logp"] if batch["old_logp"] is not None else logp.detach()
         adv = batch["adv"]
         ratio = torch.exp(logp - old)
@@ -200,9 +204,9 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
         batches = make_batches(completions, advantages, keep, cfg.batch_size, cfg.loss_type,
                                cfg.max_completion_tokens, tokenizer.pad_id, trainer.device)
         if cfg.iterations > 1:       # the sampling policy's log-probs, fixed while the weights move
-            fill_logprobs(model, lm_head, batches, "old_logp")
+            fill_logprobs(model, lm_head, batches, "old_logp", cfg.temperature)
         if cfg.beta > 0:
-            fill_logprobs(ref_model, ref_model.lm_head, batches, "ref_logp")
+            fill_logprobs(ref_model, ref_model.lm_head, batches, "ref_logp", cfg.temperature)
         loss_fn = make_loss_fn(lm_head, cfg, stats)
         for _ in range(cfg.iterations):
             losses.append(trainer.train_step(batches, loss_fn))
@@ -279,6 +283,11 @@ def run_stage(ctx: StageContext) -> dict:
     if g.beta > 0:
         ref_model = load_model(run.model_dir("sft"), device=device).eval()
         ref_model.requires_grad_(False)
+    if g.freeze_embeddings:
+        # Adam moves every row it gets a gradient for by about lr, however tiny that gradient:
+        # the softmax touches the whole vocabulary, and with a tied head that drags the input
+        # embeddings of tokens the prompts rely on.
+        policy.embed.weight.requires_grad_(False)
     trainer = Trainer(policy, g, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
                       device=device, save_fn=save_model, stage="grpo")
     if ctx.resume and trainer.load_checkpoint():
