@@ -160,6 +160,10 @@ def test_grpo_learns_a_simple_reward_and_survives_a_broken_one(tokenizer):
         assert key in rows[0]
 
 
+def _length_reward(prompts, completions, **columns):
+    return [len(c) / 50 for c in completions]     # differs between samples, so every group trains
+
+
 def _write_run(tmp_path, tokenizer) -> RunDir:
     run = RunDir(tmp_path / "run")
     tokenizer.save(run.tokenizer_dir)
@@ -178,7 +182,8 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     run = _write_run(tmp_path, tokenizer)
     overrides = ["grpo.max_steps=3", "grpo.checkpoint_every=1", "grpo.prompts_per_step=2", "grpo.group_size=3",
                  "grpo.max_completion_tokens=12", "grpo.eval_per_difficulty=2", "grpo.eval_k=2",
-                 "grpo.rewards=correctness,format,tests.test_grpo:_broken_reward", "grpo.reward_weights=1,0.1,1",
+                 "grpo.rewards=correctness,format,tests.test_grpo:_length_reward,tests.test_grpo:_broken_reward",
+                 "grpo.reward_weights=1,0.1,1,1",
                  "grpo.beta=0.1", "grpo.iterations=2", "grpo.freeze_embeddings=true", "grpo.lr=1e-2"]
     cfg = load_config("micro", overrides)
     metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
