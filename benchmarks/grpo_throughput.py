@@ -40,7 +40,8 @@ from lmforge.train.loop import Trainer  # noqa: E402
 def grpo_settings(run: RunDir, args):
     cfg = run.load_config() if run.config_path.exists() else load_config("tiny")
     g = cfg.grpo
-    g.prompts_per_step, g.group_size, g.max_completion_tokens = args.prompts, args.group_size, args.max_completion_tokens
+    g.prompts_per_step, g.group_size = args.prompts, args.group_size
+    g.max_completion_tokens = args.max_completion_tokens
     g.temperature, g.top_p, g.top_k, g.beta, g.iterations = 1.0, 1.0, 0, 0.0, 1
     g.loss_type, g.scale_rewards, g.rewards, g.reward_weights = "token_mean", "group", ["correctness"], []
     g.optimizer, g.schedule, g.warmup_steps = "adamw", "constant", 0
@@ -102,7 +103,8 @@ def bench_trl(run: RunDir, tasks, args) -> dict:
 
     config = GRPOConfig(
         output_dir=str(hf_dir.parent / "out"), per_device_train_batch_size=args.prompts * args.group_size,
-        gradient_accumulation_steps=1, num_generations=args.group_size, max_completion_length=args.max_completion_tokens,
+        gradient_accumulation_steps=1, num_generations=args.group_size,
+        max_completion_length=args.max_completion_tokens,
         max_steps=args.steps + 1, learning_rate=g.lr, lr_scheduler_type="constant", warmup_steps=0,
         optim="adamw_torch", adam_beta1=g.beta1, adam_beta2=g.beta2, weight_decay=g.weight_decay,
         max_grad_norm=g.clip_grad, beta=0.0, epsilon=g.epsilon, epsilon_high=g.epsilon_high, loss_type="dapo",

@@ -305,7 +305,7 @@ class Config:
         batch_size=16))
     reasoning: ReasoningConfig = dataclasses.field(default_factory=ReasoningConfig)
     grpo: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
-        optimizer="adamw", lr=3e-4, schedule="constant", warmup_steps=0, max_steps=150, batch_size=32,
+        optimizer="adamw", lr=5e-5, schedule="constant", warmup_steps=0, max_steps=150, batch_size=32,
         clip_grad=1.0, checkpoint_every=20, log_every=1, patience=0))
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)

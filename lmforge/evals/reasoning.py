@@ -102,7 +102,12 @@ def _plot_rewards(log_path, out_png) -> bool:
     import matplotlib.pyplot as plt
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
-    ax.plot(steps, [r["reward_mean"] for r in rows], label="reward (mean of the step's completions)", lw=1)
+    rewards = [r["reward_mean"] for r in rows]
+    ax.plot(steps, rewards, label="reward (mean of the step's completions)", lw=0.8, alpha=0.5)
+    window = 10      # each step draws new prompts, so one step's reward is noisy; the running mean shows the trend
+    smooth = [sum(rewards[max(0, i - window + 1):i + 1]) / len(rewards[max(0, i - window + 1):i + 1])
+              for i in range(len(rewards))]
+    ax.plot(steps, smooth, label=f"reward, running mean of {window} steps", lw=1.6)
     ax.plot(steps, [r["zero_std_fraction"] for r in rows], label="groups with equal rewards (skipped)", lw=1,
             alpha=0.7)
     ax.set_xlabel("GRPO step")

@@ -3,7 +3,8 @@
     lmforge grpo --run-dir runs/tiny                      # after sft; writes models/grpo, logs/grpo.jsonl
     lmforge grpo --run-dir runs/tiny grpo.loss_type=dr_grpo grpo.scale_rewards=none grpo.beta=0.04
     lmforge grpo --run-dir runs/tiny grpo.data_path=gsm8k.jsonl grpo.rewards=correctness,format \\
-        grpo.reward_weights=1,0.1 grpo.rewards=correctness,my_pkg.rewards:short_answers
+        grpo.reward_weights=1,0.1                         # your data, a small format bonus
+    lmforge grpo --run-dir runs/tiny grpo.rewards=correctness,my_pkg.rewards:short_answers
 
 One GRPO step:
   1. take `prompts_per_step` tasks (a seeded order per epoch, so the step alone fixes them);
