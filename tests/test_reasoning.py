@@ -131,6 +131,13 @@ def test_score_survives_bad_reward_functions():
     assert errors == Counter({"raises:raised:RuntimeError": 3, "strings:not_a_number": 2,
                               "short:returned_1_values_for_3": 3})
     assert per_function["half"] == [0.5, 0.0, 2.0]
+    import numpy as np
+    import torch
+    errors = Counter()
+    arrays = [("np", lambda prompts, completions, **kw: np.array([1, 0, 1], dtype=np.float32), 1.0),
+              ("torch", lambda prompts, completions, **kw: torch.tensor([0.5, 0.5, 0.0]), 1.0)]
+    total, _ = score(arrays, [[]] * 3, ["a", "b", "c"], {}, errors)
+    assert total == pytest.approx([1.5, 0.5, 1.0]) and not errors
 
 
 def test_resolve_reward():

@@ -37,6 +37,7 @@ import hashlib
 import importlib
 import json
 import math
+import numbers
 import random
 import re
 from collections import Counter
@@ -273,7 +274,7 @@ def score(reward_fns: list[tuple[str, Callable, float]], prompts: list, completi
     for name, fn, weight in reward_fns:
         try:
             values = fn(prompts=prompts, completions=completions, **columns)
-            values = list(values)
+            values = values.tolist() if hasattr(values, "tolist") else list(values)   # numpy / torch too
         except Exception as err:  # noqa: BLE001 - a user's reward function may fail in any way
             errors[f"{name}:raised:{type(err).__name__}"] += n
             values = [0.0] * n
@@ -285,7 +286,7 @@ def score(reward_fns: list[tuple[str, Callable, float]], prompts: list, completi
             if value is None:
                 clean.append(0.0)
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 errors[f"{name}:not_a_number"] += 1
                 clean.append(0.0)
                 continue

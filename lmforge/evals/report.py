@@ -62,9 +62,9 @@ def section_data(run: RunDir, cfg) -> str | None:
         return None
     rows = [[k, f"{v:,}"] for k, v in m.get("by_source", {}).items()]
     rows += [[f"language {k}", f"{v:,}"] for k, v in m.get("by_language", {}).items()]
-    return (f"## Data\n\n{m['documents']:,} documents, {m['characters']:,} characters from the built-in world "
-            f"({m.get('entities')} entities, {m.get('held_out_entities')} held out of all training text, "
-            f"{m.get('facts')} facts).\n\n" + _table(["documents", "count"], rows))
+    return (f"## Data\n\n{m['documents']:,} raw documents collected, {m['characters']:,} characters. The "
+            f"built-in world behind them has {m.get('entities')} entities, {m.get('held_out_entities')} of them "
+            f"held out of all training text, and {m.get('facts')} facts.\n\n" + _table(["documents", "count"], rows))
 
 
 def section_tokenizer(run: RunDir, cfg) -> str | None:
