@@ -138,6 +138,9 @@ def test_score_survives_bad_reward_functions():
               ("torch", lambda prompts, completions, **kw: torch.tensor([0.5, 0.5, 0.0]), 1.0)]
     total, _ = score(arrays, [[]] * 3, ["a", "b", "c"], {}, errors)
     assert total == pytest.approx([1.5, 0.5, 1.0]) and not errors
+    total, _ = score([("scalar", lambda prompts, completions, **kw: 1.0, 1.0)], [[]] * 3, ["a", "b", "c"], {},
+                     errors)
+    assert total == [0.0, 0.0, 0.0] and errors == Counter({"scalar:not_a_list": 3})
 
 
 def test_resolve_reward():

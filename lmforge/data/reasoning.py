@@ -274,9 +274,12 @@ def score(reward_fns: list[tuple[str, Callable, float]], prompts: list, completi
     for name, fn, weight in reward_fns:
         try:
             values = fn(prompts=prompts, completions=completions, **columns)
-            values = values.tolist() if hasattr(values, "tolist") else list(values)   # numpy / torch too
         except Exception as err:  # noqa: BLE001 - a user's reward function may fail in any way
             errors[f"{name}:raised:{type(err).__name__}"] += n
+            values = [0.0] * n
+        values = values.tolist() if hasattr(values, "tolist") else values      # numpy / torch arrays too
+        if not isinstance(values, (list, tuple)):
+            errors[f"{name}:not_a_list"] += n
             values = [0.0] * n
         if len(values) != n:
             errors[f"{name}:returned_{len(values)}_values_for_{n}"] += n
