@@ -9,18 +9,11 @@ precision against the ground truth.
 """
 from __future__ import annotations
 
+from ..evals.report import markdown_table, stage_metrics
+
 
 def _done(run, stage: str) -> dict | None:
-    manifest = run.read_manifest(stage)
-    if not manifest or manifest.get("status") != "done":
-        return None
-    return manifest.get("metrics") or {}
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return stage_metrics(run, stage)
 
 
 def _pct(x) -> str:
@@ -40,7 +33,7 @@ def cleaning_section(run) -> str | None:
     rates = clean.get("mixture_rates", {})
     sources = (collect or {}).get("sources", [])
     if sources:
-        out.append(_table(["source", "kind", "weight", "documents", "unreadable", "mixture rate"],
+        out.append(markdown_table(["source", "kind", "weight", "documents", "unreadable", "mixture rate"],
                           [[s["name"], s["kind"], s["weight"], f"{s['documents']:,}", f"{s['unreadable']:,}",
                             rates.get(s["name"], "–")] for s in sources]))
         out.append("")
@@ -59,7 +52,7 @@ def cleaning_section(run) -> str | None:
     for reason, count in sorted(clean.get("unreadable", {}).items(), key=lambda kv: -kv[1]):
         where = "collect" if reason in clean.get("unreadable_at_collect", {}) else "clean"
         rows.append([f"unreadable ({where}): {reason}", f"{count:,}", _pct(count / total), ""])
-    out.append(_table(["outcome", "documents", "share", "examples"], rows))
+    out.append(markdown_table(["outcome", "documents", "share", "examples"], rows))
     out.append("")
     step_rows = []
     for name, st in clean.get("steps", {}).items():
@@ -67,7 +60,7 @@ def cleaning_section(run) -> str | None:
         rate = st.get("docs_per_second")
         step_rows.append([name, f"{st['docs_in']:,}", f"{removed:,}", f"{st.get('modified', 0):,}",
                           f"{st['seconds']:.2f}", f"{rate:,.0f}" if rate else "–"])
-    out.append(_table(["step", "in", "removed", "changed", "CPU s", "docs / CPU s"], step_rows))
+    out.append(markdown_table(["step", "in", "removed", "changed", "CPU s", "docs / CPU s"], step_rows))
     truth = clean.get("truth")
     if truth:
         out += ["", "### Against the built-in site's ground truth", ""]
@@ -95,9 +88,9 @@ def cleaning_section(run) -> str | None:
             else:
                 dirt_rows.append([kind, d["pages"], d["caught"], _pct(d["recall"]),
                                   ", ".join(f"{k} {v}" for k, v in d["caught_by"].items())])
-        out.append(_table(["dirt", "pages", "caught", "recall", "caught by"], dirt_rows))
+        out.append(markdown_table(["dirt", "pages", "caught", "recall", "caught by"], dirt_rows))
         out.append("")
-        out.append(_table(["removal reasons", "removed", "deserved", "precision", "what they were"],
+        out.append(markdown_table(["removal reasons", "removed", "deserved", "precision", "what they were"],
                           [[family, f["removed"], f["deserved"], _pct(f["precision"]),
                             ", ".join(f"{k} {v}" for k, v in f["dirt"].items())]
                            for family, f in truth["reason_families"].items()]))

@@ -17,6 +17,7 @@ from math import comb
 
 from ..data.reasoning import Task, extract_answer
 from ..generate import generate
+from .report import markdown_table
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -148,7 +149,7 @@ def report_section(run, cfg) -> str | None:
             f"{m.get('train_seconds', 0):.0f}s, stop: {m.get('stop_reason')}; {pct(m.get('zero_std_group_fraction'))}"
             f" of groups had equal rewards and were skipped. Held-out problems (never in SFT or RL data); "
             f"pass@1 is the greedy answer, pass@{k} the chance that one of {k} samples at temperature "
-            f"{before.get('temperature')} is right.", "", _table(header, rows)]
+            f"{before.get('temperature')} is right.", "", markdown_table(header, rows)]
     errors = m.get("reward_errors") or {}
     if errors:
         text += ["", "Reward function problems (each counted as reward 0): " +
@@ -159,14 +160,9 @@ def report_section(run, cfg) -> str | None:
     if examples:
         mark = lambda ok: "right" if ok else "wrong"  # noqa: E731
         text += ["", "### Worked examples (greedy)", "",
-                 _table(["question", "reference", "SFT model", "GRPO model"],
+                 markdown_table(["question", "reference", "SFT model", "GRPO model"],
                         [[e["question"], e.get("solution") or e["answer"],
                           f"{e['sft_completion'][:120]} ({mark(e['sft_correct'])})",
                           f"{e['grpo_completion'][:120]} ({mark(e['grpo_correct'])})"] for e in examples])]
     return "\n".join(text)
 
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -14,14 +14,14 @@ from ..files import atomic_write_text, read_jsonl
 from ..run import STAGE_NAMES, RunDir, StageContext
 
 
-def _metrics(run: RunDir, stage: str) -> dict | None:
+def stage_metrics(run: RunDir, stage: str) -> dict | None:
     manifest = run.read_manifest(stage)
     if not manifest or manifest.get("status") != "done":
         return None
     return manifest.get("metrics") or {}
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -57,31 +57,31 @@ def plot_losses(log_path: Path, out_png: Path, title: str) -> bool:
 # ---------------------------------------------------------------- sections
 
 def section_data(run: RunDir, cfg) -> str | None:
-    m = _metrics(run, "collect")
+    m = stage_metrics(run, "collect")
     if m is None:
         return None
     rows = [[k, f"{v:,}"] for k, v in m.get("by_source", {}).items()]
     rows += [[f"language {k}", f"{v:,}"] for k, v in m.get("by_language", {}).items()]
     return (f"## Data\n\n{m['documents']:,} raw documents collected, {m['characters']:,} characters. The "
             f"built-in world behind them has {m.get('entities')} entities, {m.get('held_out_entities')} of them "
-            f"held out of all training text, and {m.get('facts')} facts.\n\n" + _table(["documents", "count"], rows))
+            f"held out of all training text, and {m.get('facts')} facts.\n\n" + markdown_table(["documents", "count"], rows))
 
 
 def section_tokenizer(run: RunDir, cfg) -> str | None:
-    m = _metrics(run, "tokenizer")
+    m = stage_metrics(run, "tokenizer")
     if m is None:
         return None
-    return ("## Tokenizer\n\n" + _table(["vocab size", "train tokens", "val tokens", "bytes per token (val)"], [[
+    return ("## Tokenizer\n\n" + markdown_table(["vocab size", "train tokens", "val tokens", "bytes per token (val)"], [[
         m.get("vocab_size"), f"{m.get('train_tokens', 0):,}", f"{m.get('val_tokens', 0):,}", m.get("bytes_per_token")]]))
 
 
 def section_pretrain(run: RunDir, cfg) -> str | None:
-    m = _metrics(run, "pretrain")
+    m = stage_metrics(run, "pretrain")
     if m is None:
         return None
     has_plot = plot_losses(run.log_path("pretrain"), run.report_dir / "pretrain_loss.png", "pretraining")
     text = ["## Pretraining: the base model", ""]
-    text.append(_table(["parameters", "tokens seen", "steps", "stop", "val loss", "tokens/s", "train time"], [[
+    text.append(markdown_table(["parameters", "tokens seen", "steps", "stop", "val loss", "tokens/s", "train time"], [[
         f"{m['parameters']:,}", f"{m['tokens_seen']:,}", m["steps"], m["stop_reason"], m["val_loss"],
         f"{m['tokens_per_second']:,.0f}", f"{m['train_seconds']:.0f}s"]]))
     if has_plot:
@@ -90,7 +90,7 @@ def section_pretrain(run: RunDir, cfg) -> str | None:
 
 
 def section_facts_and_samples(run: RunDir, cfg) -> str | None:
-    if _metrics(run, "pretrain") is None:
+    if stage_metrics(run, "pretrain") is None:
         return None
     from ..data.world import read_facts
     from ..generate import generate
@@ -103,9 +103,9 @@ def section_facts_and_samples(run: RunDir, cfg) -> str | None:
     result = fact_accuracy(model, tokenizer, facts, limit=cfg.report.fact_eval_limit)
     text = [f"## What the base model knows\n\nFact completion (greedy, exact value) on {result['n']} trained-entity "
             f"facts: **{result['accuracy']:.1%}**.", ""]
-    text.append(_table(["language", "accuracy"], [[k, f"{v:.1%}"] for k, v in result["by_language"].items()]))
-    text += ["", _table(["attribute", "accuracy"], [[k, f"{v:.1%}"] for k, v in result["by_attribute"].items()])]
-    text += ["", _table(["prompt", "true value", "completion", "ok"],
+    text.append(markdown_table(["language", "accuracy"], [[k, f"{v:.1%}"] for k, v in result["by_language"].items()]))
+    text += ["", markdown_table(["attribute", "accuracy"], [[k, f"{v:.1%}"] for k, v in result["by_attribute"].items()])]
+    text += ["", markdown_table(["prompt", "true value", "completion", "ok"],
                         [[e["prompt"], e["value"], e["completion"].strip()[:60], "yes" if e["correct"] else "no"]
                          for e in result["examples"][:8]])]
     if cfg.report.samples:
@@ -124,7 +124,7 @@ def section_facts_and_samples(run: RunDir, cfg) -> str | None:
 
 
 def section_sft(run: RunDir, cfg) -> str | None:
-    m = _metrics(run, "sft")
+    m = stage_metrics(run, "sft")
     if m is None:
         return None
     from ..evals.chat import ask
@@ -135,7 +135,7 @@ def section_sft(run: RunDir, cfg) -> str | None:
             f"{m['train_conversations']:,} conversations, {m['batching']} rows "
             f"({m['padding_fraction']:.1%} of computed tokens were padding), {m['steps']} steps, "
             f"{m['train_seconds']:.0f}s, stop: {m['stop_reason']}.", "",
-            _table(["", "trained facts", "held-out facts (never in SFT)", "answers ending with <|end|>"],
+            markdown_table(["", "trained facts", "held-out facts (never in SFT)", "answers ending with <|end|>"],
                    [["SFT model", f"{m['trained_fact_accuracy']:.1%}", f"{m['held_out_fact_accuracy']:.1%}",
                      f"{m['end_rate']:.1%}"]])]
     if has_plot:
@@ -149,7 +149,7 @@ def section_sft(run: RunDir, cfg) -> str | None:
         base = ask(load_model(run.model_dir("pretrain")), tokenizer, questions, max_new_tokens=40)
         chat = ask(load_model(run.model_dir("sft")), tokenizer, questions, max_new_tokens=40)
         text += ["", "### The same questions, base model and SFT model", "",
-                 _table(["question", "split", "true value", "base model", "SFT model"],
+                 markdown_table(["question", "split", "true value", "base model", "SFT model"],
                         [[r["question"], r["split"], r["value"], b.text[:80], c.text[:80]]
                          for r, b, c in zip(picked, base, chat)])]
     return "\n".join(text)
@@ -186,7 +186,7 @@ def run_stage(ctx: StageContext) -> dict:
             overview.append([stage, f"{manifest.get('wall_seconds', 0):.0f}s",
                              json.dumps({k: v for k, v in (manifest.get("metrics") or {}).items()
                                          if isinstance(v, (int, float))})[:160]])
-    parts.append(_table(["stage", "wall time", "metrics"], overview))
+    parts.append(markdown_table(["stage", "wall time", "metrics"], overview))
     written = 0
     for section in SECTIONS:
         body = section(run, ctx.cfg)
