@@ -207,6 +207,9 @@ class SynthConfig:
     multi_turn_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a multi-turn chat")
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
     system_prompt_fraction: float = opt(0.3, lo=0.0, hi=1.0)
+    style_noise: float = opt(0.15, lo=0.0, hi=1.0, help="single answers that ramble or are curt, as in real data")
+    unknown_fraction: float = opt(0.03, lo=0.0, hi=0.5,
+                                  help="extra conversations about invented names, answered \"I don't know\"")
     self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
     reasoning_problems: int = opt(1500, lo=0, help="worked word problems from datasets/reasoning_sft.jsonl "
                                   "(the reasoning stage) added to the SFT data; 0 = none")
@@ -220,6 +223,69 @@ class SFTConfig(TrainConfig):
     pretrain_mix: float = opt(0.0, lo=0.0, hi=0.9, help="fraction of rows that are pretraining text")
     val_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="conversations held out for validation loss")
     eval_limit: int = opt(400, lo=1, help="questions asked per evaluation split")
+
+
+@dataclass
+class LabelConfig:
+    """Preference labels (lmforge/data/preferences.py, `lmforge label`): prompts, candidates, annotator."""
+    seed: int = opt(23, lo=0)
+    annotator: str = opt("auto", choices=["auto", "human"],
+                         help="auto = judge candidates by the world's ground truth; human = use only labels "
+                              "people gave with `lmforge label`")
+    prompts: int = opt(600, lo=1, help="prompts sampled for labeling")
+    candidates: int = opt(4, lo=2, hi=16, help="answers sampled per prompt (N)")
+    held_out_entity_share: float = opt(0.35, lo=0.0, hi=1.0,
+                                       help="share of prompts asking about entities the model never saw")
+    eval_entity_fraction: float = opt(0.5, lo=0.0, hi=0.9,
+                                      help="held-out entities reserved for evaluation (never in labels)")
+    eval_prompts: int = opt(200, lo=10, help="held-out prompts in datasets/preferences_eval.jsonl")
+    noise: float = opt(0.1, lo=0.0, hi=0.5, help="automatic annotator: chance a pair's label is flipped")
+    temperature: float = opt(1.0, lo=0.0, hi=10.0, help="sampling temperature of the candidates")
+    max_new_tokens: int = opt(48, lo=4, hi=4096)
+    host: str = opt("127.0.0.1", help="`lmforge label` web page address")
+    port: int = opt(8100, lo=0, hi=65535)
+
+
+@dataclass
+class RewardConfig(TrainConfig):
+    """Reward model (lmforge/train/reward.py): the shared loop's settings plus the Bradley-Terry loss's."""
+    data_path: str = opt("", help="preference JSONL (prompt/chosen/rejected); empty = datasets/preferences.jsonl")
+    val_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="pairs held out for accuracy (split by prompt)")
+    margin: float = opt(0.0, lo=0.0, hi=100.0, help="required reward gap: -log sigmoid(r_c - r_r - margin)")
+    center_coef: float = opt(0.01, lo=0.0, hi=10.0, help="reward centering: coef * (r_c + r_r)^2 keeps rewards near 0")
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    """RLHF with PPO (lmforge/train/ppo.py). batch_size = rollouts per loss micro-batch;
+    max_steps counts rollout batches."""
+    prompts_per_step: int = opt(32, lo=1, help="prompts (one rollout each) per PPO step")
+    max_completion_tokens: int = opt(48, lo=1)
+    temperature: float = opt(1.0, lo=0.01, hi=10.0)
+    top_p: float = opt(1.0, lo=0.01, hi=1.0)
+    kl_coef: float = opt(0.05, lo=0.0, hi=100.0, help="per-token KL penalty to the reference (SFT) model")
+    kl_estimator: str = opt("k1", choices=["k1", "k3"])
+    gamma: float = opt(1.0, lo=0.0, hi=1.0)
+    lam: float = opt(0.95, lo=0.0, hi=1.0, help="GAE lambda")
+    cliprange: float = opt(0.2, lo=0.0, hi=10.0, help="policy ratio clip")
+    cliprange_value: float = opt(0.2, lo=0.0, hi=100.0, help="value prediction clip")
+    vf_coef: float = opt(0.5, lo=0.0, hi=100.0)
+    value_lr: float = opt(1e-4, lo=0.0, hi=10.0, help="AdamW learning rate of the value model")
+    iterations: int = opt(2, lo=1, hi=64, help="PPO epochs over each rollout batch")
+    whiten_advantages: bool = opt(True)
+    missing_end_penalty: float = opt(1.0, lo=0.0, hi=100.0, help="subtracted from the reward of answers that never end")
+    eval_prompts: int = opt(200, lo=1, help="held-out prompts in the before/after evaluation")
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    """Direct preference optimization (lmforge/train/dpo.py)."""
+    data_path: str = opt("", help="preference JSONL; empty = datasets/preferences.jsonl")
+    loss_type: str = opt("sigmoid", choices=["sigmoid", "ipo"])
+    beta: float = opt(0.1, lo=0.0, hi=100.0)
+    label_smoothing: float = opt(0.0, lo=0.0, hi=0.5, help="conservative DPO: assumed label-flip rate")
+    val_fraction: float = opt(0.1, lo=0.01, hi=0.5)
+    eval_prompts: int = opt(200, lo=1, help="held-out prompts in the before/after evaluation")
 
 
 @dataclass
@@ -304,6 +370,16 @@ class Config:
         lr=1e-3, matrix_lr=0.01, schedule="cosine", warmup_steps=10, max_steps=400, eval_every=50, patience=3,
         batch_size=16))
     reasoning: ReasoningConfig = dataclasses.field(default_factory=ReasoningConfig)
+    label: LabelConfig = dataclasses.field(default_factory=LabelConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=lambda: RewardConfig(
+        optimizer="adamw", lr=3e-5, schedule="cosine", warmup_steps=10, max_steps=300, batch_size=16,
+        eval_every=50, patience=3, log_every=10))
+    ppo: PPOConfig = dataclasses.field(default_factory=lambda: PPOConfig(
+        optimizer="adamw", lr=1e-5, schedule="constant", warmup_steps=0, max_steps=100, batch_size=32,
+        clip_grad=1.0, checkpoint_every=20, log_every=1, patience=0))
+    dpo: DPOConfig = dataclasses.field(default_factory=lambda: DPOConfig(
+        optimizer="adamw", lr=5e-6, schedule="cosine", warmup_steps=10, max_steps=300, batch_size=16,
+        eval_every=50, patience=3, log_every=10))
     grpo: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
         optimizer="adamw", lr=5e-5, schedule="constant", warmup_steps=0, max_steps=150, batch_size=32,
         clip_grad=1.0, checkpoint_every=20, log_every=1, patience=0))

@@ -42,7 +42,7 @@ class Stage:
     uses: tuple[str, ...] = ()      # optional upstream stages: part of the fingerprint when they are done
 
 
-# The graph, in run order. Later issues add clean, sft, reward, ppo, dpo, grpo here.
+# The graph, in run order.
 STAGES: list[Stage] = [
     Stage("collect", (), ("world", "collect"), "lmforge.data.collect:run_stage", "documents",
           "gather raw documents (by default: crawl the built-in world's web site) and the fact table"),
@@ -59,10 +59,19 @@ STAGES: list[Stage] = [
           uses=("reasoning",)),
     Stage("sft", ("pretrain", "synth"), ("sft", "run.seed"), "lmforge.train.sft:run_stage",
           "held_out_fact_accuracy", "supervised fine-tuning: the chat model"),
+    Stage("preferences", ("collect", "sft"), ("label", "world.languages"), "lmforge.data.preferences:run_stage",
+          "pairs", "preference pairs: the SFT model's answers judged by the automatic annotator "
+          "(or by people with `lmforge label`)"),
+    Stage("reward", ("sft", "preferences"), ("reward", "run.seed"), "lmforge.train.reward:run_stage",
+          "held_out_accuracy", "reward model: the chat model with a scalar head, Bradley-Terry on preference pairs"),
+    Stage("ppo", ("sft", "reward", "preferences"), ("ppo", "run.seed"), "lmforge.train.ppo:run_stage",
+          "win_rate", "RLHF: PPO against the reward model with a KL leash to the SFT model"),
+    Stage("dpo", ("sft", "preferences"), ("dpo", "run.seed"), "lmforge.train.dpo:run_stage",
+          "win_rate", "direct preference optimization (DPO / IPO) on the preference pairs"),
     Stage("grpo", ("sft", "reasoning"), ("grpo", "run.seed"), "lmforge.train.grpo:run_stage",
           "held_out_pass_at_1", "reasoning RL with verifiable rewards (GRPO): the reasoning model"),
     Stage("report", ("pretrain",), ("report", "generate"), "lmforge.evals.report:run_stage",
-          "sections", "write the report card", uses=("sft", "grpo")),
+          "sections", "write the report card", uses=("sft", "reward", "ppo", "dpo", "grpo")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 

@@ -9,6 +9,12 @@ summaries ("Tell me about ...", "Fortell meg om ..."), English and Norwegian, wi
 without a system prompt. Only trained entities appear (held-out entities are for the
 "I don't know" work of preference tuning).
 
+Like real instruction data, the answers are not all equally good: a share
+(`synth.style_noise`) ramble on after the fact or are curt (a bare value), and a few
+conversations (`synth.unknown_fraction`) ask about invented names that exist nowhere in
+the world and answer "I don't know". So the SFT model sometimes rambles, is sometimes
+curt and only sometimes admits ignorance: preference tuning has something to fix.
+
 A share of trained facts (`synth.held_out_fact_fraction`, chosen per entity and
 attribute, in both languages) is never asked about or mentioned in any answer, so the
 SFT evaluation on them measures knowledge the model got from pretraining.
@@ -48,6 +54,18 @@ SUMMARY_REQUESTS = {
            "Who or what is {name}?"],
     "nb": ["Fortell meg om {name}.", "Hva vet du om {name}?", "Gi meg et kort sammendrag om {name}.",
            "Hvem eller hva er {name}?"],
+}
+IDK_ANSWERS = {
+    "en": ["I don't know anything about {name}.", "I'm sorry, I don't know who or what {name} is.",
+           "I don't know. I have no information about {name}."],
+    "nb": ["Jeg vet ingenting om {name}.", "Beklager, jeg vet ikke hva {name} er.",
+           "Jeg vet ikke. Jeg har ingen opplysninger om {name}."],
+}
+FILLERS = {
+    "en": ["I hope this helps!", "Let me know if you want to know more.", "That is what I remember from the encyclopedia.",
+           "It is an interesting subject with a long history.", "There is much more one could say about it."],
+    "nb": ["Håper dette hjelper!", "Si ifra om du vil vite mer.", "Det er det jeg husker fra leksikonet.",
+           "Det er et interessant tema med en lang historie.", "Det er mye mer man kunne sagt om det."],
 }
 PERSON_SUMMARY = {"en": "Who was {name}?", "nb": "Hvem var {name}?"}
 THING_SUMMARY = {"en": "What is {name}?", "nb": "Hva er {name}?"}
@@ -90,6 +108,47 @@ def summary_request(name: str, kind: str, language: str, rng: random.Random) -> 
     return rng.choice(options).format(name=name)
 
 
+def styled_answer(fact: dict, noise: float, rng: random.Random) -> str:
+    """The fact's answer sentence; with probability `noise` a rambling or a curt variant."""
+    roll = rng.random()
+    if roll < noise / 2:
+        fillers = rng.sample(FILLERS[fact["language"]], k=2)
+        return " ".join([fact["answer"], *fillers])
+    if roll < noise:
+        return f"{fact['value']}."
+    return fact["answer"]
+
+
+def invented_name(kind: str, taken: set[str], rng: random.Random) -> str:
+    """A name built like the world's own names that no entity (trained or held out) has."""
+    from .world import FEMALE_FIRST, LAST_HEADS, LAST_TAILS, MALE_FIRST, NAME_MIDDLES, NAME_PARTS
+    # Shaped exactly like the world's names (no middle syllable while unused ones remain), so
+    # "I don't know" is learned for unfamiliar names, not for an odd-looking spelling.
+    for attempt in range(1000):
+        middle = rng.choice(NAME_MIDDLES) if attempt >= 200 else ""
+        if kind == "person":
+            name = f"{rng.choice(FEMALE_FIRST + MALE_FIRST)} {rng.choice(LAST_HEADS)}{middle}{rng.choice(LAST_TAILS)}"
+        else:
+            heads, tails = NAME_PARTS.get(kind, NAME_PARTS["place"])
+            name = rng.choice(heads) + middle + rng.choice(tails)
+        if name.lower() not in taken:
+            return name
+    raise StageError(f"could not invent an unused {kind} name")
+
+
+def unknown_conversations(usable: list[dict], taken: set[str], count: int, rng: random.Random) -> list[list[dict]]:
+    """Questions shaped like real ones but about invented names, answered "I don't know"."""
+    conversations = []
+    for _ in range(count):
+        fact = rng.choice(usable)
+        name = invented_name(fact["kind"], taken, rng)
+        question = ask(fact, rng).replace(fact["entity"], name)
+        if rng.random() < 0.2:
+            question = summary_request(name, fact["kind"], fact["language"], rng)
+        conversations.append([user(question), assistant(rng.choice(IDK_ANSWERS[fact["language"]]).format(name=name))])
+    return conversations
+
+
 def build_conversations(usable: list[dict], cfg, rng: random.Random) -> list[dict]:
     """Single questions for every usable fact, plus multi-turn chats and summaries."""
     by_entity: dict[tuple, list[dict]] = defaultdict(list)
@@ -104,7 +163,8 @@ def build_conversations(usable: list[dict], cfg, rng: random.Random) -> list[dic
 
     for _ in range(cfg.repeats):
         for fact in usable:
-            conversations.append(with_system([user(ask(fact, rng)), assistant(fact["answer"])], fact["language"]))
+            conversations.append(with_system([user(ask(fact, rng)),
+                                              assistant(styled_answer(fact, cfg.style_noise, rng))], fact["language"]))
     for (entity_id, language), facts in sorted(by_entity.items()):
         if len(facts) >= 2 and rng.random() < cfg.multi_turn_fraction:
             turns = rng.sample(facts, k=min(len(facts), rng.randint(2, 3)))
@@ -184,6 +244,10 @@ def run_stage(ctx: StageContext) -> dict:
         raise StageError("the fact table has no trained facts to make conversations from")
     rng = random.Random(cfg.seed)
     conversations = [{"messages": c} for c in build_conversations(usable, cfg, rng)]
+    taken = {f["entity"].lower() for f in facts}
+    unknown = unknown_conversations(usable, taken, round(cfg.unknown_fraction * len(conversations)), rng)
+    conversations += [{"messages": c} for c in unknown]
+    rng.shuffle(conversations)
     self_stats = {}
     if cfg.self_instruct:
         extra, self_stats = self_instruct(run, usable, cfg.self_instruct, cfg.seed)
@@ -209,4 +273,5 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_facts": len(held),
         "self_instruct": self_stats,
         "worked_problems": len(worked),
+        "unknown_entity_conversations": len(unknown),
     }

@@ -296,6 +296,29 @@ class Trainer:
                 group["lr"] = group["base_lr"] * mult
         return mult
 
+    # -- the public step API for stages that drive their own loop (RL: rollouts between steps)
+    def start(self, resume: bool) -> bool:
+        """Resume from the checkpoint (dropping log rows written after it) or start a fresh log.
+        Returns whether it resumed."""
+        if resume and self.load_checkpoint():
+            self._truncate_log()
+            return True
+        if self.is_main and self.log_path.exists():
+            self.log_path.unlink()
+        return False
+
+    def set_lr(self, total_steps: int) -> float:
+        """Apply the schedule for the current step (and time budget); returns the multiplier."""
+        return self._set_lr(total_steps)
+
+    def log(self, row: dict) -> None:
+        """Append one row to the stage's JSONL log (main process only)."""
+        self._log(row)
+
+    def out_of_time(self) -> bool:
+        """True once the max_minutes budget is spent (the same answer on every rank)."""
+        return self._time_fraction() >= 1.0
+
     def evaluate(self, eval_fn: Callable[[torch.nn.Module], float]) -> float:
         self.model.eval()
         with torch.no_grad(), autocast_context(self.device, self.amp_dtype):
@@ -325,13 +348,14 @@ class Trainer:
         return all_reduce_sums(loss_total)[0] / global_items
 
     def fit(self, batch_fn: Callable, loss_fn: Callable, eval_fn: Callable | None = None,
-            resume: bool = True, total_steps: int | None = None) -> TrainResult:
+            resume: bool = True, total_steps: int | None = None,
+            log_extra: Callable[[], dict] | None = None) -> TrainResult:
+        """Train to total_steps (default max_steps), the time budget or early stopping.
+        log_extra, if given, returns fields added to every step's log row (e.g. statistics
+        the loss function gathered since the last call)."""
         cfg = self.cfg
         total_steps = total_steps or cfg.max_steps
-        if resume and self.load_checkpoint():
-            self._truncate_log()
-        elif self.is_main and self.log_path.exists():
-            self.log_path.unlink()
+        self.start(resume)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
         last_val = float("nan")
@@ -358,6 +382,8 @@ class Trainer:
             window_items += sum(int(b["n_items"]) for b in batches) * self.world_size
             row = {"step": self.step, "loss": round(loss, 5), "lr_multiplier": round(lr_mult, 5),
                    "items": self.items_seen, "elapsed_seconds": round(self.train_seconds, 2)}
+            if log_extra is not None:
+                row.update(log_extra())
             if self.step % cfg.log_every == 0 or self.step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 rate = window_items / max(elapsed, 1e-9)

@@ -212,8 +212,10 @@ def masked_loss_sum(model, batch) -> torch.Tensor:
     return loss * max(batch["n_items"], 1)
 
 
-def make_batch_fn(rows: list, batch_size: int, grad_accum: int, seed: int, pad_id: int, device):
-    """Rows in a fresh seeded order each epoch; the batch is a pure function of the step."""
+def make_batch_fn(rows: list, batch_size: int, grad_accum: int, seed: int, pad_id: int, device,
+                  collate_fn=collate):
+    """Rows in a fresh seeded order each epoch; the batch is a pure function of the step.
+    (The preference stages reuse it with their own collate_fn.)"""
     orders: dict[int, np.ndarray] = {}
 
     def order(epoch: int) -> np.ndarray:
@@ -229,7 +231,7 @@ def make_batch_fn(rows: list, batch_size: int, grad_accum: int, seed: int, pad_i
         for position in range(first, first + batch_size):
             epoch, index = divmod(position, len(rows))
             picked.append(rows[order(epoch)[index]])
-        return collate(picked, pad_id, device)
+        return collate_fn(picked, pad_id, device)
     return batch_fn
 
 

@@ -1,0 +1,335 @@
+"""The preferences stage: prompts, sampled answers, labels, preference pairs.
+
+    lmforge preferences --run-dir runs/tiny     # automatic annotator (what `lmforge run` does)
+    lmforge label --run-dir runs/tiny           # people label the same items in a web page
+
+Prompts are the world's fact questions, about trained entities (the model should
+answer) and about held-out entities that never appeared in any document (the model
+should say it does not know). The SFT model samples `label.candidates` answers to each
+prompt through the shared generation engine; these "label items" are written to
+datasets/label_items.jsonl. A labeler then prefers some answers over others:
+
+- the automatic annotator (`label.annotator=auto`) judges each answer by the world's
+  ground truth (lmforge/evals/judge.py) and, like a real annotator, gets a pair wrong
+  with probability `label.noise`;
+- people use `lmforge label` (web page or terminal); their labels carry
+  `"source": "human"` and are kept when the automatic annotator runs again.
+
+Every ordered pair of differently judged answers becomes one row of
+datasets/preferences.jsonl in TRL's conversational preference format:
+    {"prompt": [{"role": "user", ...}], "chosen": [{"role": "assistant", ...}],
+     "rejected": [{"role": "assistant", ...}], "item": ..., "source": "auto"|"human",
+     "chosen_ended": true, "rejected_ended": false}
+(`*_ended` false: the answer hit the token limit without <|end|>; TRL ignores the extra
+keys.) A separate set of prompts about other entities, datasets/preferences_eval.jsonl,
+is never labeled; PPO and DPO are evaluated on it against SFT.
+
+`load_pairs` reads any preference file (ours, TRL's conversational or plain-string
+format, with an explicit or an implicit prompt) and skips bad rows with a counted reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..files import atomic_write_jsonl, read_jsonl
+from ..run import StageContext, StageError
+from .synth import ask, split_facts
+from .world import read_facts
+
+ROLES = ("system", "user", "assistant")
+
+
+# ---------------------------------------------------------------- prompts
+
+def _fraction(key: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def item_id(prompt: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def make_prompts(facts: list[dict], cfg, count: int, unknown_share: float, split: str,
+                 seed: int) -> list[dict]:
+    """`count` question prompts for the `split` ("label" or "eval"): trained-entity facts
+    and held-out entities are divided between the splits by a hash, so evaluation asks
+    about facts and unseen entities the labels never mention."""
+    known, unknown = [], []
+    for fact in facts:
+        if fact["held_out"]:
+            in_eval = _fraction(fact["entity_id"], cfg.seed) < cfg.eval_entity_fraction
+            if in_eval == (split == "eval"):
+                unknown.append(fact)
+        else:
+            in_eval = _fraction(f"{fact['entity_id']}/{fact['attribute']}", cfg.seed) < 0.25
+            if in_eval == (split == "eval"):
+                known.append(fact)
+    rng = random.Random(f"{seed}:{split}")
+    n_unknown = round(count * unknown_share) if unknown else 0
+    picked = [rng.choice(unknown) for _ in range(n_unknown)] + [rng.choice(known) for _ in range(count - n_unknown)]
+    items, seen = [], set()
+    for fact in picked:
+        prompt = [{"role": "user", "content": ask(fact, rng)}]
+        key = item_id(prompt)
+        if key in seen:
+            continue
+        seen.add(key)
+        items.append({"id": key, "prompt": prompt, "known": not fact["held_out"],
+                      "value": fact["value"] if not fact["held_out"] else None,
+                      "entity": fact["entity"], "attribute": fact["attribute"], "language": fact["language"]})
+    rng.shuffle(items)
+    return items
+
+
+def sample_candidates(model, tokenizer, items: list[dict], n: int, temperature: float, max_new_tokens: int,
+                      seed: int) -> None:
+    """Add `candidates` (n sampled answers: text + whether the model ended it) to each item."""
+    from ..generate import generate
+    prompts = [tokenizer.render_chat(item["prompt"], add_generation_prompt=True)[0] for item in items for _ in range(n)]
+    outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                    stop_ids=(tokenizer.end_id,))
+    for index, item in enumerate(items):
+        item["candidates"] = [{"text": tokenizer.decode(out.tokens).strip(), "ended": out.finish_reason == "stop"}
+                              for out in outs[index * n:(index + 1) * n]]
+
+
+# ---------------------------------------------------------------- labels -> pairs
+
+def pair_row(item: dict, better: dict, worse: dict, source: str, **extra) -> dict:
+    return {"prompt": item["prompt"],
+            "chosen": [{"role": "assistant", "content": better["text"]}],
+            "rejected": [{"role": "assistant", "content": worse["text"]}],
+            "item": item["id"], "source": source,
+            "chosen_ended": bool(better.get("ended", True)), "rejected_ended": bool(worse.get("ended", True)),
+            **extra}
+
+
+def pairs_from_ranking(item: dict, ranking: list[list[int]], source: str, **extra) -> list[dict]:
+    """ranking: groups of candidate indices, best group first (equal answers share a group).
+    Every answer is preferred to every answer in a later group; identical texts never pair."""
+    rows = []
+    for g, group in enumerate(ranking):
+        for worse_group in ranking[g + 1:]:
+            for i in group:
+                for j in worse_group:
+                    better, worse = item["candidates"][i], item["candidates"][j]
+                    if better["text"] != worse["text"]:
+                        rows.append(pair_row(item, better, worse, source, **extra))
+    return rows
+
+
+def auto_label(item: dict, noise: float, rng: random.Random) -> tuple[list[dict], list[str]]:
+    """The automatic annotator: rank by the ground-truth judge, flip a pair with p = noise."""
+    from ..evals.judge import judge
+    verdicts = [judge(c["text"], c["ended"], item) for c in item["candidates"]]
+    by_score: dict[float, list[int]] = {}
+    for index, verdict in enumerate(verdicts):
+        by_score.setdefault(verdict.score, []).append(index)
+    ranking = [by_score[s] for s in sorted(by_score, reverse=True)]
+    rows = pairs_from_ranking(item, ranking, "auto")
+    for row in rows:
+        if rng.random() < noise:
+            row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
+            row["chosen_ended"], row["rejected_ended"] = row["rejected_ended"], row["chosen_ended"]
+            row["flipped"] = True
+    return rows, [v.reason for v in verdicts]
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows and fsync before returning: a label, once acknowledged, survives a crash.
+    A partial last line left by a crash mid-write is skipped (and counted) by load_pairs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def labeled_items(path: Path, source: str | None = None) -> set[str]:
+    """Ids of the items that already have labels (from `source`, or any): resuming skips them."""
+    done = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get("item") and (source is None or row.get("source") == source):
+                done.add(row["item"])
+    return done
+
+
+# ---------------------------------------------------------------- reading preference files
+
+@dataclass
+class Pair:
+    prompt: list[dict]
+    chosen: str
+    rejected: str
+    chosen_ended: bool = True
+    rejected_ended: bool = True
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        return item_id(self.prompt)
+
+
+def _messages(value, field: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"role": "user" if field == "prompt" else "assistant", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"missing or empty {field}")
+    for message in value:
+        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+            raise ValueError(f"bad message in {field}")
+    return value
+
+
+def parse_pair(row) -> Pair:
+    """One preference row -> Pair, or ValueError whose text is the skip reason."""
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    if "chosen" not in row or "rejected" not in row:
+        raise ValueError("missing chosen or rejected")
+    chosen, rejected = _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
+    if "prompt" in row:
+        prompt = _messages(row["prompt"], "prompt")
+        # chosen / rejected may repeat the prompt (full conversations): it must be the same one
+        for name, answer in (("chosen", chosen), ("rejected", rejected)):
+            if len(answer) > 1 and answer[:-1] != prompt:
+                raise ValueError("mismatched prompts")
+    else:   # implicit prompt: both are full conversations that share everything but the last turn
+        if len(chosen) < 2 or len(rejected) < 2:
+            raise ValueError("missing prompt")
+        if chosen[:-1] != rejected[:-1]:
+            raise ValueError("mismatched prompts")
+        prompt = chosen[:-1]
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise ValueError("answer is not an assistant turn")
+    if prompt[-1]["role"] == "assistant":
+        raise ValueError("prompt ends with an assistant turn")
+    chosen_text, rejected_text = chosen[-1]["content"], rejected[-1]["content"]
+    if not chosen_text.strip() or not rejected_text.strip():
+        raise ValueError("empty answer")
+    if chosen_text.strip() == rejected_text.strip():
+        raise ValueError("identical chosen and rejected")
+    return Pair(prompt, chosen_text, rejected_text, bool(row.get("chosen_ended", True)),
+                bool(row.get("rejected_ended", True)), str(row.get("source", "")))
+
+
+def load_pairs(path: Path) -> tuple[list[Pair], Counter]:
+    """All valid pairs of a JSONL file and a Counter of skipped rows by reason."""
+    pairs, skipped = [], Counter()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                skipped["bad JSON"] += 1
+                continue
+            try:
+                pairs.append(parse_pair(row))
+            except ValueError as err:
+                skipped[str(err)] += 1
+    return pairs, skipped
+
+
+def encode_answer(tokenizer, prompt: list[dict], answer: str, ended: bool, max_tokens: int):
+    """(ids, loss_mask) of prompt + answer; an answer that never ended has no <|end|>.
+    Over-long conversations keep their start (the prompt) and lose the answer's tail."""
+    ids, mask = tokenizer.render_chat(prompt + [{"role": "assistant", "content": answer}])
+    if not ended:
+        ids, mask = ids[:-1], mask[:-1]
+    return ids[:max_tokens], mask[:max_tokens]
+
+
+def is_validation(pair: Pair, fraction: float, seed: int) -> bool:
+    """Split by prompt, so no validation prompt was trained on."""
+    return _fraction(pair.key, seed) < fraction
+
+
+def load_items(run, name: str) -> list[dict]:
+    path = run.path("datasets", name)
+    if not path.exists():
+        raise StageError(f"{path} does not exist; run `lmforge preferences` first")
+    return read_jsonl(path)
+
+
+# ---------------------------------------------------------------- the stage
+
+def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list[dict]]:
+    """(label items with sampled candidates, evaluation prompts)."""
+    facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
+    # Facts SFT held out (known only from pretraining) stay out of labels too, so the SFT
+    # evaluation on them keeps its meaning for every later stage.
+    usable, _ = split_facts(facts, cfg.synth.held_out_fact_fraction, cfg.synth.seed)
+    pool = usable + [f for f in facts if f["held_out"]]
+    lcfg = cfg.label
+    items = make_prompts(pool, lcfg, lcfg.prompts, lcfg.held_out_entity_share, "label", lcfg.seed)
+    eval_items = make_prompts(pool, lcfg, lcfg.eval_prompts, 0.5, "eval", lcfg.seed)
+    sample_candidates(model, tokenizer, items, lcfg.candidates, lcfg.temperature, lcfg.max_new_tokens, lcfg.seed)
+    return items, eval_items
+
+
+def run_stage(ctx: StageContext) -> dict:
+    import torch
+
+    from ..model import load_model
+    from ..tokenizer import Tokenizer
+    from ..train.loop import pick_device
+    cfg, run, lcfg = ctx.cfg, ctx.run, ctx.cfg.label
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    model = load_model(run.model_dir("sft"), device=pick_device(cfg.run.device)).eval()
+    items, eval_items = build_items(run, cfg, model, tokenizer, cfg.world.languages)
+    datasets = run.path("datasets")
+    atomic_write_jsonl(datasets / "label_items.jsonl", items)
+    atomic_write_jsonl(datasets / "preferences_eval.jsonl", eval_items)
+    ctx.progress(f"{len(items)} prompts x {lcfg.candidates} answers sampled; {len(eval_items)} evaluation prompts")
+
+    path = datasets / "preferences.jsonl"
+    human = [r for r in (read_jsonl(path) if path.exists() else []) if isinstance(r, dict) and r.get("source") == "human"]
+    reasons: Counter = Counter()
+    auto_rows: list[dict] = []
+    if lcfg.annotator == "auto":
+        rng = random.Random(lcfg.seed)
+        for item in items:
+            rows, item_reasons = auto_label(item, lcfg.noise, rng)
+            auto_rows += rows
+            reasons.update(r.split(",")[0] for r in item_reasons)
+    elif not human:
+        raise StageError(f"label.annotator=human but {path} has no human labels; "
+                         f"run `lmforge label --run-dir {run.root}` first, or set label.annotator=auto")
+    atomic_write_jsonl(path, human + auto_rows)
+    from ..evals.judge import says_idk
+    unknown = [i for i in items if not i["known"]]
+    idk_candidates = sum(says_idk(c["text"]) for i in unknown for c in i["candidates"])
+    paired = {r["item"] for r in auto_rows}
+    ctx.progress(f"{len(auto_rows)} automatic + {len(human)} human preference pairs")
+    return {
+        "pairs": len(human) + len(auto_rows),
+        "auto_pairs": len(auto_rows),
+        "human_pairs": len(human),
+        "flipped_pairs": sum(bool(r.get("flipped")) for r in auto_rows),
+        "prompts": len(items),
+        "unknown_entity_prompts": len(unknown),
+        "candidates_per_prompt": lcfg.candidates,
+        "candidate_verdicts": dict(sorted(reasons.items())),
+        "sft_idk_share_on_unknown": round(idk_candidates / max(1, len(unknown) * lcfg.candidates), 4),
+        "items_without_pairs": sum(1 for i in items if i["id"] not in paired) if auto_rows else None,
+        "eval_prompts": len(eval_items),
+        "annotator": lcfg.annotator,
+        "noise": lcfg.noise,
+    }

@@ -1,0 +1,115 @@
+"""Evaluation of a preference-tuned model (PPO, DPO) against the SFT model it started from.
+
+    from lmforge.evals.alignment import alignment_metrics
+    metrics = alignment_metrics(run, cfg, policy, tokenizer, device, stage="dpo")
+
+On the held-out prompts of datasets/preferences_eval.jsonl (questions about trained
+facts and about held-out entities that no label ever mentioned):
+
+- greedy answers of both models give the "I don't know" rate on unseen entities and the
+  accuracy on known ones (lmforge/evals/judge.py decides both);
+- one sampled answer per prompt from each model (temperature 1: the models' own
+  distributions) is compared by the ground-truth judge and by the reward model; a win
+  is a higher score, a tie counts half;
+- the policy's samples give the KL divergence to the SFT model, sum over the answer's
+  tokens of log p_policy - log p_sft, averaged over prompts.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data.preferences import encode_answer, load_items
+from ..generate import generate
+from .judge import judge
+
+
+def sample_answers(model, tokenizer, items: list[dict], temperature: float, seed: int, max_new_tokens: int) -> list[dict]:
+    prompts = [tokenizer.render_chat(item["prompt"], add_generation_prompt=True)[0] for item in items]
+    outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                    stop_ids=(tokenizer.end_id,))
+    return [{"text": tokenizer.decode(o.tokens).strip(), "ended": o.finish_reason == "stop"} for o in outs]
+
+
+def _padded(rows: list[tuple[list[int], list[int]]], pad_id: int, device):
+    length = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, (row_ids, row_mask) in enumerate(rows):
+        ids[i, :len(row_ids)] = torch.tensor(row_ids)
+        mask[i, :len(row_mask)] = torch.tensor(row_mask)
+    lengths = torch.tensor([len(r[0]) for r in rows])
+    return ids.to(device), mask.to(device), lengths.to(device)
+
+
+@torch.no_grad()
+def score_answers(items, answers, tokenizer, device, reward_model=None, policy=None, reference=None,
+                  batch_size: int = 32) -> dict:
+    """Reward-model scores and/or policy-minus-reference log-likelihood of each answer."""
+    from ..train.pairs import answer_logprob_sums
+    rewards, kls = [], []
+    encoded = [encode_answer(tokenizer, item["prompt"], a["text"], a["ended"], 10**9) for item, a in zip(items, answers)]
+    for start in range(0, len(encoded), batch_size):
+        ids, mask, lengths = _padded(encoded[start:start + batch_size], tokenizer.pad_id, device)
+        if reward_model is not None:
+            rewards += reward_model(ids, lengths).tolist()
+        if policy is not None and reference is not None:
+            kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
+    return {"rewards": rewards, "kls": kls}
+
+
+def _rates(items, answers) -> dict:
+    verdicts = [judge(a["text"], a["ended"], item) for item, a in zip(items, answers)]
+    unknown = [v for v, item in zip(verdicts, items) if not item["known"]]
+    known = [v for v, item in zip(verdicts, items) if item["known"]]
+    return {"idk_rate": round(sum(v.reason.startswith("idk") for v in unknown) / max(len(unknown), 1), 4),
+            "known_accuracy": round(sum(v.reason.startswith("correct") for v in known) / max(len(known), 1), 4),
+            "end_rate": round(sum(a["ended"] for a in answers) / max(len(answers), 1), 4)}
+
+
+def win_rate(ours: list[float], theirs: list[float]) -> tuple[float, dict]:
+    wins = sum(a > b for a, b in zip(ours, theirs))
+    losses = sum(a < b for a, b in zip(ours, theirs))
+    ties = len(ours) - wins - losses
+    return round((wins + 0.5 * ties) / max(len(ours), 1), 4), {"wins": wins, "ties": ties, "losses": losses}
+
+
+@torch.no_grad()
+def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: int | None = None) -> dict:
+    from ..model import load_model
+    from ..train.reward import load_reward_model
+    items = load_items(run, "preferences_eval.jsonl")[:limit or None]
+    max_new = cfg.label.max_new_tokens
+    sft = load_model(run.model_dir("sft"), device=device).eval()
+    was_training = policy.training
+    policy.eval()
+    reward_model = None
+    if (run.model_dir("reward") / "head.safetensors").exists():
+        reward_model = load_reward_model(run.model_dir("reward"), device=device).eval()
+
+    greedy = {name: sample_answers(m, tokenizer, items, 0.0, cfg.run.seed, max_new) for name, m in
+              (("sft", sft), (stage, policy))}
+    sampled = {name: sample_answers(m, tokenizer, items, 1.0, cfg.run.seed + 1, max_new) for name, m in
+               (("sft", sft), (stage, policy))}
+    judged = {name: [judge(a["text"], a["ended"], item).score for item, a in zip(items, answers)]
+              for name, answers in sampled.items()}
+    judge_rate, judge_counts = win_rate(judged[stage], judged["sft"])
+    ours = score_answers(items, sampled[stage], tokenizer, device, reward_model, policy, sft)
+    theirs = score_answers(items, sampled["sft"], tokenizer, device, reward_model)
+    result = {"win_rate": judge_rate, "judge": judge_counts, "eval_prompts": len(items),
+              "unknown_entity_prompts": sum(not i["known"] for i in items)}
+    if reward_model is not None:
+        rm_rate, rm_counts = win_rate(ours["rewards"], theirs["rewards"])
+        result.update({"reward_model_win_rate": rm_rate, "reward_model": rm_counts,
+                       "mean_reward": round(sum(ours["rewards"]) / len(items), 4),
+                       "sft_mean_reward": round(sum(theirs["rewards"]) / len(items), 4)})
+    result["kl_to_sft"] = round(sum(ours["kls"]) / max(len(ours["kls"]), 1), 4)
+    for name, answers in greedy.items():
+        prefix = "sft_" if name == "sft" else ""
+        result.update({prefix + k: v for k, v in _rates(items, answers).items()})
+    result["examples"] = [{"prompt": item["prompt"][-1]["content"], "known": item["known"],
+                           "truth": item["value"] if item["known"] else "(unseen entity)",
+                           "sft": greedy["sft"][i]["text"], stage: greedy[stage][i]["text"]}
+                          for i, item in enumerate(items[:8])]
+    if was_training:
+        policy.train()
+    return result

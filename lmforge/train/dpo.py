@@ -1,0 +1,148 @@
+"""The dpo stage: direct preference optimization, the lighter alternative to reward model + PPO.
+
+    lmforge dpo --run-dir runs/tiny                      # sigmoid (DPO) loss
+    lmforge dpo --run-dir runs/tiny dpo.loss_type=ipo    # IPO
+
+The policy starts from the SFT model; a frozen copy of SFT is the reference. For each
+preference pair the log-likelihoods of the chosen and rejected answers are compared
+with the reference's:
+
+    h = (log p(chosen) - log ref(chosen)) - (log p(rejected) - log ref(rejected))
+    sigmoid: -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)   (eps = label_smoothing)
+    ipo:     (h - 1 / (2 beta))^2
+
+The reference log-probabilities never change, so they are computed once before
+training. beta * (log p - log ref) is each answer's implicit reward; the log records how
+often the chosen answer's is higher (implicit-reward accuracy) and the mean margin.
+Evaluation against SFT (win rate, "I don't know" rate, known-entity accuracy, KL) is
+lmforge/evals/alignment.py, shared with PPO.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..model import load_model, save_model
+from ..run import StageContext
+from ..tokenizer import Tokenizer
+from .loop import Trainer, all_reduce_sums, pick_device
+from .pairs import answer_logprob_sums, collate_pairs, load_pair_rows, split_stats
+from .sft import make_batch_fn
+
+
+@torch.no_grad()
+def add_reference_logprobs(reference, rows: list, batch_size: int, pad_id: int, device) -> list:
+    """Each row (c_ids, c_mask, r_ids, r_mask) gains the reference's (chosen, rejected) sums."""
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        batch = collate_pairs(chunk, pad_id, device)
+        sums = answer_logprob_sums(reference, batch["ids"], batch["loss_mask"]).tolist()
+        half = len(chunk)
+        out += [(*row, sums[i], sums[half + i]) for i, row in enumerate(chunk)]
+    return out
+
+
+def collate_with_reference(rows: list, pad_id: int, device) -> dict:
+    batch = collate_pairs(rows, pad_id, device)
+    batch["ref"] = torch.tensor([r[4] for r in rows] + [r[5] for r in rows], device=device)
+    return batch
+
+
+def preference_loss(h: torch.Tensor, loss_type: str, beta: float, label_smoothing: float) -> torch.Tensor:
+    """Per-pair loss from h, the policy-vs-reference log-ratio of chosen minus that of rejected."""
+    if loss_type == "ipo":
+        return (h - 1 / (2 * beta)) ** 2
+    return -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+
+
+def make_loss_fn(dcfg, stats: Counter):
+    def loss_fn(model, batch) -> torch.Tensor:
+        logratio = answer_logprob_sums(model, batch["ids"], batch["loss_mask"]) - batch["ref"]
+        half = logratio.size(0) // 2
+        chosen, rejected = logratio[:half], logratio[half:]
+        losses = preference_loss(chosen - rejected, dcfg.loss_type, dcfg.beta, dcfg.label_smoothing)
+        with torch.no_grad():
+            stats["pairs"] += half
+            stats["correct"] += int((chosen > rejected).sum())
+            stats["margin"] += float(dcfg.beta * (chosen - rejected).sum())
+            stats["chosen_reward"] += float(dcfg.beta * chosen.sum())
+            stats["rejected_reward"] += float(dcfg.beta * rejected.sum())
+        return losses.sum()
+    return loss_fn
+
+
+def drain(stats: Counter) -> dict:
+    """The implicit-reward statistics gathered since the last call, then reset."""
+    n = stats["pairs"]
+    if not n:
+        return {}
+    row = {"reward_accuracy": round(stats["correct"] / n, 4), "reward_margin": round(stats["margin"] / n, 4),
+           "chosen_reward": round(stats["chosen_reward"] / n, 4),
+           "rejected_reward": round(stats["rejected_reward"] / n, 4)}
+    stats.clear()
+    return row
+
+
+def run_stage(ctx: StageContext) -> dict:
+    from ..evals.alignment import alignment_metrics
+    cfg, run, dcfg = ctx.cfg, ctx.run, ctx.cfg.dpo
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    path = Path(dcfg.data_path) if dcfg.data_path else run.path("datasets", "preferences.jsonl")
+    train_rows, val_rows, data_stats = load_pair_rows(path, tokenizer, dcfg.seq_len, dcfg.val_fraction, cfg.run.seed)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device)
+    reference = load_model(run.model_dir("sft"), device=device).eval()
+    reference.requires_grad_(False)
+    train_rows = add_reference_logprobs(reference, train_rows, dcfg.batch_size, tokenizer.pad_id, device)
+    val_rows = add_reference_logprobs(reference, val_rows, dcfg.batch_size, tokenizer.pad_id, device)
+    del reference
+    policy = load_model(run.model_dir("sft"))
+    trainer = Trainer(policy, dcfg, out_dir=run.model_dir("dpo"), log_path=run.log_path("dpo"), seed=cfg.run.seed,
+                      device=device, save_fn=save_model, stage="dpo")
+    ctx.progress(f"{len(train_rows):,} train / {len(val_rows):,} validation pairs ({split_stats(data_stats)}); "
+                 f"{dcfg.loss_type} loss, beta {dcfg.beta}")
+    train_stats, val_stats = Counter(), Counter()
+    loss_fn, val_loss_fn = make_loss_fn(dcfg, train_stats), make_loss_fn(dcfg, val_stats)
+    batch_fn = make_batch_fn(train_rows, dcfg.batch_size, dcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
+                             trainer.device, collate_fn=collate_with_reference)
+    mine = val_rows[trainer.rank::trainer.world_size]
+
+    def eval_fn(model) -> float:
+        total, items = 0.0, 0
+        for start in range(0, len(mine), dcfg.batch_size):
+            batch = collate_with_reference(mine[start:start + dcfg.batch_size], tokenizer.pad_id, trainer.device)
+            total += float(val_loss_fn(model, batch))
+            items += batch["n_items"]
+        total, items = all_reduce_sums(total, items)
+        return total / max(items, 1)
+
+    result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=ctx.resume, log_extra=lambda: drain(train_stats))
+    if not trainer.is_main:
+        return {}
+    best = load_model(run.model_dir("dpo"), device=trainer.device).eval()
+    val_stats.clear()
+    with torch.no_grad():
+        eval_fn(best)
+    held_out = {f"val_{k}": v for k, v in drain(val_stats).items()}
+    metrics = alignment_metrics(run, cfg, best, tokenizer, trainer.device, stage="dpo", limit=dcfg.eval_prompts)
+    ctx.progress(f"win rate vs SFT {metrics['win_rate']:.1%}; I-don't-know on unseen entities "
+                 f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
+                 f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}")
+    return {
+        **metrics,
+        **held_out,
+        "val_loss": round(result.best_val_loss, 4),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "train_seconds": result.wall_seconds,
+        "pairs_per_second": result.items_per_second,
+        "loss_type": dcfg.loss_type,
+        "beta": dcfg.beta,
+        "data": str(path),
+        "pairs": split_stats(data_stats),
+    }

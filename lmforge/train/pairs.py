@@ -1,0 +1,63 @@
+"""Preference pairs as training batches, shared by the reward and dpo stages.
+
+    from lmforge.train.pairs import load_pair_rows, collate_pairs
+    train_rows, val_rows, stats = load_pair_rows(path, tokenizer, max_tokens=256, val_fraction=0.1, seed=0)
+
+A pair row is (chosen_ids, chosen_mask, rejected_ids, rejected_mask): the prompt plus
+one answer rendered like SFT (lmforge/tokenizer.render_chat), the mask marking the
+answer's tokens. A batch of B pairs stacks the B chosen rows and then the B rejected
+rows into one right-padded (2B, T) tensor, so one forward pass scores both sides.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.preferences import encode_answer, is_validation, load_pairs
+from ..run import StageError
+
+
+def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, seed: int):
+    """(train rows, validation rows, Counter of kept / skipped-by-reason); split by prompt."""
+    if not path.exists():
+        raise StageError(f"{path} does not exist; run `lmforge preferences` (or `lmforge label`) first")
+    pairs, stats = load_pairs(path)
+    train, val = [], []
+    for pair in pairs:
+        chosen = encode_answer(tokenizer, pair.prompt, pair.chosen, pair.chosen_ended, max_tokens)
+        rejected = encode_answer(tokenizer, pair.prompt, pair.rejected, pair.rejected_ended, max_tokens)
+        if sum(chosen[1]) == 0 or sum(rejected[1]) == 0:
+            stats["prompt too long"] += 1
+            continue
+        stats["kept"] += 1
+        (val if is_validation(pair, val_fraction, seed) else train).append((*chosen, *rejected))
+    if not train:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
+        raise StageError(f"no usable preference pairs in {path} ({reasons})")
+    return train, val or train[:1], stats
+
+
+def collate_pairs(rows: list, pad_id: int, device) -> dict:
+    """ids (2B, T), loss_mask (2B, T) on answer tokens, lengths (2B,); chosen rows first."""
+    seqs = [(r[0], r[1]) for r in rows] + [(r[2], r[3]) for r in rows]
+    length = max(len(ids) for ids, _ in seqs)
+    ids = np.full((len(seqs), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), length), dtype=np.int64)
+    for i, (row_ids, row_mask) in enumerate(seqs):
+        ids[i, :len(row_ids)], mask[i, :len(row_mask)] = row_ids, row_mask
+    return {"ids": torch.from_numpy(ids).to(device), "loss_mask": torch.from_numpy(mask).to(device),
+            "lengths": torch.tensor([len(s[0]) for s in seqs], device=device), "n_items": len(rows)}
+
+
+def answer_logprob_sums(model, ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of log p(answer token) per row: the sequence log-likelihood DPO compares."""
+    logits = model(ids[:, :-1])
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return (logp * loss_mask[:, 1:]).sum(-1)
+
+
+def split_stats(stats: Counter) -> dict:
+    return {"kept": stats.get("kept", 0), "skipped": {k: v for k, v in sorted(stats.items()) if k != "kept"}}

@@ -1,0 +1,165 @@
+"""The reward stage: a reward model that imitates the labelers' preferences.
+
+    lmforge reward --run-dir runs/tiny        # reads datasets/preferences.jsonl, writes models/reward/
+
+The reward model is the SFT chat model with its LM head replaced by a scalar head read
+at the last token of prompt + answer (the answer's closing <|end|> when it ended). It is
+trained with the Bradley-Terry loss through the shared loop:
+
+    loss = -log sigmoid(r_chosen - r_rejected - margin) + center_coef * (r_chosen + r_rejected)^2
+
+The optional margin asks for a minimum gap; the centering term keeps rewards near zero,
+so PPO's reward scale does not drift. Pairs are split by prompt; the manifest holds
+held-out pair accuracy and the mean margin r_chosen - r_rejected on those pairs.
+
+models/reward/ holds backbone/ (a GPT in the usual model.safetensors + config.json
+form) and head.safetensors; with no model.safetensors of its own it is never mistaken
+for a chat model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import GPT, load_model, save_model
+from ..run import StageContext, StageError
+from ..tokenizer import Tokenizer
+from .loop import Trainer, all_reduce_sums, pick_device
+from .pairs import collate_pairs, load_pair_rows, split_stats
+from .sft import make_batch_fn
+
+
+class RewardModel(nn.Module):
+    """A GPT backbone and a scalar head on the last real token's hidden state."""
+
+    def __init__(self, backbone: GPT):
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = backbone.cfg
+        self.head = nn.Linear(backbone.cfg.d_model, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) right-padded, lengths (B,) -> rewards (B,), float32."""
+        hidden = self.backbone(ids, return_hidden=True)
+        last = hidden[torch.arange(ids.size(0), device=ids.device), lengths - 1]
+        return self.head(last).float().squeeze(-1)
+
+
+def _unwrap(model: nn.Module) -> RewardModel:
+    while not isinstance(model, RewardModel):
+        model = getattr(model, "_orig_mod", None) or getattr(model, "module")
+    return model
+
+
+def save_reward_model(model: nn.Module, directory) -> None:
+    from safetensors.torch import save_file
+
+    from ..files import atomic_path
+    model, directory = _unwrap(model), Path(directory)
+    save_model(model.backbone, directory / "backbone")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+    with atomic_path(directory / "head.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+
+
+def load_reward_model(directory, device="cpu") -> RewardModel:
+    from safetensors.torch import load_file
+
+    from ..model import ModelLoadError
+    directory = Path(directory)
+    head_path = directory / "head.safetensors"
+    if not head_path.is_file():
+        raise ModelLoadError(f"{head_path}: missing; run `lmforge reward` first")
+    model = RewardModel(load_model(directory / "backbone"))
+    try:
+        model.head.load_state_dict(load_file(str(head_path)))
+    except Exception as err:  # noqa: BLE001 - any failure means the file is unusable
+        raise ModelLoadError(f"{head_path}: not a valid reward head ({str(err).splitlines()[0][:160]})") from None
+    return model.to(device)
+
+
+def pair_rewards(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    rewards = model(batch["ids"], batch["lengths"])
+    half = rewards.size(0) // 2
+    return rewards[:half], rewards[half:]
+
+
+def make_loss_fn(margin: float, center_coef: float):
+    def loss_fn(model, batch) -> torch.Tensor:
+        chosen, rejected = pair_rewards(model, batch)
+        loss = -F.logsigmoid(chosen - rejected - margin) + center_coef * (chosen + rejected) ** 2
+        return loss.sum()
+    return loss_fn
+
+
+@torch.no_grad()
+def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device) -> dict:
+    """Accuracy (chosen scored higher), mean margin and mean reward over pairs."""
+    correct = total = 0
+    margin_sum = reward_sum = 0.0
+    model.eval()
+    for start in range(0, len(rows), batch_size):
+        chosen, rejected = pair_rewards(model, collate_pairs(rows[start:start + batch_size], pad_id, device))
+        correct += int((chosen > rejected).sum())
+        margin_sum += float((chosen - rejected).sum())
+        reward_sum += float((chosen + rejected).sum())
+        total += chosen.numel()
+    return {"accuracy": round(correct / max(total, 1), 4), "mean_margin": round(margin_sum / max(total, 1), 4),
+            "mean_reward": round(reward_sum / max(2 * total, 1), 4), "pairs": total}
+
+
+def run_stage(ctx: StageContext) -> dict:
+    cfg, run, rcfg = ctx.cfg, ctx.run, ctx.cfg.reward
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    path = Path(rcfg.data_path) if rcfg.data_path else run.path("datasets", "preferences.jsonl")
+    train_rows, val_rows, stats = load_pair_rows(path, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = pick_device(cfg.run.device)
+    model = RewardModel(load_model(run.model_dir("sft")))
+    out_dir = run.model_dir("reward")
+    trainer = Trainer(model, rcfg, out_dir=out_dir, log_path=run.log_path("reward"), seed=cfg.run.seed,
+                      device=device, save_fn=save_reward_model, stage="reward")
+    ctx.progress(f"{len(train_rows):,} train / {len(val_rows):,} validation pairs ({split_stats(stats)})")
+    batch_fn = make_batch_fn(train_rows, rcfg.batch_size, rcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
+                             trainer.device, collate_fn=collate_pairs)
+    loss_fn = make_loss_fn(rcfg.margin, rcfg.center_coef)
+    mine = val_rows[trainer.rank::trainer.world_size]
+
+    def eval_fn(model) -> float:
+        total, items = 0.0, 0
+        for start in range(0, len(mine), rcfg.batch_size):
+            batch = collate_pairs(mine[start:start + rcfg.batch_size], tokenizer.pad_id, trainer.device)
+            total += float(loss_fn(model, batch))
+            items += batch["n_items"]
+        total, items = all_reduce_sums(total, items)
+        return total / max(items, 1)
+
+    result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=ctx.resume)
+    if not trainer.is_main:
+        return {}
+    best = load_reward_model(out_dir, device=trainer.device)
+    held_out = pair_metrics(best, val_rows, rcfg.batch_size, tokenizer.pad_id, trainer.device)
+    on_train = pair_metrics(best, train_rows[:len(val_rows) * 2], rcfg.batch_size, tokenizer.pad_id, trainer.device)
+    if held_out["pairs"] == 0:
+        raise StageError("no validation pairs to measure the reward model on")
+    ctx.progress(f"held-out pair accuracy {held_out['accuracy']:.1%}, mean margin {held_out['mean_margin']:.2f}")
+    return {
+        "held_out_accuracy": held_out["accuracy"],
+        "held_out_mean_margin": held_out["mean_margin"],
+        "held_out_mean_reward": held_out["mean_reward"],
+        "held_out_pairs": held_out["pairs"],
+        "train_accuracy": on_train["accuracy"],
+        "val_loss": round(result.best_val_loss, 4),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "train_seconds": result.wall_seconds,
+        "pairs_per_second": result.items_per_second,
+        "data": str(path),
+        "pairs": split_stats(stats),
+    }
