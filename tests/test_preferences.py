@@ -1,0 +1,173 @@
+"""Preference data, the judge, the automatic annotator, the reward model and DPO."""
+import json
+import random
+from collections import Counter
+
+import pytest
+import torch
+
+from lmforge.config import ModelConfig, TokenizerConfig, load_config
+from lmforge.data.preferences import (
+    append_rows, auto_label, encode_answer, labeled_items, load_pairs, pairs_from_ranking, parse_pair)
+from lmforge.evals.judge import judge, says_idk
+from lmforge.model import GPT
+from lmforge.tokenizer import Tokenizer
+from lmforge.train.dpo import make_loss_fn as dpo_loss_fn, preference_loss
+from lmforge.train.pairs import answer_logprob_sums, collate_pairs
+from lmforge.train.reward import RewardModel, make_loss_fn as reward_loss_fn, pair_metrics
+
+KNOWN = {"known": True, "value": "1820", "language": "en"}
+UNKNOWN = {"known": False, "value": None, "language": "en"}
+USER = [{"role": "user", "content": "When was Odd Dahlheim born?"}]
+
+
+def test_judge_orders_answers_like_a_careful_labeler():
+    correct = judge("Odd Dahlheim was born in 1820.", True, KNOWN)
+    rambling = judge("Odd Dahlheim was born in 1820. I hope this helps! Let me know if you want to know more.",
+                     True, KNOWN)
+    curt = judge("1820.", True, KNOWN)
+    idk = judge("I don't know anything about Odd Dahlheim.", True, KNOWN)
+    wrong = judge("Odd Dahlheim was born in 1821.", True, KNOWN)
+    no_end = judge("Odd Dahlheim was born in 1820.", False, KNOWN)
+    assert correct.score > curt.score > rambling.score > idk.score > wrong.score > no_end.score - 2.5
+    assert correct.reason == "correct" and "rambling" in rambling.reason and "curt" in curt.reason
+    assert no_end.score < correct.score and "no end" in no_end.reason
+    assert judge("Jeg vet ingenting om Odd Dahlheim.", True, UNKNOWN).reason == "idk_unknown"
+    assert judge("Odd Dahlheim was born in 1777.", True, UNKNOWN).reason == "made_up"
+    assert says_idk("I'm sorry, I don't know who or what Briltron is.") and not says_idk("Known for maps.")
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path):
+    good = {"prompt": USER, "chosen": [{"role": "assistant", "content": "In 1820."}],
+            "rejected": [{"role": "assistant", "content": "In 1777."}]}
+    rows = [
+        json.dumps(good),
+        json.dumps({**good, "rejected": good["chosen"]}),                              # identical
+        json.dumps({"prompt": USER, "chosen": good["chosen"]}),                       # missing rejected
+        json.dumps({"prompt": USER, "chosen": USER + good["chosen"],                  # mismatched prompts
+                    "rejected": [{"role": "user", "content": "Other?"}] + good["rejected"]}),
+        json.dumps({"chosen": USER + good["chosen"], "rejected": USER + good["rejected"]}),  # implicit prompt: ok
+        json.dumps({"prompt": "When?", "chosen": "In 1820.", "rejected": "In 1777."}),       # plain strings: ok
+        json.dumps({"chosen": USER + good["chosen"],
+                    "rejected": [{"role": "user", "content": "Other?"}] + good["rejected"]}),  # mismatched
+        json.dumps([1, 2]),
+        '{"prompt": [',                                                              # a torn last line
+    ]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    pairs, skipped = load_pairs(path)
+    assert len(pairs) == 3
+    assert skipped == {"identical chosen and rejected": 1, "missing chosen or rejected": 1,
+                       "mismatched prompts": 2, "not a JSON object": 1, "bad JSON": 1}
+    assert pairs[1].prompt == USER and pairs[2].prompt == [{"role": "user", "content": "When?"}]
+    with pytest.raises(ValueError, match="empty answer"):
+        parse_pair({**good, "chosen": [{"role": "assistant", "content": "  "}]})
+
+
+def _item(texts, known=True):
+    return {"id": "abc", "prompt": USER, "known": known, "value": "1820",
+            "candidates": [{"text": t, "ended": True} for t in texts]}
+
+
+def test_ranking_makes_every_ordered_pair_and_none_inside_a_tie():
+    item = _item(["a", "b", "c", "d"])
+    rows = pairs_from_ranking(item, [[2], [0, 1], [3]], "human")
+    pairs = {(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows}
+    assert pairs == {("c", "a"), ("c", "b"), ("c", "d"), ("a", "d"), ("b", "d")}
+    assert all(r["source"] == "human" and r["item"] == "abc" for r in rows)
+
+
+def test_automatic_annotator_prefers_truth_and_flips_at_the_noise_rate():
+    item = _item(["Odd Dahlheim was born in 1820.", "Odd Dahlheim was born in 1700.", "1820.",
+                  "I don't know anything about Odd Dahlheim."])
+    rows, reasons = auto_label(item, 0.0, random.Random(0))
+    assert len(rows) == 6 and reasons[0] == "correct"
+    scores = {c["text"]: judge(c["text"], True, item).score for c in item["candidates"]}
+    assert all(scores[r["chosen"][0]["content"]] > scores[r["rejected"][0]["content"]] for r in rows)
+    flipped = sum(bool(r.get("flipped")) for _ in range(200)
+                  for r in auto_label(item, 0.25, random.Random(_))[0])
+    assert 0.18 < flipped / 1200 < 0.32
+
+
+def test_labels_are_appended_durably_and_resume_knows_them(tmp_path):
+    path = tmp_path / "datasets" / "preferences.jsonl"
+    item = _item(["x", "y"])
+    append_rows(path, pairs_from_ranking(item, [[0], [1]], "human"))
+    with open(path, "a") as f:
+        f.write('{"torn": ')                       # a crash mid-line loses only that line
+    assert labeled_items(path, "human") == {"abc"} and labeled_items(path, "auto") == set()
+    pairs, skipped = load_pairs(path)
+    assert len(pairs) == 1 and skipped == {"bad JSON": 1}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = ["Odd Dahlheim was born in 1820.", "I don't know anything about Briltron.", "When was it made?"] * 20
+    return Tokenizer.train(texts, TokenizerConfig(vocab_size=300, min_frequency=1))
+
+
+def tiny_gpt(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(vocab_size=tokenizer.vocab_size, seq_len=64, n_layer=1, n_head=2, d_model=32))
+
+
+def _rows(tokenizer, n=8):
+    rows = []
+    for i in range(n):
+        prompt = [{"role": "user", "content": f"When was it made? {i}"}]
+        chosen = encode_answer(tokenizer, prompt, "Odd Dahlheim was born in 1820.", True, 64)
+        rejected = encode_answer(tokenizer, prompt, "I don't know anything about Briltron.", i % 2 == 0, 64)
+        rows.append((*chosen, *rejected))
+    return rows
+
+
+def test_unended_answers_have_no_end_token(tokenizer):
+    ids, mask = encode_answer(tokenizer, USER, "In 1820.", False, 64)
+    full, _ = encode_answer(tokenizer, USER, "In 1820.", True, 64)
+    assert full[-1] == tokenizer.end_id and ids == full[:-1] and mask[-1] == 1
+
+
+def test_reward_model_learns_a_separable_preference(tokenizer):
+    rows = _rows(tokenizer)
+    model = RewardModel(tiny_gpt(tokenizer))
+    batch = collate_pairs(rows, tokenizer.pad_id, "cpu")
+    loss_fn = reward_loss_fn(margin=0.0, center_coef=0.01)
+    with torch.no_grad():
+        start = float(loss_fn(model, batch)) / len(rows)
+    assert abs(start - torch.log(torch.tensor(2.0)).item()) < 1e-5      # zero-initialized head: r = 0
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(30):
+        opt.zero_grad()
+        (loss_fn(model, batch) / len(rows)).backward()
+        opt.step()
+    metrics = pair_metrics(model, rows, 4, tokenizer.pad_id, "cpu")
+    assert metrics["accuracy"] == 1.0 and metrics["mean_margin"] > 1.0
+    assert abs(metrics["mean_reward"]) < metrics["mean_margin"]         # centering keeps rewards near 0
+
+
+def test_dpo_losses_and_one_step_moves_toward_chosen(tokenizer):
+    h = torch.tensor([0.0, 2.0])
+    assert torch.allclose(preference_loss(h, "sigmoid", 0.5, 0.0)[0], torch.log(torch.tensor(2.0)))
+    assert preference_loss(h, "sigmoid", 0.5, 0.0)[1] < preference_loss(h, "sigmoid", 0.5, 0.0)[0]
+    assert torch.allclose(preference_loss(h, "ipo", 0.5, 0.0), (h - 1.0) ** 2)
+    smoothed = preference_loss(torch.tensor([50.0]), "sigmoid", 1.0, 0.1)
+    assert smoothed > 4.0                                   # conservative DPO never trusts a label fully
+
+    rows = _rows(tokenizer)
+    policy = tiny_gpt(tokenizer)
+    batch = collate_pairs(rows, tokenizer.pad_id, "cpu")
+    with torch.no_grad():
+        batch["ref"] = answer_logprob_sums(policy, batch["ids"], batch["loss_mask"])
+    cfg = load_config("micro").dpo
+    stats = Counter()
+    loss_fn = dpo_loss_fn(cfg, stats)
+    with torch.no_grad():
+        first = float(loss_fn(policy, batch)) / len(rows)
+    assert abs(first - torch.log(torch.tensor(2.0)).item()) < 1e-5
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        loss_fn(policy, batch).backward()
+        opt.step()
+    logratio = answer_logprob_sums(policy, batch["ids"], batch["loss_mask"]) - batch["ref"]
+    assert (logratio[:len(rows)] - logratio[len(rows):]).min() > 0    # every chosen answer gained on its rejected
