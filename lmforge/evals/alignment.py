@@ -113,3 +113,80 @@ def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: in
     if was_training:
         policy.train()
     return result
+
+
+# ---------------------------------------------------------------- the report card
+
+def plot_ppo(log_path, out_png) -> bool:
+    """Reward and KL per PPO step: shows the reward rising while the KL stays on its leash."""
+    from ..files import read_jsonl
+    if not log_path.exists():
+        return False
+    rows = [r for r in read_jsonl(log_path) if "kl" in r]
+    if not rows:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["kl"] for r in rows], color="tab:red", label="KL to SFT (per answer)")
+    ax.set_xlabel("PPO step")
+    ax.set_ylabel("KL (nats)")
+    if any("reward" in r for r in rows):
+        twin = ax.twinx()
+        twin.plot(steps, [r.get("reward") for r in rows], color="tab:blue", label="reward-model score")
+        twin.set_ylabel("reward")
+        twin.legend(loc="lower right")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    ax.set_title("PPO: reward and KL")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return True
+
+
+def report_section(run, cfg) -> str | None:
+    from .report import markdown_table, stage_metrics
+    prefs, reward = stage_metrics(run, "preferences"), stage_metrics(run, "reward")
+    tuned = {name: stage_metrics(run, name) for name in ("ppo", "dpo")}
+    tuned = {name: m for name, m in tuned.items() if m}
+    if prefs is None:
+        return None
+    text = ["## Preference tuning: reward model, PPO and DPO", "",
+            f"{prefs['prompts']} prompts ({prefs['unknown_entity_prompts']} about entities the model never saw), "
+            f"{prefs['candidates_per_prompt']} sampled answers each, labeled by the {prefs['annotator']} annotator "
+            f"(noise {prefs['noise']:.0%}): {prefs['pairs']:,} preference pairs. The SFT model's sampled answers: "
+            + ", ".join(f"{k} {v}" for k, v in prefs.get("candidate_verdicts", {}).items()) + "."]
+    if reward:
+        text += ["", f"Reward model: held-out pair accuracy **{reward['held_out_accuracy']:.1%}** "
+                     f"({reward['held_out_pairs']} pairs), mean margin {reward['held_out_mean_margin']:.2f}, "
+                     f"{reward['steps']} steps in {reward['train_seconds']:.0f}s."]
+    if tuned:
+        first = next(iter(tuned.values()))
+        rows = [["SFT", "-", "-", f"{first['sft_idk_rate']:.1%}", f"{first['sft_known_accuracy']:.1%}",
+                 f"{first['sft_end_rate']:.1%}", "0"]]
+        for name, m in tuned.items():
+            rows.append([name.upper(), f"{m['win_rate']:.1%}",
+                         f"{m['reward_model_win_rate']:.1%}" if "reward_model_win_rate" in m else "-",
+                         f"{m['idk_rate']:.1%}", f"{m['known_accuracy']:.1%}", f"{m['end_rate']:.1%}",
+                         f"{m['kl_to_sft']:.2f}"])
+        text += ["", f"On {first['eval_prompts']} held-out prompts ({first['unknown_entity_prompts']} about unseen "
+                     "entities); win rate against SFT with ties counted half:", "",
+                 markdown_table(["model", "win rate (ground truth)", "win rate (reward model)",
+                                 "\"I don't know\" on unseen entities", "known-entity accuracy", "answers ending",
+                                 "KL to SFT"], rows)]
+        if "ppo" in tuned and plot_ppo(run.log_path("ppo"), run.report_dir / "ppo_kl.png"):
+            text += ["", "![PPO reward and KL](ppo_kl.png)"]
+        examples = first.get("examples", [])
+        if examples:
+            names = list(tuned)
+            by_prompt = {name: {e["prompt"]: e.get(name, "") for e in tuned[name].get("examples", [])}
+                         for name in names}
+            text += ["", markdown_table(["prompt", "truth", "SFT", *[n.upper() for n in names]],
+                                        [[e["prompt"], e["truth"], e["sft"][:70],
+                                          *[by_prompt[n].get(e["prompt"], "")[:70] for n in names]]
+                                         for e in examples[:6]])]
+    return "\n".join(text)

@@ -172,8 +172,14 @@ def section_reasoning(run: RunDir, cfg) -> str | None:
     return report_section(run, cfg)
 
 
+def section_alignment(run: RunDir, cfg) -> str | None:
+    """Reward model, PPO and DPO against SFT (lmforge/evals/alignment.py)."""
+    from .alignment import report_section
+    return report_section(run, cfg)
+
+
 SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain, section_facts_and_samples,
-            section_sft, section_reasoning, section_inside]
+            section_sft, section_alignment, section_reasoning, section_inside]
 
 
 def run_stage(ctx: StageContext) -> dict:
