@@ -79,19 +79,21 @@ def main() -> None:
     parser.add_argument("--modes", default="fp32,bf16,compile", help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--vocab-size", type=int, default=4096, help="used when the preset leaves it to the tokenizer")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="used when the preset leaves it to the tokenizer (default: the preset's tokenizer.vocab_size)")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(args.preset, args.overrides)
     device = pick_device(cfg.run.device)
+    vocab_size = args.vocab_size or cfg.tokenizer.vocab_size
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"preset {args.preset} on {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"batch {cfg.pretrain.batch_size}x{cfg.pretrain.grad_accum}x{cfg.pretrain.seq_len} tokens")
     rows = []
     for mode in args.modes.split(","):
         try:
-            rows.append(measure(cfg, mode.strip(), args.steps, args.warmup, args.vocab_size, device))
+            rows.append(measure(cfg, mode.strip(), args.steps, args.warmup, vocab_size, device))
         except Exception as err:  # noqa: BLE001 - one mode failing (e.g. no compiler) must not hide the rest
             rows.append({"mode": mode, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"})
     base = next((r["tokens_per_second"] for r in rows if "tokens_per_second" in r), None)

@@ -330,7 +330,9 @@ class Trainer:
         """One optimizer step over this process's micro-batches; returns the global mean loss."""
         local_items = sum(int(b["n_items"]) for b in batches)
         global_items = all_reduce_sums(local_items)[0]
-        loss_total = 0.0
+        # summed on the device (float64 where the device has it): one host sync per step, not per micro-batch
+        loss_total = torch.zeros((), dtype=torch.float32 if self.device.type == "mps" else torch.float64,
+                                 device=self.device)
         for i, batch in enumerate(batches):
             # DDP averages gradients over ranks, so scale by world_size to get a global sum / global count.
             sync = self.world_size == 1 or i == len(batches) - 1
@@ -338,14 +340,14 @@ class Trainer:
             with ctx, autocast_context(self.device, self.amp_dtype):
                 loss_sum = loss_fn(self.forward_model, batch)
                 (loss_sum * (self.world_size / global_items)).backward()
-            loss_total += float(loss_sum.detach())
+            loss_total += loss_sum.detach()
         if self.cfg.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
         for opt in self.optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.items_seen += int(global_items)
-        return all_reduce_sums(loss_total)[0] / global_items
+        return all_reduce_sums(float(loss_total))[0] / global_items
 
     def fit(self, batch_fn: Callable, loss_fn: Callable, eval_fn: Callable | None = None,
             resume: bool = True, total_steps: int | None = None,
