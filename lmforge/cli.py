@@ -6,6 +6,7 @@
     lmforge generate "Nikola Tesla was" [--run-dir DIR] [--stage pretrain] [--temperature 0.8] ...
     lmforge next "Det er bedre med en fugl i hånden enn ti på" [--top-k 10] [--temperature 1.0]
     lmforge chat | serve | export --format hf | import FOLDER | compare "prompt" | neighbours WORD
+    lmforge label [--run-dir DIR] [--terminal] [--host H] [--port P] [--stage sft]
 
 Exit codes: 0 done, 1 failed, 2 bad usage or config.
 """
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 INFERENCE_COMMANDS = {
     "chat": "lmforge.chat:cli_chat",
     "serve": "lmforge.serve.api:cli_serve",
+    "label": "lmforge.serve.label:cli_label",
     "export": "lmforge.export:cli_export",
     "import": "lmforge.export:cli_import",
     "compare": "lmforge.inspect:cli_compare",
@@ -94,6 +96,12 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--api-key", default=None, help="require this bearer key (default: $LMFORGE_API_KEY, else none)")
     p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together")
+    p = command("label", "label preference pairs by hand: a web page (or --terminal) over datasets/label_items.jsonl")
+    p.add_argument("--stage", help="the model that samples the answers when there are no label items yet "
+                   "(default sft)")
+    p.add_argument("--terminal", action="store_true", help="label in the terminal instead of a web page")
+    p.add_argument("--host", default=None, help="address to bind (default label.host: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=None, help="default label.port")
     p = command("export", "write a Hugging Face transformers folder")
     p.add_argument("--format", default="hf", help="hf (the only format)")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")

@@ -210,24 +210,9 @@ def _usage(prompts: list[list[int]], n: int, seqs: list[Sequence]) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 
 
-def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None) -> FastAPI:
-    """The FastAPI app serving `model`; the engine thread starts with the app and stops with it."""
-    server = Server(model, tokenizer, model_name, cfg, engine)
-
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def lifespan(app):
-        if not server.engine.thread.is_alive():
-            server.engine.start()
-        yield
-        server.engine.stop()
-
-    app = FastAPI(title="lmforge", version="1", lifespan=lifespan,
-                  description="OpenAI-compatible API for a model trained with lmforge.")
-    app.state.server = server
-
-    # ------------------------------------------------------------ errors
+def add_error_handlers(app: FastAPI) -> None:
+    """OpenAI-shaped JSON for every error: APIError, a malformed body (400), an unknown route,
+    anything unexpected (500). Shared by the label page's app (lmforge/serve/label.py)."""
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError):
@@ -251,6 +236,26 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
     @app.exception_handler(Exception)
     async def server_error(request: Request, err: Exception):
         return error_response(500, f"internal error: {type(err).__name__}", None, None, "server_error")
+
+
+def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None) -> FastAPI:
+    """The FastAPI app serving `model`; the engine thread starts with the app and stops with it."""
+    server = Server(model, tokenizer, model_name, cfg, engine)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if not server.engine.thread.is_alive():
+            server.engine.start()
+        yield
+        server.engine.stop()
+
+    app = FastAPI(title="lmforge", version="1", lifespan=lifespan,
+                  description="OpenAI-compatible API for a model trained with lmforge.")
+    app.state.server = server
+
+    add_error_handlers(app)
 
     # a dependency rather than an HTTP middleware: Starlette's middleware wrapper hides the
     # client's disconnect from the endpoint, and cancelling on disconnect needs to see it
