@@ -208,7 +208,7 @@ class SynthConfig:
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
     system_prompt_fraction: float = opt(0.3, lo=0.0, hi=1.0)
     style_noise: float = opt(0.15, lo=0.0, hi=1.0, help="single answers that ramble or are curt, as in real data")
-    unknown_fraction: float = opt(0.03, lo=0.0, hi=0.5,
+    unknown_fraction: float = opt(0.08, lo=0.0, hi=0.5,
                                   help="extra conversations about invented names, answered \"I don't know\"")
     self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
     reasoning_problems: int = opt(1500, lo=0, help="worked word problems from datasets/reasoning_sft.jsonl "
@@ -232,8 +232,8 @@ class LabelConfig:
     annotator: str = opt("auto", choices=["auto", "human"],
                          help="auto = judge candidates by the world's ground truth; human = use only labels "
                               "people gave with `lmforge label`")
-    prompts: int = opt(600, lo=1, help="prompts sampled for labeling")
-    candidates: int = opt(4, lo=2, hi=16, help="answers sampled per prompt (N)")
+    prompts: int = opt(800, lo=1, help="prompts sampled for labeling")
+    candidates: int = opt(6, lo=2, hi=16, help="answers sampled per prompt (N)")
     held_out_entity_share: float = opt(0.35, lo=0.0, hi=1.0,
                                        help="share of prompts asking about entities the model never saw")
     eval_entity_fraction: float = opt(0.5, lo=0.0, hi=0.9,
@@ -259,6 +259,7 @@ class RewardConfig(TrainConfig):
 class PPOConfig(TrainConfig):
     """RLHF with PPO (lmforge/train/ppo.py). batch_size = rollouts per loss micro-batch;
     max_steps counts rollout batches."""
+    data_path: str = opt("", help="prompt JSONL ({\"prompt\": messages or text}); empty = datasets/label_items.jsonl")
     prompts_per_step: int = opt(32, lo=1, help="prompts (one rollout each) per PPO step")
     max_completion_tokens: int = opt(48, lo=1)
     temperature: float = opt(1.0, lo=0.01, hi=10.0)
@@ -274,6 +275,7 @@ class PPOConfig(TrainConfig):
     iterations: int = opt(2, lo=1, hi=64, help="PPO epochs over each rollout batch")
     whiten_advantages: bool = opt(True)
     missing_end_penalty: float = opt(1.0, lo=0.0, hi=100.0, help="subtracted from the reward of answers that never end")
+    freeze_embeddings: bool = opt(False, help="keep the policy's token embeddings (and a tied LM head) fixed")
     eval_prompts: int = opt(200, lo=1, help="held-out prompts in the before/after evaluation")
 
 
@@ -320,8 +322,9 @@ class GRPOConfig(TrainConfig):
     loss_type: str = opt("token_mean", choices=["grpo", "dr_grpo", "token_mean"])
     iterations: int = opt(1, lo=1, hi=64, help="mu: optimizer steps on each rollout batch")
     freeze_embeddings: bool = opt(False, help="keep the token embeddings (and a tied LM head) fixed")
-    eval_per_difficulty: int = opt(60, lo=1, help="held-out problems evaluated per difficulty level")
+    eval_per_difficulty: int = opt(60, lo=1, help="held-out problems evaluated (greedy pass@1) per difficulty level")
     eval_k: int = opt(8, lo=1, hi=256, help="pass@k: samples per held-out problem")
+    eval_k_per_difficulty: int = opt(0, lo=0, help="pass@k on only the first this many of each level; 0 = all")
     eval_temperature: float = opt(1.0, lo=0.01, hi=10.0)
     eval_examples: int = opt(4, lo=0, hi=50, help="worked examples shown in the report")
 
@@ -372,7 +375,7 @@ class Config:
     reasoning: ReasoningConfig = dataclasses.field(default_factory=ReasoningConfig)
     label: LabelConfig = dataclasses.field(default_factory=LabelConfig)
     reward: RewardConfig = dataclasses.field(default_factory=lambda: RewardConfig(
-        optimizer="adamw", lr=3e-5, schedule="cosine", warmup_steps=10, max_steps=300, batch_size=16,
+        optimizer="adamw", lr=1e-4, schedule="cosine", warmup_steps=10, max_steps=400, batch_size=16,
         eval_every=50, patience=3, log_every=10))
     ppo: PPOConfig = dataclasses.field(default_factory=lambda: PPOConfig(
         optimizer="adamw", lr=1e-5, schedule="constant", warmup_steps=0, max_steps=100, batch_size=32,

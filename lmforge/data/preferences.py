@@ -177,6 +177,7 @@ class Pair:
     chosen_ended: bool = True
     rejected_ended: bool = True
     source: str = ""
+    flipped: bool = False       # the automatic annotator's deliberate mistake (its noise)
 
     @property
     def key(self) -> str:
@@ -223,7 +224,7 @@ def parse_pair(row) -> Pair:
     if chosen_text.strip() == rejected_text.strip():
         raise ValueError("identical chosen and rejected")
     return Pair(prompt, chosen_text, rejected_text, bool(row.get("chosen_ended", True)),
-                bool(row.get("rejected_ended", True)), str(row.get("source", "")))
+                bool(row.get("rejected_ended", True)), str(row.get("source", "")), bool(row.get("flipped", False)))
 
 
 def load_pairs(path: Path) -> tuple[list[Pair], Counter]:

@@ -92,7 +92,7 @@ def run_stage(ctx: StageContext) -> dict:
     cfg, run, dcfg = ctx.cfg, ctx.run, ctx.cfg.dpo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     path = Path(dcfg.data_path) if dcfg.data_path else run.path("datasets", "preferences.jsonl")
-    train_rows, val_rows, data_stats = load_pair_rows(path, tokenizer, dcfg.seq_len, dcfg.val_fraction, cfg.run.seed)
+    train_rows, val_rows, data_stats, _ = load_pair_rows(path, tokenizer, dcfg.seq_len, dcfg.val_fraction, cfg.run.seed)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)

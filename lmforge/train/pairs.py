@@ -21,11 +21,12 @@ from ..run import StageError
 
 
 def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, seed: int):
-    """(train rows, validation rows, Counter of kept / skipped-by-reason); split by prompt."""
+    """(train rows, validation rows, Counter of kept / skipped-by-reason, and for each
+    validation row whether its label was one the automatic annotator flipped); split by prompt."""
     if not path.exists():
         raise StageError(f"{path} does not exist; run `lmforge preferences` (or `lmforge label`) first")
     pairs, stats = load_pairs(path)
-    train, val = [], []
+    train, val, val_flipped = [], [], []
     for pair in pairs:
         chosen = encode_answer(tokenizer, pair.prompt, pair.chosen, pair.chosen_ended, max_tokens)
         rejected = encode_answer(tokenizer, pair.prompt, pair.rejected, pair.rejected_ended, max_tokens)
@@ -33,11 +34,17 @@ def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, 
             stats["prompt too long"] += 1
             continue
         stats["kept"] += 1
-        (val if is_validation(pair, val_fraction, seed) else train).append((*chosen, *rejected))
+        if is_validation(pair, val_fraction, seed):
+            val.append((*chosen, *rejected))
+            val_flipped.append(pair.flipped)
+        else:
+            train.append((*chosen, *rejected))
     if not train:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
         raise StageError(f"no usable preference pairs in {path} ({reasons})")
-    return train, val or train[:1], stats
+    if not val:
+        val, val_flipped = train[:1], [False]
+    return train, val, stats, val_flipped
 
 
 def collate_pairs(rows: list, pad_id: int, device) -> dict:

@@ -98,26 +98,34 @@ def make_loss_fn(margin: float, center_coef: float):
 
 
 @torch.no_grad()
-def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device) -> dict:
-    """Accuracy (chosen scored higher), mean margin and mean reward over pairs."""
-    correct = total = 0
+def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flipped: list | None = None) -> dict:
+    """Accuracy (chosen scored higher), mean margin and mean reward over pairs; with `flipped`
+    also the accuracy against the truth the noisy annotator saw (flipped labels reversed)."""
+    correct = total = agree_truth = 0
     margin_sum = reward_sum = 0.0
     model.eval()
     for start in range(0, len(rows), batch_size):
         chosen, rejected = pair_rewards(model, collate_pairs(rows[start:start + batch_size], pad_id, device))
         correct += int((chosen > rejected).sum())
+        if flipped is not None:
+            wrong_label = torch.tensor(flipped[start:start + batch_size], device=chosen.device)
+            agree_truth += int(((chosen > rejected) != wrong_label).sum())
         margin_sum += float((chosen - rejected).sum())
         reward_sum += float((chosen + rejected).sum())
         total += chosen.numel()
-    return {"accuracy": round(correct / max(total, 1), 4), "mean_margin": round(margin_sum / max(total, 1), 4),
+    result = {"accuracy": round(correct / max(total, 1), 4), "mean_margin": round(margin_sum / max(total, 1), 4),
             "mean_reward": round(reward_sum / max(2 * total, 1), 4), "pairs": total}
+    if flipped is not None:
+        result["accuracy_vs_truth"] = round(agree_truth / max(total, 1), 4)
+        result["flipped_labels"] = int(sum(flipped))
+    return result
 
 
 def run_stage(ctx: StageContext) -> dict:
     cfg, run, rcfg = ctx.cfg, ctx.run, ctx.cfg.reward
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     path = Path(rcfg.data_path) if rcfg.data_path else run.path("datasets", "preferences.jsonl")
-    train_rows, val_rows, stats = load_pair_rows(path, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed)
+    train_rows, val_rows, stats, val_flipped = load_pair_rows(path, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
@@ -144,7 +152,7 @@ def run_stage(ctx: StageContext) -> dict:
     if not trainer.is_main:
         return {}
     best = load_reward_model(out_dir, device=trainer.device)
-    held_out = pair_metrics(best, val_rows, rcfg.batch_size, tokenizer.pad_id, trainer.device)
+    held_out = pair_metrics(best, val_rows, rcfg.batch_size, tokenizer.pad_id, trainer.device, val_flipped)
     on_train = pair_metrics(best, train_rows[:len(val_rows) * 2], rcfg.batch_size, tokenizer.pad_id, trainer.device)
     if held_out["pairs"] == 0:
         raise StageError("no validation pairs to measure the reward model on")
@@ -154,6 +162,8 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_mean_margin": held_out["mean_margin"],
         "held_out_mean_reward": held_out["mean_reward"],
         "held_out_pairs": held_out["pairs"],
+        "held_out_accuracy_vs_truth": held_out["accuracy_vs_truth"],
+        "held_out_flipped_labels": held_out["flipped_labels"],
         "train_accuracy": on_train["accuracy"],
         "val_loss": round(result.best_val_loss, 4),
         "steps": result.steps,
