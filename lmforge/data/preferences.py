@@ -34,6 +34,7 @@ import json
 import os
 import random
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,15 +143,45 @@ def auto_label(item: dict, noise: float, rng: random.Random) -> tuple[list[dict]
     return rows, [v.reason for v in verdicts]
 
 
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive advisory lock beside `path`: a labeling session appending and the stage
+    rewriting the file never interleave (a label appended mid-rewrite would be lost)."""
+    import fcntl
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append rows and fsync before returning: a label, once acknowledged, survives a crash.
     A partial last line left by a crash mid-write is skipped (and counted) by load_pairs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
+    with file_lock(path), open(path, "a", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def human_rows(path: Path) -> tuple[list[dict], int]:
+    """The rows people labeled, and how many unreadable lines (a crash mid-append) were dropped."""
+    rows, torn = [], 0
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                torn += 1
+                continue
+            if isinstance(row, dict) and row.get("source") == "human":
+                rows.append(row)
+    return rows, torn
 
 
 def labeled_items(path: Path, source: str | None = None) -> set[str]:
@@ -301,7 +332,6 @@ def run_stage(ctx: StageContext) -> dict:
     ctx.progress(f"{len(items)} prompts x {lcfg.candidates} answers sampled; {len(eval_items)} evaluation prompts")
 
     path = datasets / "preferences.jsonl"
-    human = [r for r in (read_jsonl(path) if path.exists() else []) if isinstance(r, dict) and r.get("source") == "human"]
     reasons: Counter = Counter()
     auto_rows: list[dict] = []
     if lcfg.annotator == "auto":
@@ -310,10 +340,12 @@ def run_stage(ctx: StageContext) -> dict:
             rows, item_reasons = auto_label(item, lcfg.noise, rng)
             auto_rows += rows
             reasons.update(r.split(",")[0] for r in item_reasons)
-    elif not human:
-        raise StageError(f"label.annotator=human but {path} has no human labels; "
-                         f"run `lmforge label --run-dir {run.root}` first, or set label.annotator=auto")
-    atomic_write_jsonl(path, human + auto_rows)
+    with file_lock(path):      # human labels written up to now are kept, none can slip in between
+        human, torn = human_rows(path)
+        if lcfg.annotator == "human" and not human:
+            raise StageError(f"label.annotator=human but {path} has no human labels; "
+                             f"run `lmforge label --run-dir {run.root}` first, or set label.annotator=auto")
+        atomic_write_jsonl(path, human + auto_rows)
     from ..evals.judge import says_idk
     unknown = [i for i in items if not i["known"]]
     idk_candidates = sum(says_idk(c["text"]) for i in unknown for c in i["candidates"])
@@ -323,6 +355,7 @@ def run_stage(ctx: StageContext) -> dict:
         "pairs": len(human) + len(auto_rows),
         "auto_pairs": len(auto_rows),
         "human_pairs": len(human),
+        "unreadable_lines_dropped": torn,
         "flipped_pairs": sum(bool(r.get("flipped")) for r in auto_rows),
         "prompts": len(items),
         "unknown_entity_prompts": len(unknown),

@@ -14,7 +14,7 @@ each down), appended and fsynced to datasets/preferences.jsonl with "source": "h
 "label": "best" | "rank" | "thumbs". Every decision, skips and labels that give no pair
 (all thumbs up) included, is also appended to datasets/label_log.jsonl with the raw label,
 so a restart resumes at the first item with neither; the `preferences` stage keeps human
-rows when it runs again (do not run it while a labeling session is open).
+rows when it runs again (it rewrites the file under the same lock the appends take).
 
 HTTP API (candidate indices are 0-based; the page and the terminal show them from 1):
     GET  /label/next           {"item": {"id", "prompt", "candidates": [{"text", "ended"}]} | null, "progress"}
