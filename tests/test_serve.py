@@ -204,13 +204,17 @@ def test_concurrent_requests_are_batched_and_each_is_right(served):
 
 
 class NeverStop(torch.nn.Module):
-    """An LM head that never picks the stop ids, so an answer runs until it is cancelled."""
+    """An LM head that never picks the stop ids, so an answer runs until it is cancelled.
+    `delay` seconds per call keep a long answer streaming long enough to be stopped by hand,
+    however fast or loaded the machine is."""
 
-    def __init__(self, head, banned):
+    def __init__(self, head, banned, delay: float = 0.0):
         super().__init__()
-        self.head, self.banned = head, banned
+        self.head, self.banned, self.delay = head, banned, delay
 
     def forward(self, x):
+        if self.delay:
+            time.sleep(self.delay)
         logits = self.head(x)
         logits[..., self.banned] = -1e9
         return logits

@@ -27,7 +27,9 @@ def test_chat_page_end_to_end(tmp_path):
     tokenizer = make_tokenizer()
     model = make_model(vocab=tokenizer.vocab_size, seq_len=2048)
     stops = [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id, tokenizer.assistant_id]
-    model.lm_head = NeverStop(model.lm_head, stops)     # answers run to max tokens unless stopped
+    # answers run to max tokens unless stopped; 10 ms a token keeps the 1,400-token answer
+    # below streaming for ~14 s, so the stop button is still live when the test clicks it
+    model.lm_head = NeverStop(model.lm_head, stops, delay=0.01)
     app = create_app(model, tokenizer, "web-model", ServeConfig(max_tokens=1500, max_prompt_tokens=1000))
     seen_bodies = []
     with serve_in_thread(app) as url, playwright_api.sync_playwright() as p:
