@@ -171,3 +171,26 @@ def test_dpo_losses_and_one_step_moves_toward_chosen(tokenizer):
         opt.step()
     logratio = answer_logprob_sums(policy, batch["ids"], batch["loss_mask"]) - batch["ref"]
     assert (logratio[:len(rows)] - logratio[len(rows):]).min() > 0    # every chosen answer gained on its rejected
+
+
+def test_micro_run_has_the_preference_stages(micro_run):
+    """The stage graph runs preferences -> reward -> ppo / dpo and the report shows them."""
+    def metrics(stage):
+        return json.loads((micro_run / "stages" / f"{stage}.json").read_text())["metrics"]
+    prefs = metrics("preferences")
+    assert prefs["pairs"] > 0 and prefs["prompts"] > 0
+    pairs, skipped = load_pairs(micro_run / "datasets" / "preferences.jsonl")
+    assert len(pairs) + sum(skipped.values()) == prefs["pairs"]
+    items = [json.loads(line) for line in (micro_run / "datasets" / "label_items.jsonl").read_text().splitlines()]
+    assert all(len(item["candidates"]) == 3 for item in items)
+    reward = metrics("reward")
+    assert 0.0 <= reward["held_out_accuracy"] <= 1.0 and "held_out_mean_margin" in reward
+    assert (micro_run / "models" / "reward" / "head.safetensors").exists()
+    assert not (micro_run / "models" / "reward" / "model.safetensors").exists()    # never a chat model
+    dpo = metrics("dpo")
+    for key in ("win_rate", "reward_model_win_rate", "kl_to_sft", "idk_rate", "sft_idk_rate", "known_accuracy",
+                "val_reward_accuracy"):
+        assert key in dpo, key
+    log = [json.loads(line) for line in (micro_run / "logs" / "dpo.jsonl").read_text().splitlines()]
+    assert all("reward_accuracy" in row for row in log)
+    assert "## Preference tuning" in (micro_run / "report" / "report.md").read_text()
