@@ -70,6 +70,22 @@ def read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_jsonl_lenient(path) -> tuple[list, int]:
+    """Every line of a JSONL file that parses (any JSON value; callers check the shape), and
+    how many did not: a torn last line after a crash or a bad hand edit is counted, not fatal.
+    Blank lines are ignored."""
+    values, bad = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                values.append(json.loads(line))
+            except json.JSONDecodeError:
+                bad += 1
+    return values, bad
+
+
 # ---------------------------------------------------------------- documents as Parquet
 
 DOC_COLUMNS = ("id", "text", "source", "url", "meta")

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_write_jsonl, read_jsonl
+from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
 from ..run import StageContext, StageError
 from .synth import ask, split_facts
 from .world import read_facts
@@ -169,33 +169,17 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 
 def human_rows(path: Path) -> tuple[list[dict], int]:
     """The rows people labeled, and how many unreadable lines (a crash mid-append) were dropped."""
-    rows, torn = [], 0
-    if path.exists():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                torn += 1
-                continue
-            if isinstance(row, dict) and row.get("source") == "human":
-                rows.append(row)
-    return rows, torn
+    if not path.exists():
+        return [], 0
+    rows, torn = read_jsonl_lenient(path)
+    return [r for r in rows if isinstance(r, dict) and r.get("source") == "human"], torn
 
 
 def labeled_items(path: Path, source: str | None = None) -> set[str]:
     """Ids of the items that already have labels (from `source`, or any): resuming skips them."""
-    done = set()
-    if path.exists():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and row.get("item") and (source is None or row.get("source") == source):
-                done.add(row["item"])
-    return done
+    rows = read_jsonl_lenient(path)[0] if path.exists() else []
+    return {row["item"] for row in rows
+            if isinstance(row, dict) and row.get("item") and (source is None or row.get("source") == source)}
 
 
 # ---------------------------------------------------------------- reading preference files
@@ -260,20 +244,13 @@ def parse_pair(row) -> Pair:
 
 def load_pairs(path: Path) -> tuple[list[Pair], Counter]:
     """All valid pairs of a JSONL file and a Counter of skipped rows by reason."""
-    pairs, skipped = [], Counter()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                skipped["bad JSON"] += 1
-                continue
-            try:
-                pairs.append(parse_pair(row))
-            except ValueError as err:
-                skipped[str(err)] += 1
+    rows, bad = read_jsonl_lenient(path)
+    pairs, skipped = [], Counter({"bad JSON": bad} if bad else {})
+    for row in rows:
+        try:
+            pairs.append(parse_pair(row))
+        except ValueError as err:
+            skipped[str(err)] += 1
     return pairs, skipped
 
 
