@@ -286,6 +286,9 @@ class DPOConfig(TrainConfig):
     loss_type: str = opt("sigmoid", choices=["sigmoid", "ipo"])
     beta: float = opt(0.1, lo=0.0, hi=100.0)
     label_smoothing: float = opt(0.0, lo=0.0, hi=0.5, help="conservative DPO: assumed label-flip rate")
+    rpo_alpha: float = opt(0.0, lo=0.0, hi=100.0,
+                           help="add alpha x the chosen answer's per-token NLL (RPO), so chosen answers gain "
+                                "likelihood instead of only losing less than rejected ones")
     val_fraction: float = opt(0.1, lo=0.01, hi=0.5)
     eval_prompts: int = opt(200, lo=1, help="held-out prompts in the before/after evaluation")
 

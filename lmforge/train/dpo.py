@@ -10,6 +10,7 @@ with the reference's:
     h = (log p(chosen) - log ref(chosen)) - (log p(rejected) - log ref(rejected))
     sigmoid: -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)   (eps = label_smoothing)
     ipo:     (h - 1 / (2 beta))^2
+    + rpo_alpha * (per-token NLL of the chosen answer), optional (RPO)
 
 The reference log-probabilities never change, so they are computed once before
 training. beta * (log p - log ref) is each answer's implicit reward; the log records how
@@ -61,10 +62,14 @@ def preference_loss(h: torch.Tensor, loss_type: str, beta: float, label_smoothin
 
 def make_loss_fn(dcfg, stats: Counter):
     def loss_fn(model, batch) -> torch.Tensor:
-        logratio = answer_logprob_sums(model, batch["ids"], batch["loss_mask"]) - batch["ref"]
+        policy_logp = answer_logprob_sums(model, batch["ids"], batch["loss_mask"])
+        logratio = policy_logp - batch["ref"]
         half = logratio.size(0) // 2
         chosen, rejected = logratio[:half], logratio[half:]
         losses = preference_loss(chosen - rejected, dcfg.loss_type, dcfg.beta, dcfg.label_smoothing)
+        if dcfg.rpo_alpha:
+            tokens = batch["loss_mask"][:half, 1:].sum(-1).clamp(min=1)
+            losses = losses - dcfg.rpo_alpha * policy_logp[:half] / tokens
         with torch.no_grad():
             stats["pairs"] += half
             stats["correct"] += int((chosen > rejected).sum())
