@@ -1,6 +1,7 @@
 """Decode speed, in one run on one model: lmforge vs transformers, and speculative decoding.
 
     python benchmarks/decode.py --run-dir runs/tiny --draft-run-dir runs/draft [--tokens 128] [--threads 2]
+    python benchmarks/decode.py --run-dir runs/tiny --draft-run-dir runs/draft --draft-tokens 3,4,5 --skip-hf
 
 Measures, all greedy (temperature 0) and always generating exactly --tokens new tokens:
   1. decode tokens/s at batch 1 and batch 32 for lmforge's engine (lmforge.generate.generate)
@@ -8,11 +9,12 @@ Measures, all greedy (temperature 0) and always generating exactly --tokens new 
      (the folder is written to a temporary directory and loaded with AutoModelForCausalLM);
   2. speculative decoding at batch 1 against plain decoding on the same prompts: with the
      draft run's model (made with `python -m lmforge.speculative prepare-draft`, so it has
-     the identical tokenizer; checked) and with n-gram
+     the identical tokenizer; checked; its `distill` model when there is one) and with n-gram
      prompt lookup, with acceptance rates. Greedy speculative output equals plain output
      token for token, which the script checks as it goes.
+--device cuda runs both libraries on the GPU instead (the speculative rows too).
 Prompts are the world's fact prompts ("Ada Berg was born in"), one per row. Each timing
-is the best of --repeats runs after one warm-up. Results print as a table and, with
+is the best of --repeats runs after one warm-up; plain and speculative runs take turns. Results print as a table and, with
 --out, as JSON. Not a test: it takes a few minutes of CPU.
 """
 from __future__ import annotations
@@ -32,17 +34,35 @@ from lmforge.data.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
 from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
-from lmforge.speculative import SpeculativeStats, speculative_generate  # noqa: E402
+from lmforge.speculative import DISTILL_STAGE, SpeculativeStats, speculative_generate  # noqa: E402
+
+
+def best_times(fns, repeats: int) -> list[float]:
+    """The best of `repeats` timed runs of each function, after one warm-up of each.
+
+    The functions take turns (a, b, a, b, ...), so a burst of load from other processes
+    on a shared machine hits the runs being compared alike instead of one side only.
+    """
+    for fn in fns:
+        fn()    # warm-up: allocator, kernels, caches
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def best_time(fn, repeats: int) -> float:
-    fn()    # warm-up: allocator, kernels, caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_times([fn], repeats)[0]
+
+
+def sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def prompts_for(run: RunDir, tokenizer, count: int) -> list[list[int]]:
@@ -53,26 +73,24 @@ def prompts_for(run: RunDir, tokenizer, count: int) -> list[list[int]]:
     return [[tokenizer.bos_id] + tokenizer.encode(t) for t in texts]
 
 
-def lmforge_decode(model, prompts, tokens: int, repeats: int) -> float:
-    seconds = best_time(lambda: generate(model, prompts, max_new_tokens=tokens), repeats)
-    return len(prompts) * tokens / seconds
+def lmforge_run(model, prompts, tokens: int):
+    return lambda: generate(model, prompts, max_new_tokens=tokens)
 
 
-def hf_decode(hf, prompts, tokens: int, repeats: int, pad_id: int) -> float:
+def hf_run(hf, prompts, tokens: int, pad_id: int):
     longest = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad_id] * (longest - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
+    ids = torch.tensor([[pad_id] * (longest - len(p)) + p for p in prompts], device=hf.device)
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts], device=hf.device)
 
     def run():
         with torch.inference_mode():
             out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens,
                               do_sample=False, pad_token_id=pad_id)
         assert out.shape[1] == longest + tokens
-    seconds = best_time(run, repeats)
-    return len(prompts) * tokens / seconds
+    return run
 
 
-def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int = 4) -> dict:
+def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int = 5) -> dict:
     params = SamplingParams(max_tokens=tokens)
     plain = [generate(target, [p], max_new_tokens=tokens)[0].tokens for p in prompts]
     stats = SpeculativeStats()
@@ -81,8 +99,8 @@ def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int =
         for p, want in zip(prompts, plain):
             out = speculative_generate(target, p, params, draft=draft, num_draft_tokens=k, stats=stats)
             assert out.tokens == want, "greedy speculative output differs from plain decoding"
-    plain_seconds = best_time(lambda: [generate(target, [p], max_new_tokens=tokens) for p in prompts], repeats)
-    spec_seconds = best_time(run_spec, repeats)
+    plain_seconds, spec_seconds = best_times(
+        [lambda: [generate(target, [p], max_new_tokens=tokens) for p in prompts], run_spec], repeats)
     n = len(prompts) * tokens
     return {"plain_tokens_per_second": round(n / plain_seconds, 1), "tokens_per_second": round(n / spec_seconds, 1),
             "speedup": round(plain_seconds / spec_seconds, 2), "acceptance_rate": round(stats.acceptance_rate, 3),
@@ -94,59 +112,67 @@ def main() -> int:
     parser.add_argument("--run-dir", default="runs/tiny")
     parser.add_argument("--stage", default=None)
     parser.add_argument("--draft-run-dir", default=None, help="a run trained with --preset draft")
+    parser.add_argument("--draft-stage", default=None,
+                        help=f"the draft run's model (default: {DISTILL_STAGE} if it exists, else the latest)")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--spec-prompts", type=int, default=8)
     # a draft model's guesses cost a forward each, so fewer pay off; lookup guesses are free
-    parser.add_argument("--draft-tokens", type=int, default=3, help="guesses per round from the draft model")
+    parser.add_argument("--draft-tokens", default="5",
+                        help="guesses per round from the draft model; a comma list (3,4,5) measures each")
     parser.add_argument("--lookup-tokens", type=int, default=8, help="guesses per round from prompt lookup")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--device", default="cpu", help="where lmforge (and transformers) run: cpu, cuda")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     run = RunDir(args.run_dir)
     tokenizer, model, stage = load_for_sampling(run, args.stage)
-    model.eval()
-    results = {"model": f"{run.root}:{stage}", "parameters": model.num_params(), "threads": args.threads,
+    device = torch.device(args.device)
+    model = model.to(device).eval()
+    results = {"model": f"{run.root}:{stage}", "parameters": model.num_params(), "device": str(device),
+               "threads": args.threads,
                "new_tokens": args.tokens, "torch": torch.__version__}
     one = prompts_for(run, tokenizer, 1)
     many = prompts_for(run, tokenizer, args.batch)
     print(f"{results['model']}: {model.num_params():,} parameters, {args.threads} thread(s), "
           f"{args.tokens} new tokens per row", flush=True)
 
-    results["lmforge_batch1_tokens_per_second"] = round(lmforge_decode(model, one, args.tokens, args.repeats), 1)
-    results[f"lmforge_batch{args.batch}_tokens_per_second"] = round(
-        lmforge_decode(model, many, args.tokens, args.repeats), 1)
+    hf = None
     if not args.skip_hf:
         import transformers
         with tempfile.TemporaryDirectory() as folder:
             export_hf(run.model_dir(stage), run.tokenizer_dir, folder)
-            hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+            hf = transformers.AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
         results["transformers_version"] = transformers.__version__
-        results["transformers_batch1_tokens_per_second"] = round(
-            hf_decode(hf, one, args.tokens, args.repeats, tokenizer.pad_id), 1)
-        results[f"transformers_batch{args.batch}_tokens_per_second"] = round(
-            hf_decode(hf, many, args.tokens, args.repeats, tokenizer.pad_id), 1)
-        results["batch1_speedup_vs_transformers"] = round(
-            results["lmforge_batch1_tokens_per_second"] / results["transformers_batch1_tokens_per_second"], 2)
-        results[f"batch{args.batch}_speedup_vs_transformers"] = round(
-            results[f"lmforge_batch{args.batch}_tokens_per_second"]
-            / results[f"transformers_batch{args.batch}_tokens_per_second"], 2)
+    for batch, prompts in ((1, one), (args.batch, many)):
+        runs = [lmforge_run(model, prompts, args.tokens)]
+        if hf is not None:
+            runs.append(hf_run(hf, prompts, args.tokens, tokenizer.pad_id))   # timed in turns with lmforge
+        rates = [len(prompts) * args.tokens / seconds for seconds in best_times(runs, args.repeats)]
+        results[f"lmforge_batch{batch}_tokens_per_second"] = round(rates[0], 1)
+        if hf is not None:
+            results[f"transformers_batch{batch}_tokens_per_second"] = round(rates[1], 1)
+            results[f"batch{batch}_speedup_vs_transformers"] = round(rates[0] / rates[1], 2)
 
     spec_prompts = prompts_for(run, tokenizer, args.spec_prompts)
     if args.draft_run_dir:
         draft_run = RunDir(args.draft_run_dir)
-        draft_tokenizer, draft, draft_stage = load_for_sampling(draft_run, None)
+        draft_stage = args.draft_stage
+        if draft_stage is None and (draft_run.model_dir(DISTILL_STAGE) / "model.safetensors").exists():
+            draft_stage = DISTILL_STAGE   # made by `python -m lmforge.speculative distill`
+        draft_tokenizer, draft, draft_stage = load_for_sampling(draft_run, draft_stage)
         same = (draft_run.tokenizer_dir / "tokenizer.json").read_text() == (run.tokenizer_dir / "tokenizer.json").read_text()
         if not same:
             raise SystemExit(f"{draft_run.tokenizer_dir} differs from {run.tokenizer_dir}: the draft needs the same "
                              "tokenizer (python -m lmforge.speculative prepare-draft TARGET DRAFT)")
         results["draft_model"] = f"{draft_run.root}:{draft_stage} ({draft.num_params():,} parameters)"
-        results["speculative_draft"] = speculative(model, spec_prompts, args.tokens, args.repeats, draft.eval(),
-                                                   args.draft_tokens)
+        for n, k in enumerate(int(k) for k in args.draft_tokens.split(",")):
+            results["speculative_draft" + (f"_k{k}" if n else "")] = speculative(
+                model, spec_prompts, args.tokens, args.repeats, draft.to(device).eval(), k)
     results["speculative_prompt_lookup"] = speculative(model, spec_prompts, args.tokens, args.repeats, None,
                                                        args.lookup_tokens)
 

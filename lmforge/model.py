@@ -91,7 +91,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         # F.rms_norm is the same x * rsqrt(mean(x^2) + eps) as one fused op (bit-identical in
-        # float32); one op instead of six matters in one-token decode steps
+        # float32); one op instead of six matters in one-token decode steps, and so does
+        # skipping the two no-op casts when x is already float32
+        if x.dtype == torch.float32:
+            return self.weight * F.rms_norm(x, (x.shape[-1],), eps=self.eps)
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
 
@@ -107,15 +110,22 @@ def rope_tables(n_positions: int, dim: int, theta: float, device=None):
     return angles.cos(), angles.sin()
 
 
-def rotate_half(x):
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def signed_sin(sin):
+    """sin with its first half negated, so that rotate_half(x) * sin == x.roll(half) * signed_sin(sin)
+    exactly (rotate_half(x) = [-x2, x1], and (-a) * b == a * (-b) in floating point): one roll
+    instead of two slices, a negation and a concatenation."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
-def apply_rope(x, cos, sin):
-    """x: (B, heads, T, head_dim); cos/sin broadcast to it: (1, 1, T, hd) or (B, 1, T, hd)."""
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return x * cos + rotate_half(x) * sin
+def apply_rope(x, cos, sin_signed):
+    """x: (B, heads, T, head_dim); cos/sin_signed broadcast to it: (1, 1, T, hd) or (B, 1, T, hd).
+
+    The rotate-half rotation x * cos + rotate_half(x) * sin, written with signed_sin's table.
+    """
+    if cos.dtype != x.dtype:
+        cos, sin_signed = cos.to(x.dtype), sin_signed.to(x.dtype)
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
 
 
 class Attention(nn.Module):
@@ -224,9 +234,10 @@ class KVCache:
         `pos` itself is advanced by the model after the last layer.
         """
         start, end = self.pos, self.pos + k.shape[2]
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values = self.k[layer], self.v[layer]
+        keys.narrow(2, start, end - start).copy_(k)
+        values.narrow(2, start, end - start).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
 
 # ---------------------------------------------------------------- the model
@@ -250,7 +261,7 @@ class GPT(nn.Module):
         cos, sin = rope_tables(cfg.seq_len, head_dim(cfg), cfg.rope_theta)
         # not persistent: derived from the config, so they stay out of the weights file
         self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("rope_sin", signed_sin(sin), persistent=False)   # see apply_rope
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -268,13 +279,13 @@ class GPT(nn.Module):
     # ------------------------------------------------------------ forward
 
     def _rope(self, n_positions: int):
-        """The cos/sin tables, grown on demand when a cache reaches past seq_len."""
+        """The cos and signed sin tables, grown on demand when a cache reaches past seq_len."""
         if n_positions > self.rope_cos.shape[0]:
             size = max(n_positions, 2 * self.rope_cos.shape[0])
             # made under generate's inference_mode, they would be unusable in a later training step
             with torch.inference_mode(False):
                 cos, sin = rope_tables(size, head_dim(self.cfg), self.cfg.rope_theta, device=self.rope_cos.device)
-            self.rope_cos, self.rope_sin = cos, sin
+            self.rope_cos, self.rope_sin = cos, signed_sin(sin)
         return self.rope_cos, self.rope_sin
 
     def _cached_positions(self, cache: KVCache, T: int):

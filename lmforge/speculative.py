@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .generate import Generation, SamplingParams, Sequence, next_token_probs
@@ -103,6 +104,20 @@ def lookup_proposal(tokens: list[int], num_tokens: int, max_ngram: int = 3) -> l
     return []
 
 
+def _greedy_guesses(draft, cache, tokens: list[int], n: int, device) -> list[int]:
+    """n greedy draft tokens in n draft forwards; the first also catches the draft up on the
+    tokens it has not seen (the last one or two). Each guess stays a (1, 1) tensor that is fed
+    straight back, and the logits are computed for the last position only: a draft step is
+    a handful of small ops, so every op and every host round trip saved shows."""
+    ids = torch.tensor([tokens[cache.pos:]], dtype=torch.long, device=device)
+    out = []
+    for _ in range(n):
+        hidden = draft(ids, cache=cache, return_hidden=True)
+        ids = draft.lm_head(hidden[:, -1:]).argmax(-1)
+        out.append(ids)
+    return torch.cat(out, dim=1)[0].tolist()
+
+
 def _probs(logits, params: SamplingParams):
     return next_token_probs(logits, params.temperature, params.top_k, params.top_p, params.min_p)
 
@@ -150,17 +165,17 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
         room = seq.remaining - 1
         guesses: list[int] = []
         q_rows = []
-        if room > 0 and draft is not None:
+        if room > 0 and draft is not None and greedy:
+            guesses = _greedy_guesses(draft, draft_cache, tokens, min(k, room), device)
+            stats.draft_forwards += len(guesses)
+        elif room > 0 and draft is not None:
             # the draft catches up on whatever it has not seen (the last one or two tokens)
             logits = run(draft, draft_cache, tokens[draft_cache.pos:])[-1]
             stats.draft_forwards += 1
             for i in range(min(k, room)):
-                if greedy:      # the one-hot q is implied by the argmax; skip building it
-                    guess = int(logits.argmax())
-                else:
-                    q = _probs(logits[None], params)[0]
-                    guess = _pick(q, greedy, generator)
-                    q_rows.append(q)
+                q = _probs(logits[None], params)[0]
+                guess = _pick(q, greedy, generator)
+                q_rows.append(q)
                 guesses.append(guess)
                 if i + 1 < min(k, room):
                     logits = run(draft, draft_cache, [guess])[-1]
@@ -238,10 +253,136 @@ def prepare_draft_run(target_dir, draft_dir) -> list[str]:
     return copied
 
 
+DISTILL_STAGE = "distill"   # models/distill/ and logs/distill.jsonl of the draft run
+
+
+def distill_loss_sum(target):
+    """loss_fn for the training loop: KL(target || draft) summed over the batch's positions.
+
+    Matching the target's whole next-token distribution, not just the data's next token,
+    is what raises acceptance: at temperature 0 a guess is kept iff the two argmaxes agree,
+    and at temperature > 0 the acceptance rate is 1 - TV(p, q).
+    """
+    import torch.nn.functional as F
+
+    def loss_fn(model, batch) -> torch.Tensor:
+        with torch.no_grad():
+            p_log = F.log_softmax(target(batch["x"]).float(), dim=-1)
+        q_log = F.log_softmax(model(batch["x"]).float(), dim=-1)
+        return F.kl_div(q_log.flatten(0, 1), p_log.flatten(0, 1), log_target=True, reduction="sum")
+    return loss_fn
+
+
+@torch.inference_mode()
+def greedy_agreement(target, draft, tokens, windows: int, seq_len: int, device) -> float:
+    """Share of positions of `windows` evenly spaced windows where the two models' argmaxes agree
+    (the per-token acceptance rate of greedy speculative decoding on such text)."""
+    import numpy as np
+
+    from .train.pretrain import windows_to_batch
+    offsets = np.linspace(0, len(tokens) - seq_len - 1, num=windows).astype(np.int64)
+    agree = total = 0
+    for i in range(0, len(offsets), 16):
+        x = windows_to_batch(tokens, offsets[i:i + 16], seq_len, device)["x"]
+        agree += int((target(x).argmax(-1) == draft(x).argmax(-1)).sum())
+        total += x.numel()
+    return agree / total
+
+
+def distill_draft(target_dir, draft_dir, steps: int = 300, max_minutes: float = 0.0, lr_scale: float = 0.5,
+                  target_stage: str | None = None, device: str = "auto") -> dict:
+    """Fine-tune a draft run's pretrained model toward its target on the shared training tokens.
+
+    Loss: KL(target || draft) per position (distill_loss_sum), through the shared training
+    loop with the draft run's pretrain settings (learning rates scaled by lr_scale, since it
+    starts from a trained model). Validation is the same KL on the validation tokens; the
+    best weights go to DRAFT/models/distill/, which `benchmarks/decode.py` then prefers.
+    """
+    import dataclasses
+    import json
+    import time
+
+    from .config import load_config
+    from .generate import resolve_stage
+    from .model import load_model, save_model
+    from .run import RunDir
+    from .tokenizer import load_tokens
+    from .train.loop import Trainer, pick_device
+    from .train.pretrain import make_batch_fn, windows_to_batch
+
+    target_run, draft_run = RunDir(target_dir), RunDir(draft_dir)
+    if (target_run.tokenizer_dir / "tokenizer.json").read_bytes() != \
+            (draft_run.tokenizer_dir / "tokenizer.json").read_bytes():
+        raise SystemExit(f"{draft_run.tokenizer_dir} differs from {target_run.tokenizer_dir}: "
+                         "make the draft with prepare-draft")
+    cfg = load_config(None, base=draft_run.config_path)
+    dev = pick_device(device)
+    stage = resolve_stage(target_run, target_stage)
+    target = load_model(target_run.model_dir(stage), device=dev).eval().requires_grad_(False)
+    draft = load_model(draft_run.model_dir("pretrain"), device=dev)
+    meta = json.loads((draft_run.tokens_dir / "meta.json").read_text())
+    train = load_tokens(draft_run.tokens_dir / "train.bin", meta["dtype"])
+    val = load_tokens(draft_run.tokens_dir / "val.bin", meta["dtype"])
+    p = cfg.pretrain
+    tcfg = dataclasses.replace(p, max_steps=steps, max_minutes=max_minutes, lr=p.lr * lr_scale,
+                               matrix_lr=p.matrix_lr * lr_scale, warmup_steps=min(p.warmup_steps, steps // 10),
+                               eval_every=max(1, min(p.eval_every, steps // 4)), checkpoint_every=10**9)
+    seq_len = min(tcfg.seq_len, draft.cfg.seq_len, target.cfg.seq_len)
+    windows = 8 * tcfg.batch_size
+    before = greedy_agreement(target, draft.eval(), val, windows, seq_len, dev)
+    out_dir = draft_run.model_dir(DISTILL_STAGE)
+    trainer = Trainer(draft.train(), tcfg, out_dir=out_dir, log_path=draft_run.log_path(DISTILL_STAGE),
+                      seed=cfg.run.seed, device=dev, save_fn=save_model, stage=DISTILL_STAGE)
+    loss_fn = distill_loss_sum(target)
+    val_offsets = np.linspace(0, len(val) - seq_len - 1, num=windows).astype(np.int64)
+
+    def eval_fn(model) -> float:
+        total = items = 0
+        for i in range(0, len(val_offsets), tcfg.batch_size):
+            batch = windows_to_batch(val, val_offsets[i:i + tcfg.batch_size], seq_len, trainer.device)
+            total += float(loss_fn(model, batch))
+            items += batch["n_items"]
+        return total / items
+
+    start = time.perf_counter()
+    result = trainer.fit(make_batch_fn(train, tcfg.batch_size, tcfg.grad_accum, seq_len, cfg.run.seed,
+                                       trainer.device), loss_fn, eval_fn, resume=False)
+    best = load_model(out_dir, device=dev).eval()
+    after = greedy_agreement(target, best, val, windows, seq_len, dev)
+    return {"target": f"{target_run.root}:{stage}", "draft": str(out_dir), "steps": result.steps,
+            "val_kl": round(result.best_val_loss, 4), "greedy_agreement_before": round(before, 4),
+            "greedy_agreement_after": round(after, 4), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m lmforge.speculative",
+                                     description="Draft runs for speculative decoding.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare-draft", help="start a draft run folder from a target run")
+    prep.add_argument("target_run_dir")
+    prep.add_argument("draft_run_dir")
+    dist = sub.add_parser("distill", help="fine-tune the draft's pretrained model toward the target (KL)")
+    dist.add_argument("target_run_dir")
+    dist.add_argument("draft_run_dir")
+    dist.add_argument("--steps", type=int, default=300)
+    dist.add_argument("--max-minutes", type=float, default=0.0)
+    dist.add_argument("--lr-scale", type=float, default=0.5)
+    dist.add_argument("--target-stage", default=None, help="default: the target run's latest model")
+    dist.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.command == "prepare-draft":
+        stages = prepare_draft_run(args.target_run_dir, args.draft_run_dir)
+        print(f"{args.draft_run_dir}: copied data, tokenizer and the {', '.join(stages)} manifests from "
+              f"{args.target_run_dir}; now run `lmforge run --run-dir {args.draft_run_dir} --to pretrain`, "
+              f"then `python -m lmforge.speculative distill {args.target_run_dir} {args.draft_run_dir}`")
+    else:
+        import json
+        print(json.dumps(distill_draft(args.target_run_dir, args.draft_run_dir, args.steps, args.max_minutes,
+                                       args.lr_scale, args.target_stage, args.device)))
+    return 0
+
+
 if __name__ == "__main__":
     import sys
-    if len(sys.argv) != 4 or sys.argv[1] != "prepare-draft":
-        sys.exit("usage: python -m lmforge.speculative prepare-draft TARGET_RUN_DIR DRAFT_RUN_DIR")
-    stages = prepare_draft_run(sys.argv[2], sys.argv[3])
-    print(f"{sys.argv[3]}: copied data, tokenizer and the {', '.join(stages)} manifests from {sys.argv[2]}; now run "
-          f"`lmforge run --run-dir {sys.argv[3]} --to pretrain`")
+    sys.exit(main())

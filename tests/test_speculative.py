@@ -131,3 +131,34 @@ def test_prepare_draft_run_shares_the_tokenizer(tmp_path):
     assert cfg.tokenizer == target_cfg.tokenizer and cfg.world == target_cfg.world
     assert (draft.path("data", "tokens", "train.bin")).exists()
     assert draft.read_manifest("collect") == target.read_manifest("collect")
+
+
+def test_distill_draft_moves_the_draft_toward_the_target(tmp_path):
+    import json
+
+    import numpy as np
+
+    from lmforge.config import load_config
+    from lmforge.model import load_model
+    from lmforge.speculative import distill_draft, distill_loss_sum
+    from tests.test_engine import make_run
+    target, tokenizer = make_run(tmp_path / "t", seq_len=32)
+    draft, _ = make_run(tmp_path / "d", seq_len=32, n_layer=1)
+    cfg = load_config("draft", ["pretrain.batch_size=4", "pretrain.seq_len=32", "pretrain.eval_batches=1"])
+    draft.save_config(cfg)
+    tokens = np.random.default_rng(0).integers(0, tokenizer.vocab_size, size=4000).astype(np.uint16)
+    draft.tokens_dir.mkdir(parents=True)
+    tokens.tofile(draft.tokens_dir / "train.bin")
+    tokens[:1000].tofile(draft.tokens_dir / "val.bin")
+    (draft.tokens_dir / "meta.json").write_text(json.dumps({"dtype": "uint16"}))
+    result = distill_draft(target.root, draft.root, steps=6, device="cpu")
+    assert result["steps"] == 6 and 0 <= result["greedy_agreement_after"] <= 1
+    assert (draft.path("logs", "distill.jsonl")).exists()
+    t, before, after = (load_model(run.model_dir(stage)) for run, stage in
+                        ((target, "pretrain"), (draft, "pretrain"), (draft, "distill")))
+    batch = {"x": torch.from_numpy(tokens[:64].astype(np.int64)).view(2, 32)}
+    kl = distill_loss_sum(t)
+    with torch.no_grad():
+        # KL(target || draft): zero for the target itself, and smaller after distilling
+        assert float(kl(t, batch)) == pytest.approx(0.0, abs=1e-3)
+        assert 0 < float(kl(after, batch)) < float(kl(before, batch))
