@@ -182,8 +182,9 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     run = _write_run(tmp_path, tokenizer)
     overrides = ["grpo.max_steps=3", "grpo.checkpoint_every=1", "grpo.prompts_per_step=2", "grpo.group_size=3",
                  "grpo.max_completion_tokens=12", "grpo.eval_per_difficulty=2", "grpo.eval_k=2",
-                 "grpo.rewards=correctness,format,tests.test_grpo:_length_reward,tests.test_grpo:_broken_reward",
-                 "grpo.reward_weights=1,0.1,1,1",
+                 "grpo.eval_k_per_difficulty=1",
+                 "grpo.rewards=correctness,format,steps,tests.test_grpo:_length_reward,tests.test_grpo:_broken_reward",
+                 "grpo.reward_weights=1,0.1,0.5,1,1",
                  "grpo.beta=0.1", "grpo.iterations=2", "grpo.freeze_embeddings=true", "grpo.lr=1e-2"]
     cfg = load_config("micro", overrides)
     metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
@@ -195,9 +196,10 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     assert metrics["tasks"] == {"kept": 30, "skipped:bad_json": 1, "skipped:no_answer": 1, "skipped:wrong_type": 1}
     assert metrics["reward_errors"] == {"tests.test_grpo:_broken_reward:raised:ValueError": 18}
     assert set(metrics["before"]["by_difficulty"]) == {"1", "2"} and metrics["before"]["n"] == 4
+    assert metrics["before"]["n_sampled"] == 2 and metrics["before"]["by_difficulty"]["1"]["n_sampled"] == 1
     assert len(metrics["examples"]) == 4 and "grpo_completion" in metrics["examples"][0]
     rows = [json.loads(line) for line in run.log_path("grpo").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3] and all("reward_format" in r for r in rows)
+    assert [r["step"] for r in rows] == [1, 2, 3] and all("reward_format" in r and "reward_steps" in r for r in rows)
     # a longer run with the same settings resumes from the checkpoint: steps 4-5 only
     cfg = load_config("micro", overrides + ["grpo.max_steps=5"])
     metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=True))

@@ -9,7 +9,7 @@ import pytest
 from lmforge.config import TokenizerConfig
 from lmforge.data.reasoning import (
     correctness_reward, extract_answer, format_reward, load_tasks, make_problem, make_problems, normalize_answer,
-    normalize_number, parse_task, resolve_reward, run_stage, score, split_of)
+    normalize_number, parse_task, resolve_reward, run_stage, score, split_of, steps_reward)
 from lmforge.evals.reasoning import pass_at_k
 from lmforge.tokenizer import Tokenizer
 
@@ -114,6 +114,18 @@ def test_builtin_rewards():
     assert format_reward(None, completions) == [1.0, 1.0, 0.0, 1.0, 0.0]
     assert correctness_reward(None, ["It is Paris"], answer=["paris"]) == [0.0]
     assert correctness_reward(None, ["Paris"], answer=["paris"]) == [1.0]
+
+
+def test_steps_reward_credits_the_reference_chain_in_order():
+    ref = "7 + 5 = 12. 12 - 3 = 9. The answer is 9."
+    completions = [ref, "7 + 5 = 12. 12 - 3 = 8. The answer is 8.", "7 + 5 = 13. 13 - 3 = 10.", "The answer is 9.",
+                   "7 + 5 = 12. 12 - 3 = 9. 9 + 1 = 10. The answer is 10.", "12 - 3 = 9. The answer is 9."]
+    assert steps_reward(None, completions, solution=[ref] * len(completions)) == [1.0, 0.5, 0.0, 0.0, 2 / 3, 0.0]
+    # rows without a worked solution (user data) get None: "does not apply"
+    assert steps_reward(None, ["4 + 5 = 9."], solution=[None]) == [None]
+    assert steps_reward(None, ["4 + 5 = 9."], answer=["9"]) == [None]
+    assert steps_reward(None, ["2 × 3 = 6. The answer is 6."], solution=["2 × 3 = 6. Svaret er 6."]) == [1.0]
+    assert resolve_reward("steps") is steps_reward
 
 
 def _raises(prompts, completions, **columns):

@@ -28,8 +28,10 @@ column. A malformed row is skipped and counted by reason, never fatal.
 A reward function is any callable `fn(prompts, completions, **columns) -> list[float | None]`:
 `prompts` are the message lists, `completions` the generated texts, and each dataset column
 comes as a list aligned with the completions (plus `answer`). None means "does not apply".
-Built in: `correctness` (1 when the extracted answer equals the reference) and `format`
-(1 when the completion ends with "The answer is N." / "Svaret er N.").
+Built in: `correctness` (1 when the extracted answer equals the reference), `format`
+(1 when the completion ends with "The answer is N." / "Svaret er N.") and `steps` (partial
+credit: the share of the reference worked solution's equations reproduced in order; None
+on rows without a `solution` column).
 """
 from __future__ import annotations
 
@@ -240,7 +242,40 @@ def format_reward(prompts, completions, **columns) -> list[float]:
     return [1.0 if _FORMAT_END.search(completion.strip()) else 0.0 for completion in completions]
 
 
-BUILTIN_REWARDS: dict[str, Callable] = {"correctness": correctness_reward, "format": format_reward}
+_EQUATION = re.compile(r"(-?\d+)\s*([+\-×x*])\s*(-?\d+)\s*=\s*(-?\d+)")
+
+
+def equations(text: str) -> list[tuple[str, str, str, str]]:
+    """The "a op b = c" lines of a worked solution, in order ("x" and "*" read as "×")."""
+    if not isinstance(text, str):
+        return []
+    return [(a, "×" if op in "x*" else op, b, c) for a, op, b, c in _EQUATION.findall(text)]
+
+
+def steps_reward(prompts, completions, solution=None, **columns) -> list[float | None]:
+    """Partial credit from the reference worked solution (a verifiable process reward): the
+    fraction of its equations the completion reproduces, in order, before the first one it
+    gets wrong, over the longer of the two chains (extra steps cost too). None for rows
+    without a `solution` column, so it adds nothing on data that has none."""
+    solution = solution if solution is not None else [None] * len(completions)
+    rewards: list[float | None] = []
+    for completion, reference in zip(completions, solution):
+        ref = equations(reference) if isinstance(reference, str) else []
+        if not ref:
+            rewards.append(None)
+            continue
+        got = equations(completion)
+        right = 0
+        for mine, theirs in zip(got, ref):
+            if mine != theirs:
+                break
+            right += 1
+        rewards.append(right / max(len(ref), len(got)))
+    return rewards
+
+
+BUILTIN_REWARDS: dict[str, Callable] = {"correctness": correctness_reward, "format": format_reward,
+                                        "steps": steps_reward}
 
 
 def resolve_reward(spec: str) -> Callable:

@@ -9,6 +9,8 @@ A completion is correct when the answer it states (data/reasoning.extract_answer
 pass@1 is the greedy answer; pass@k is the unbiased estimator of Chen et al. (2021),
 1 - C(n-c, k) / C(n, k), from n = k samples at `temperature`, which with n = k is simply
 "at least one of the k samples is right". `sampled_accuracy` is the mean over all samples.
+Sampling k completions costs k greedy ones, so pass@k may use a subset (`k_per_difficulty`)
+while pass@1 uses every held-out problem: more problems, less noise, same time.
 """
 from __future__ import annotations
 
@@ -43,35 +45,49 @@ def _complete(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, t
 
 
 def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature: float, max_new_tokens: int,
-                       seed: int, batch_size: int = 128, examples: int = 4) -> dict:
-    """pass@1 (greedy), pass@k and mean sampled accuracy, overall and per difficulty, plus examples."""
+                       seed: int, batch_size: int = 128, examples: int = 4, k_per_difficulty: int = 0) -> dict:
+    """pass@1 (greedy), pass@k and mean sampled accuracy, overall and per difficulty, plus examples.
+
+    Greedy decoding is k times cheaper than sampling k completions, so pass@1 can use every
+    task while pass@k and sampled accuracy use only the first `k_per_difficulty` tasks of
+    each difficulty (0 = all); "n" counts the pass@1 tasks, "n_sampled" the pass@k ones."""
     if not tasks:
-        return {"n": 0, "pass@1": 0.0, "pass@k": 0.0, "k": k, "sampled_accuracy": 0.0, "by_difficulty": {},
-                "examples": []}
+        return {"n": 0, "n_sampled": 0, "pass@1": 0.0, "pass@k": 0.0, "k": k, "sampled_accuracy": 0.0,
+                "by_difficulty": {}, "examples": []}
     was_training = model.training
     model.eval()
     prompts = [t.prompt_ids for t in tasks]
     greedy = _complete(model, tokenizer, prompts, max_new_tokens, 0.0, seed, batch_size)
-    sampled = _complete(model, tokenizer, [p for p in prompts for _ in range(k)], max_new_tokens, temperature,
-                        seed, batch_size)
+    seen: dict[str, int] = defaultdict(int)
+    sample_ids = []
+    for i, task in enumerate(tasks):
+        level = str(task.columns.get("difficulty", "?"))
+        if not k_per_difficulty or seen[level] < k_per_difficulty:
+            sample_ids.append(i)
+            seen[level] += 1
+    texts = _complete(model, tokenizer, [prompts[i] for i in sample_ids for _ in range(k)], max_new_tokens,
+                      temperature, seed, batch_size)
+    sampled = {i: texts[j * k:(j + 1) * k] for j, i in enumerate(sample_ids)}
     model.train(was_training)
-    tallies: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])   # n, pass@1, pass@k, sampled
+    tallies: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0, 0.0, 0.0])   # n, pass@1, n_sampled, pass@k, sampled
     rows = []
     for i, task in enumerate(tasks):
         ok_greedy = is_correct(greedy[i], task.answer)
-        right = sum(is_correct(text, task.answer) for text in sampled[i * k:(i + 1) * k])
+        right = sum(is_correct(text, task.answer) for text in sampled[i]) if i in sampled else None
         for key in ("all", str(task.columns.get("difficulty", "?"))):
             tally = tallies[key]
             tally[0] += 1
             tally[1] += ok_greedy
-            tally[2] += pass_at_k(k, right, k)
-            tally[3] += right / k
+            if right is not None:
+                tally[2] += 1
+                tally[3] += pass_at_k(k, right, k)
+                tally[4] += right / k
         rows.append((task, greedy[i], ok_greedy))
 
     def summary(tally):
-        n = tally[0]
-        return {"n": n, "pass@1": round(tally[1] / n, 4), "pass@k": round(tally[2] / n, 4),
-                "sampled_accuracy": round(tally[3] / n, 4)}
+        n, n_sampled = tally[0], max(tally[2], 1)
+        return {"n": n, "n_sampled": tally[2], "pass@1": round(tally[1] / n, 4),
+                "pass@k": round(tally[3] / n_sampled, 4), "sampled_accuracy": round(tally[4] / n_sampled, 4)}
     result = {**summary(tallies["all"]), "k": k, "temperature": temperature,
               "by_difficulty": {key: summary(t) for key, t in sorted(tallies.items()) if key != "all"}}
     # a few examples, spread over the difficulty levels
@@ -144,12 +160,15 @@ def report_section(run, cfg) -> str | None:
     rows.append(["**all**", before.get("n"), f"**{pct(before.get('pass@1'))}**", f"**{pct(after.get('pass@1'))}**",
                  pct(before.get("pass@k")), pct(after.get("pass@k"))])
     header = ["difficulty", "problems", "pass@1 SFT", "pass@1 GRPO", f"pass@{k} SFT", f"pass@{k} GRPO"]
+    n_sampled = before.get("n_sampled")
+    subset = (f" (measured on {n_sampled} of the {before.get('n')} problems: sampling costs {k} greedy answers)"
+              if isinstance(n_sampled, int) and n_sampled < before.get("n", 0) else "")
     text = ["## Reasoning RL (GRPO): the reasoning model", "",
             f"{m.get('steps')} GRPO steps ({m.get('completions', 0):,} sampled completions) in "
             f"{m.get('train_seconds', 0):.0f}s, stop: {m.get('stop_reason')}; {pct(m.get('zero_std_group_fraction'))}"
             f" of groups had equal rewards and were skipped. Held-out problems (never in SFT or RL data); "
             f"pass@1 is the greedy answer, pass@{k} the chance that one of {k} samples at temperature "
-            f"{before.get('temperature')} is right.", "", markdown_table(header, rows)]
+            f"{before.get('temperature')} is right{subset}.", "", markdown_table(header, rows)]
     errors = m.get("reward_errors") or {}
     if errors:
         text += ["", "Reward function problems (each counted as reward 0): " +

@@ -273,7 +273,8 @@ def run_stage(ctx: StageContext) -> dict:
 
     def evaluate(model) -> dict:
         return evaluate_reasoning(model, tokenizer, eval_tasks, g.eval_k, g.eval_temperature,
-                                  g.max_completion_tokens, seed=cfg.run.seed, examples=g.eval_examples)
+                                  g.max_completion_tokens, seed=cfg.run.seed, examples=g.eval_examples,
+                                  k_per_difficulty=g.eval_k_per_difficulty)
 
     eval_started = time.perf_counter()
     before = evaluate(policy)
@@ -291,10 +292,7 @@ def run_stage(ctx: StageContext) -> dict:
         policy.embed.weight.requires_grad_(False)
     trainer = Trainer(policy, g, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
                       device=device, save_fn=save_model, stage="grpo")
-    if ctx.resume and trainer.load_checkpoint():
-        trainer._truncate_log()
-    elif trainer.log_path.exists():
-        trainer.log_path.unlink()
+    trainer.start(ctx.resume)
 
     from tqdm import tqdm
     bar = tqdm(total=g.max_steps, initial=trainer.step, desc="grpo", unit="step", dynamic_ncols=True,
@@ -302,7 +300,7 @@ def run_stage(ctx: StageContext) -> dict:
     session_start, seconds_before = time.perf_counter(), trainer.train_seconds
     stop_reason, warned = "max_steps", False
     while trainer.step < g.max_steps:
-        lr_mult = trainer._set_lr(g.max_steps)
+        lr_mult = trainer.set_lr(g.max_steps)
         batch_tasks = prompts_for_step(tasks, trainer.step, g.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + trainer.step * 10_007
         row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, g, seed)
@@ -310,7 +308,7 @@ def run_stage(ctx: StageContext) -> dict:
             raise FloatingPointError(f"grpo: loss became {row['loss']} at step {trainer.step}; lower grpo.lr")
         trainer.step += 1
         trainer.train_seconds = seconds_before + time.perf_counter() - session_start
-        trainer._log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
+        trainer.log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
                       "elapsed_seconds": round(trainer.train_seconds, 2)})
         bar.set_postfix({"reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
                          "len": f"{row['completion_length_mean']:.0f}"}, refresh=False)
@@ -321,7 +319,7 @@ def run_stage(ctx: StageContext) -> dict:
                          f"{row['reward_errors']}")
         if trainer.step % g.checkpoint_every == 0:
             trainer.save_checkpoint()
-        if g.max_minutes and trainer.train_seconds >= g.max_minutes * 60:
+        if trainer.out_of_time():
             stop_reason = "max_minutes"
             break
     bar.close()
