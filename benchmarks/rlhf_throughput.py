@@ -100,8 +100,8 @@ def bench_dpo(run: RunDir, cfg, args, device: torch.device) -> dict:
     if args.batch_size:
         d.batch_size = args.batch_size
     tokenizer = Tokenizer.load(run.tokenizer_dir)
-    train_rows, _, _ = load_pair_rows(run.path("datasets", "preferences.jsonl"), tokenizer, d.seq_len,
-                                      d.val_fraction, cfg.run.seed)
+    train_rows = load_pair_rows(run.path("datasets", "preferences.jsonl"), tokenizer, d.seq_len,
+                                d.val_fraction, cfg.run.seed)[0]
     per_step = d.batch_size * d.grad_accum
     train_rows = (train_rows * (1 + (args.dpo_steps + 1) * per_step // len(train_rows)))[:(args.dpo_steps + 1) * per_step]
     reference = load_model(run.model_dir("sft"), device=device).eval().requires_grad_(False)
