@@ -33,6 +33,11 @@ before pretraining, so the draft run skips those stages and only pretrains:
 
     python -m lmforge.speculative prepare-draft runs/tiny runs/draft
     lmforge run --run-dir runs/draft --to pretrain
+    python -m lmforge.speculative distill runs/tiny runs/draft    # -> runs/draft/models/distill
+
+`distill` then fine-tunes the draft toward the target itself (KL(target || draft) on the
+training tokens, through the shared training loop): a draft that agrees with its target,
+not merely one that models the data, is what gets its guesses accepted.
 """
 from __future__ import annotations
 
@@ -277,8 +282,6 @@ def distill_loss_sum(target):
 def greedy_agreement(target, draft, tokens, windows: int, seq_len: int, device) -> float:
     """Share of positions of `windows` evenly spaced windows where the two models' argmaxes agree
     (the per-token acceptance rate of greedy speculative decoding on such text)."""
-    import numpy as np
-
     from .train.pretrain import windows_to_batch
     offsets = np.linspace(0, len(tokens) - seq_len - 1, num=windows).astype(np.int64)
     agree = total = 0
