@@ -207,7 +207,7 @@ class SynthConfig:
     multi_turn_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a multi-turn chat")
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
     system_prompt_fraction: float = opt(0.3, lo=0.0, hi=1.0)
-    style_noise: float = opt(0.15, lo=0.0, hi=1.0, help="single answers that ramble or are curt, as in real data")
+    style_noise: float = opt(0.4, lo=0.0, hi=1.0, help="single answers that ramble or are curt, as in real data")
     unknown_fraction: float = opt(0.08, lo=0.0, hi=0.5,
                                   help="extra conversations about invented names, answered \"I don't know\"")
     self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
@@ -276,6 +276,8 @@ class PPOConfig(TrainConfig):
     whiten_advantages: bool = opt(True)
     missing_end_penalty: float = opt(1.0, lo=0.0, hi=100.0, help="subtracted from the reward of answers that never end")
     freeze_embeddings: bool = opt(False, help="keep the policy's token embeddings (and a tied LM head) fixed")
+    reward_norm_samples: int = opt(256, lo=0, help="SFT answers scored once to shift and scale the reward model "
+                                   "to mean 0, std 1 on them; 0 = raw scores")
     eval_prompts: int = opt(200, lo=1, help="held-out prompts in the before/after evaluation")
 
 
