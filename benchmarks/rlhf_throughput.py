@@ -1,8 +1,8 @@
 """RLHF throughput: PPO rollout tokens/s and update seconds per step; DPO pairs/s. One run's models.
 
     python benchmarks/rlhf_throughput.py --run-dir runs/tiny [--steps 4] [--prompts 32]
-                                         [--max-completion-tokens 48] [--dpo-steps 10] [--threads 2]
-                                         [--device auto] [--out rlhf_bench.json]
+                                         [--max-completion-tokens 48] [--ppo-batch-size 4] [--dpo-steps 10]
+                                         [--threads 2] [--device auto] [--out rlhf_bench.json]
 
 Needs a run with sft, preferences and reward done (models/sft, models/reward,
 datasets/label_items.jsonl, datasets/preferences.jsonl). Settings not given on the command
@@ -61,8 +61,8 @@ def bench_ppo(run: RunDir, cfg, args, device: torch.device) -> dict:
     p = cfg.ppo
     p.prompts_per_step = args.prompts
     p.max_completion_tokens = args.max_completion_tokens
-    if args.batch_size:
-        p.batch_size = args.batch_size
+    if args.ppo_batch_size:
+        p.batch_size = args.ppo_batch_size
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     model, reference, reward_model = build_policy_and_value(run, p, device)
     prompts, _ = load_prompts(run.path("datasets", "label_items.jsonl"), tokenizer,
@@ -97,8 +97,6 @@ def bench_ppo(run: RunDir, cfg, args, device: torch.device) -> dict:
 
 def bench_dpo(run: RunDir, cfg, args, device: torch.device) -> dict:
     d = cfg.dpo
-    if args.batch_size:
-        d.batch_size = args.batch_size
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     train_rows = load_pair_rows(run.path("datasets", "preferences.jsonl"), tokenizer, d.seq_len,
                                 d.val_fraction, cfg.run.seed)[0]
@@ -137,7 +135,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed PPO steps (after one warm-up step)")
     parser.add_argument("--prompts", type=int, default=32, help="PPO prompts (rollouts) per step")
     parser.add_argument("--max-completion-tokens", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=0, help="PPO and DPO micro-batch; 0 = the run's config")
+    parser.add_argument("--ppo-batch-size", type=int, default=0, help="PPO micro-batch; 0 = the run's config")
     parser.add_argument("--dpo-steps", type=int, default=10, help="timed DPO steps (after one warm-up step)")
     parser.add_argument("--skip-dpo", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")

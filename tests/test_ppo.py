@@ -20,6 +20,7 @@ from lmforge.train.ppo import (
     load_prompts,
     make_trainer,
     ppo_step,
+    reward_normalizer,
     run_stage,
     token_rewards,
     whiten,
@@ -159,6 +160,19 @@ def test_ppo_learns_a_simple_reward_and_logs_every_number(tokenizer):
         assert all(isinstance(r[key], float) and r[key] == r[key] for r in rows), key
 
 
+def test_reward_normalizer_measures_the_reference_models_answers(tokenizer):
+    reference = tiny_gpt(tokenizer, seed=3)
+    ids = tokenizer.render_chat([{"role": "user", "content": "Ada"}], add_generation_prompt=True)[0]
+    prompts = [Prompt([], ids, {})] * 40
+    cfg = ppo_cfg(prompts_per_step=16, max_completion_tokens=3, reward_norm_samples=40)
+    scorer = FirstTokenScorer(tokenizer, len(ids))
+    mean, std = reward_normalizer(reference, scorer, tokenizer, prompts, cfg, seed=0, device="cpu")
+    assert 0 < mean < 1 and std == pytest.approx((mean * (1 - mean) * 40 / 39) ** 0.5, rel=1e-4)   # Bernoulli scores
+    assert reward_normalizer(reference, scorer, tokenizer, prompts, cfg, seed=0, device="cpu") == (mean, std)
+    cfg.reward_norm_samples = 0
+    assert reward_normalizer(reference, scorer, tokenizer, prompts, cfg, seed=0, device="cpu") == (0.0, 1.0)
+
+
 def test_a_non_finite_loss_stops_with_one_line(tokenizer):
     cfg = ppo_cfg(optimizer="adamw", prompts_per_step=4, batch_size=4, max_completion_tokens=3)
     trainer, reference = _trainer(tokenizer, cfg)
@@ -180,6 +194,7 @@ def test_stage_runs_end_to_end_and_resumes(micro_copy):
                 "sft_known_accuracy"):
         assert key in metrics, key
     assert set(metrics["kl_curve"]) >= {"at_step", "max", "final"} and metrics["eval_prompts"] == 6
+    assert metrics["reward_normalizer"]["std"] > 0
     rows = [json.loads(line) for line in run.log_path("ppo").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     # a longer run with the same settings continues from the checkpoint: only step 3 is new

@@ -18,8 +18,10 @@ One PPO step:
   1. take `prompts_per_step` prompts (datasets/label_items.jsonl, the preference stage's
      prompts; a seeded order per epoch, so the step alone fixes them) and sample one answer
      each through the shared generation engine, stopping at <|end|>;
-  2. score prompt + answer with the reward model; an answer that never ended loses
-     `missing_end_penalty`;
+  2. score prompt + answer with the reward model, shifted and scaled to mean 0, std 1 on
+     the SFT model's own answers (measured once at the start on `reward_norm_samples`
+     prompts, as Ziegler et al. 2019 do), so kl_coef weighs the same against any reward
+     model's scale; an answer that never ended loses `missing_end_penalty`;
   3. with no gradient: the policy's log-probs and values at every answer token (one pass),
      and the reference's log-probs;
   4. per-token reward: r_t = -kl_coef * KL_t, plus the score on the last token, where
@@ -240,8 +242,27 @@ def make_loss_fn(lm_head, cfg, stats: Counter):
     return loss_fn
 
 
-def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int) -> dict:
-    """Rollout, rewards, GAE and `iterations` epochs of updates; returns the log row's numbers."""
+@torch.no_grad()
+def reward_normalizer(reference, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int, device):
+    """(mean, std) of the reward model's scores on the reference (SFT) model's own answers to
+    `reward_norm_samples` prompts; (0, 1) when that is 0. The reference, not the policy, so a
+    resumed run measures the same numbers."""
+    if cfg.reward_norm_samples == 0:
+        return 0.0, 1.0
+    sample = prompts_for_step(prompts, 0, min(cfg.reward_norm_samples, len(prompts)), seed)
+    completions = []
+    for start in range(0, len(sample), cfg.prompts_per_step):
+        completions += rollout(reference, tokenizer, sample[start:start + cfg.prompts_per_step], 1,
+                               cfg.max_completion_tokens, cfg.temperature, cfg.top_p, 0, seed + start)
+    scores = score_answers(reward_model, completions, cfg.batch_size, tokenizer.pad_id, device)
+    std = float(scores.std()) if len(scores) > 1 else 1.0
+    return float(scores.mean()), std if std > 1e-6 else 1.0
+
+
+def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int,
+             normalizer: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """Rollout, rewards, GAE and `iterations` epochs of updates; returns the log row's numbers.
+    The reward is (score - normalizer[0]) / normalizer[1]."""
     model = trainer.model
     policy, lm_head, device = model.policy, model.policy.lm_head, trainer.device
     started = time.perf_counter()
@@ -255,7 +276,7 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
 
     # Scores, and with no gradient the sampling policy's log-probs and values and the reference's log-probs.
     scores = score_answers(reward_model, completions, cfg.batch_size, tokenizer.pad_id, device)
-    rewarded = scores - cfg.missing_end_penalty * (~ended).float()
+    rewarded = (scores - normalizer[0]) / normalizer[1] - cfg.missing_end_penalty * (~ended).float()
     everyone = list(range(n))
     in_order = make_batches(completions, torch.zeros(n), everyone, cfg.batch_size, "token_mean",
                             cfg.max_completion_tokens, tokenizer.pad_id, device)
@@ -393,6 +414,9 @@ def run_stage(ctx: StageContext) -> dict:
     resumed = trainer.start(ctx.resume)
     if resumed:
         ctx.progress(f"resumed from step {trainer.step}")
+    normalizer = reward_normalizer(reference, reward_model, tokenizer, prompts, p, cfg.run.seed + 1, trainer.device)
+    ctx.progress(f"reward model on SFT answers: mean {normalizer[0]:.3f}, std {normalizer[1]:.3f} (the reward is "
+                 f"shifted and scaled by these)")
 
     from tqdm import tqdm
     bar = tqdm(total=p.max_steps, initial=trainer.step, desc="ppo", unit="step", dynamic_ncols=True,
@@ -403,7 +427,7 @@ def run_stage(ctx: StageContext) -> dict:
         lr_mult = trainer.set_lr(p.max_steps)
         batch = prompts_for_step(prompts, trainer.step, p.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + trainer.step * 10_007
-        row = ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed)
+        row = ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer)
         trainer.step += 1
         trainer.train_seconds = seconds_before + time.perf_counter() - session_start
         trainer.log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
@@ -436,6 +460,7 @@ def run_stage(ctx: StageContext) -> dict:
         "judge_score_curve": curve_summary(rows, "judge_score"),
         "ended_fraction_final": rows[-1]["ended_fraction"] if rows else None,
         "prompts": dict(sorted(prompt_stats.items())),
+        "reward_normalizer": {"mean": round(normalizer[0], 4), "std": round(normalizer[1], 4)},
         "data": str(data_path),
     }
     ctx.progress(f"{trainer.step} steps in {trainer.train_seconds:.0f}s; reward "
@@ -444,6 +469,9 @@ def run_stage(ctx: StageContext) -> dict:
     if trainer.is_main:
         from ..evals.alignment import alignment_metrics
         metrics.update(alignment_metrics(run, cfg, policy, tokenizer, trainer.device, "ppo", limit=p.eval_prompts))
+        ctx.progress(f"win rate vs SFT {metrics['win_rate']:.1%}; I-don't-know on unseen entities "
+                     f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
+                     f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}")
     return metrics
 
 
