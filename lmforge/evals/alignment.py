@@ -119,16 +119,11 @@ def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: in
 
 def plot_ppo(log_path, out_png) -> bool:
     """Reward and KL per PPO step: shows the reward rising while the KL stays on its leash."""
-    from ..files import read_jsonl
-    if not log_path.exists():
-        return False
-    rows = [r for r in read_jsonl(log_path) if "kl" in r]
+    from .report import log_rows, new_figure, save_figure
+    rows = log_rows(log_path, "kl")
     if not rows:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    fig, ax = new_figure()
     steps = [r["step"] for r in rows]
     ax.plot(steps, [r["kl"] for r in rows], color="tab:red", label="KL to SFT (per answer)")
     ax.set_xlabel("PPO step")
@@ -141,11 +136,7 @@ def plot_ppo(log_path, out_png) -> bool:
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     ax.set_title("PPO: reward and KL")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return True
+    return save_figure(fig, out_png)
 
 
 def report_section(run, cfg) -> str | None:

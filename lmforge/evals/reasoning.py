@@ -108,17 +108,12 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
 # ---------------------------------------------------------------- the report card section
 
 def _plot_rewards(log_path, out_png) -> bool:
-    from ..files import read_jsonl
-    if not log_path.exists():
-        return False
-    rows = [r for r in read_jsonl(log_path) if "reward_mean" in r]
+    from .report import log_rows, new_figure, save_figure
+    rows = log_rows(log_path, "reward_mean")
     if not rows:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    fig, ax = new_figure()
     rewards = [r["reward_mean"] for r in rows]
     ax.plot(steps, rewards, label="reward (mean of the step's completions)", lw=0.8, alpha=0.5)
     window = 10      # each step draws new prompts, so one step's reward is noisy; the running mean shows the trend
@@ -132,11 +127,7 @@ def _plot_rewards(log_path, out_png) -> bool:
     ax.set_title("GRPO rollouts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return True
+    return save_figure(fig, out_png)
 
 
 def report_section(run, cfg) -> str | None:

@@ -27,18 +27,35 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def plot_losses(log_path: Path, out_png: Path, title: str) -> bool:
-    if not log_path.exists():
-        return False
+def log_rows(log_path: Path, key: str) -> list[dict]:
+    """The rows of a stage's JSONL log that carry `key` (none when the log does not exist)."""
+    return [r for r in read_jsonl(log_path) if key in r] if log_path.exists() else []
+
+
+def new_figure():
+    """(fig, ax) in the report card's size, drawn off-screen."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = read_jsonl(log_path)
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-    if not train:
+    return plt.subplots(figsize=(6.4, 3.6), dpi=110)
+
+
+def save_figure(fig, out_png: Path) -> bool:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return True
+
+
+def plot_losses(log_path: Path, out_png: Path, title: str) -> bool:
+    rows = log_rows(log_path, "loss")
+    if not rows:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    train = [(r["step"], r["loss"]) for r in rows]
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    fig, ax = new_figure()
     ax.plot(*zip(*train), label="train", lw=1, alpha=0.8)
     if val:
         ax.plot(*zip(*val), label="validation", marker="o", ms=3)
@@ -47,11 +64,7 @@ def plot_losses(log_path: Path, out_png: Path, title: str) -> bool:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return True
+    return save_figure(fig, out_png)
 
 
 # ---------------------------------------------------------------- sections
