@@ -34,7 +34,8 @@ from lmforge.data.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
 from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
-from lmforge.speculative import DISTILL_STAGE, SpeculativeStats, speculative_generate  # noqa: E402
+from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, SpeculativeStats,  # noqa: E402
+                                 speculative_generate)
 
 
 def best_times(fns, repeats: int) -> list[float]:
@@ -90,14 +91,16 @@ def hf_run(hf, prompts, tokens: int, pad_id: int):
     return run
 
 
-def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int = 8) -> dict:
+def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int = 8,
+                confidence: float = DRAFT_CONFIDENCE) -> dict:
     params = SamplingParams(max_tokens=tokens)
     plain = [generate(target, [p], max_new_tokens=tokens)[0].tokens for p in prompts]
     stats = SpeculativeStats()
 
     def run_spec():
         for p, want in zip(prompts, plain):
-            out = speculative_generate(target, p, params, draft=draft, num_draft_tokens=k, stats=stats)
+            out = speculative_generate(target, p, params, draft=draft, num_draft_tokens=k, stats=stats,
+                                       min_draft_confidence=confidence)
             assert out.tokens == want, "greedy speculative output differs from plain decoding"
     plain_seconds, spec_seconds = best_times(
         [lambda: [generate(target, [p], max_new_tokens=tokens) for p in prompts], run_spec], repeats)
@@ -121,6 +124,9 @@ def main() -> int:
     # long rounds pay (docs/ARCHITECTURE.md); lookup guesses are free
     parser.add_argument("--draft-tokens", default="8",
                         help="guesses per round from the draft model; a comma list (3,4,5) measures each")
+    parser.add_argument("--draft-confidence", default=str(DRAFT_CONFIDENCE),
+                        help="stop a round's drafting after a guess the draft gives less than this "
+                             "probability (0 = never); a comma list measures each")
     parser.add_argument("--lookup-tokens", type=int, default=8, help="guesses per round from prompt lookup")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
@@ -171,9 +177,10 @@ def main() -> int:
             raise SystemExit(f"{draft_run.tokenizer_dir} differs from {run.tokenizer_dir}: the draft needs the same "
                              "tokenizer (python -m lmforge.speculative prepare-draft TARGET DRAFT)")
         results["draft_model"] = f"{draft_run.root}:{draft_stage} ({draft.num_params():,} parameters)"
-        for n, k in enumerate(int(k) for k in args.draft_tokens.split(",")):
-            results["speculative_draft" + (f"_k{k}" if n else "")] = speculative(
-                model, spec_prompts, args.tokens, args.repeats, draft.to(device).eval(), k)
+        settings = [(int(k), float(c)) for k in args.draft_tokens.split(",") for c in args.draft_confidence.split(",")]
+        for n, (k, c) in enumerate(settings):
+            row = speculative(model, spec_prompts, args.tokens, args.repeats, draft.to(device).eval(), k, c)
+            results["speculative_draft" + (f"_k{k}_c{c:g}" if n else "")] = {**row, "draft_confidence": c}
     results["speculative_prompt_lookup"] = speculative(model, spec_prompts, args.tokens, args.repeats, None,
                                                        args.lookup_tokens)
 

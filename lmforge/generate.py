@@ -357,7 +357,7 @@ class Engine:
             hidden = self.model(last, cache=self._view(n, self.pos, self.pads), return_hidden=True)
             self.forward_calls += 1
             self.pos += 1
-            logits = self.model.lm_head(hidden[:, -1]).float()
+            logits = self.model.logits(hidden[:, -1])
             for seq, token in zip(self.rows, sample_rows(logits, self.rows)):
                 seq.add(token)
             self._retire()
@@ -441,7 +441,7 @@ class Engine:
             self.pads = self.pads + [start + pad for pad in own_pads]
         self.forward_calls += 1
         self.rows = self.rows + new
-        logits = self.model.lm_head(hidden[:, -1]).float()
+        logits = self.model.logits(hidden[:, -1])
         for seq, token in zip(new, sample_rows(logits, new)):
             seq.add(token)
 

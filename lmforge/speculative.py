@@ -49,6 +49,11 @@ import torch
 from .generate import Generation, SamplingParams, Sequence, next_token_probs
 
 
+# stop a round's drafting after a guess the draft gives less than this probability (see
+# _greedy_guesses); measured with benchmarks/decode.py --draft-confidence, docs/ARCHITECTURE.md
+DRAFT_CONFIDENCE = 0.4
+
+
 @dataclass
 class SpeculativeStats:
     rounds: int = 0
@@ -109,17 +114,24 @@ def lookup_proposal(tokens: list[int], num_tokens: int, max_ngram: int = 3) -> l
     return []
 
 
-def _greedy_guesses(draft, cache, tokens: list[int], n: int, device) -> list[int]:
-    """n greedy draft tokens in n draft forwards; the first also catches the draft up on the
-    tokens it has not seen (the last one or two). Each guess stays a (1, 1) tensor that is fed
-    straight back, and the logits are computed for the last position only: a draft step is
-    a handful of small ops, so every op and every host round trip saved shows."""
+def _greedy_guesses(draft, cache, tokens: list[int], n: int, device, min_confidence: float = 0.0) -> list[int]:
+    """Up to n greedy draft tokens, one draft forward each; the first also catches the draft up
+    on the tokens it has not seen (the last one or two). Each guess stays a (1, 1) tensor that
+    is fed straight back, and the logits are computed for the last position only: a draft
+    step is a handful of small ops, so every op and every host round trip saved shows.
+
+    With min_confidence > 0, drafting stops after a guess to which the draft itself gives less
+    than that probability: the guesses after an unsure one are rarely accepted, so their
+    draft forwards are mostly wasted (one host read per guess, which is nothing on a CPU)."""
     ids = torch.tensor([tokens[cache.pos:]], dtype=torch.long, device=device)
     out = []
     for _ in range(n):
         hidden = draft(ids, cache=cache, return_hidden=True)
-        ids = draft.lm_head(hidden[:, -1:]).argmax(-1)
+        logits = draft.lm_head(hidden[:, -1:])
+        ids = logits.argmax(-1)
         out.append(ids)
+        if min_confidence > 0 and float(torch.softmax(logits.float(), -1).max()) < min_confidence:
+            break
     return torch.cat(out, dim=1)[0].tolist()
 
 
@@ -130,10 +142,13 @@ def _probs(logits, params: SamplingParams):
 @torch.inference_mode()
 def speculative_generate(target, prompt: list[int], params: SamplingParams, draft=None,
                          num_draft_tokens: int = 4, max_ngram: int = 3, tokenizer=None,
-                         stats: SpeculativeStats | None = None, cancel=None) -> Generation:
+                         stats: SpeculativeStats | None = None, cancel=None,
+                         min_draft_confidence: float = DRAFT_CONFIDENCE) -> Generation:
     """Continue one prompt exactly as `generate` would in distribution (and token for token
     at temperature 0), proposing with `draft` (a smaller GPT with the same tokenizer) or,
-    when draft is None, with n-gram prompt lookup."""
+    when draft is None, with n-gram prompt lookup. A round's drafting stops early after a
+    guess the draft gives less than min_draft_confidence (0 = always num_draft_tokens);
+    this changes the speed only, never the output."""
     params.check()
     stats = stats if stats is not None else SpeculativeStats()
     seq = Sequence(prompt, params, tokenizer, cancel=cancel)
@@ -171,7 +186,7 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
         guesses: list[int] = []
         q_rows = []
         if room > 0 and draft is not None and greedy:
-            guesses = _greedy_guesses(draft, draft_cache, tokens, min(k, room), device)
+            guesses = _greedy_guesses(draft, draft_cache, tokens, min(k, room), device, min_draft_confidence)
             stats.draft_forwards += len(guesses)
         elif room > 0 and draft is not None:
             # the draft catches up on whatever it has not seen (the last one or two tokens)
@@ -182,6 +197,8 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
                 guess = _pick(q, greedy, generator)
                 q_rows.append(q)
                 guesses.append(guess)
+                if float(q.max()) < min_draft_confidence:
+                    break   # an unsure draft: the guesses after this one would rarely be kept
                 if i + 1 < min(k, room):
                     logits = run(draft, draft_cache, [guess])[-1]
                     stats.draft_forwards += 1

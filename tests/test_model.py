@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from lmforge.config import ModelConfig
 from lmforge.export import hf_state_dict
-from lmforge.model import GPT, KVCache, ModelLoadError, ffn_hidden_size, load_model, save_model
+from lmforge.model import GPT, KVCache, ModelLoadError, ffn_hidden_size, linear, load_model, save_model
 
 VOCAB = 97
 
@@ -109,6 +109,26 @@ def test_cache_prefill_decode_and_chunks_match_full_forward(name):
     bounds = [0, 3, 4, 9, 10, 16, 20]  # chunked prefill: T > 1 at pos > 0, incl. T == 1 chunks
     chunks = [model(x[:, a:b], cache=cache) for a, b in zip(bounds, bounds[1:])]
     torch.testing.assert_close(torch.cat(chunks, 1), full, atol=1e-5, rtol=0)
+
+
+def test_inference_linear_follows_weight_updates():
+    # linear() multiplies by a cached transpose in CPU inference; an optimizer step between
+    # two rollouts (the RL stages) or a load_state_dict must never leave it stale
+    model = make()
+    x = torch.randn(3, 5, 32)
+    weight = model.layers[0].attn.q_proj.weight
+    with torch.inference_mode():
+        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-6)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(torch.randint(0, VOCAB, (2, 8)), torch.randint(0, VOCAB, (2, 8)))[1].backward()
+    opt.step()
+    with torch.no_grad():
+        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-6)
+    model.load_state_dict(make(seed=3).state_dict())
+    with torch.inference_mode():
+        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-6)
+    # one row and autograd take F.linear itself
+    assert linear(x, weight).requires_grad
 
 
 def test_cache_rollback_discards_tokens():

@@ -203,19 +203,18 @@ def test_concurrent_requests_are_batched_and_each_is_right(served):
         assert a.choices[0].message.content == want.text
 
 
-class NeverStop(torch.nn.Module):
-    """An LM head that never picks the stop ids, so an answer runs until it is cancelled.
-    `delay` seconds per call keep a long answer streaming long enough to be stopped by hand,
-    however fast or loaded the machine is."""
+class NeverStop:
+    """In place of a model's `logits` (the LM head the engine samples from): never picks the
+    stop ids, so an answer runs until it is cancelled. `delay` seconds per call keep a long
+    answer streaming long enough to be stopped by hand, however fast or loaded the machine is."""
 
-    def __init__(self, head, banned, delay: float = 0.0):
-        super().__init__()
-        self.head, self.banned, self.delay = head, banned, delay
+    def __init__(self, logits_fn, banned, delay: float = 0.0):
+        self.logits_fn, self.banned, self.delay = logits_fn, banned, delay
 
-    def forward(self, x):
+    def __call__(self, hidden):
         if self.delay:
             time.sleep(self.delay)
-        logits = self.head(x)
+        logits = self.logits_fn(hidden)
         logits[..., self.banned] = -1e9
         return logits
 
@@ -229,7 +228,7 @@ def test_client_disconnect_cancels_generation():
         time.sleep(0.01)
         return slow_forward(*args, **kwargs)
     model.forward = forward
-    model.lm_head = NeverStop(model.lm_head, [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id,
+    model.logits = NeverStop(model.logits, [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id,
                                               tokenizer.system_id, tokenizer.assistant_id])
     app = create_app(model, tokenizer, NAME, ServeConfig(max_tokens=4000, max_prompt_tokens=100))
     engine = app.state.server.engine.engine

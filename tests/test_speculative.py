@@ -43,9 +43,27 @@ def test_greedy_draft_equal_to_target_accepts_everything():
     target = make_model(0)
     stats = SpeculativeStats()
     out = speculative_generate(target, prompt(5, 1), SamplingParams(max_tokens=21), draft=target,
-                               num_draft_tokens=4, stats=stats)
+                               num_draft_tokens=4, stats=stats, min_draft_confidence=0.0)
     assert out.tokens == generate(target, [prompt(5, 1)], max_new_tokens=21)[0].tokens
     assert stats.acceptance_rate == 1.0 and stats.target_forwards <= 1 + 21 // 5 + 1
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_unsure_draft_stops_the_round_early_without_changing_the_output(temperature):
+    # an untrained draft spreads its probability over the whole vocabulary, so with a 0.99
+    # threshold every round stops after its first guess; the output must not change
+    target, draft = make_model(0), make_model(1, n_layer=1)
+    p = prompt(7, 3)
+    params = SamplingParams(max_tokens=20, temperature=temperature, seed=11)
+    outs, stats = [], []
+    for confidence in (0.0, 0.99):
+        stats.append(SpeculativeStats())
+        outs.append(speculative_generate(target, p, params, draft=draft, num_draft_tokens=4, stats=stats[-1],
+                                         min_draft_confidence=confidence).tokens)
+    if temperature == 0:
+        assert outs[0] == outs[1] == generate(target, [p], max_new_tokens=20)[0].tokens
+    assert stats[1].proposed <= stats[1].rounds      # at most one guess a round (none when the budget is full)
+    assert stats[0].proposed > stats[1].proposed
 
 
 def test_lookup_proposal():

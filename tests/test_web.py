@@ -29,7 +29,7 @@ def test_chat_page_end_to_end(tmp_path):
     stops = [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id, tokenizer.assistant_id]
     # answers run to max tokens unless stopped; 10 ms a token keeps the 1,400-token answer
     # below streaming for ~14 s, so the stop button is still live when the test clicks it
-    model.lm_head = NeverStop(model.lm_head, stops, delay=0.01)
+    model.logits = NeverStop(model.logits, stops, delay=0.01)
     app = create_app(model, tokenizer, "web-model", ServeConfig(max_tokens=1500, max_prompt_tokens=1000))
     seen_bodies = []
     with serve_in_thread(app) as url, playwright_api.sync_playwright() as p:
