@@ -208,7 +208,7 @@ class SynthConfig:
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
     system_prompt_fraction: float = opt(0.3, lo=0.0, hi=1.0)
     style_noise: float = opt(0.4, lo=0.0, hi=1.0, help="single answers that ramble or are curt, as in real data")
-    unknown_fraction: float = opt(0.08, lo=0.0, hi=0.5,
+    unknown_fraction: float = opt(0.02, lo=0.0, hi=0.5,
                                   help="extra conversations about invented names, answered \"I don't know\"")
     self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
     reasoning_problems: int = opt(1500, lo=0, help="worked word problems from datasets/reasoning_sft.jsonl "
@@ -253,6 +253,8 @@ class RewardConfig(TrainConfig):
     val_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="pairs held out for accuracy (split by prompt)")
     margin: float = opt(0.0, lo=0.0, hi=100.0, help="required reward gap: -log sigmoid(r_c - r_r - margin)")
     center_coef: float = opt(0.01, lo=0.0, hi=10.0, help="reward centering: coef * (r_c + r_r)^2 keeps rewards near 0")
+    likelihood: bool = opt(True, help="add the answer's mean and min log-probability under the backbone's own LM "
+                                      "(learned weights) to the head's score")
 
 
 @dataclass

@@ -131,7 +131,7 @@ class FirstTokenScorer(nn.Module):
         super().__init__()
         self.cut, self.prompt_len, self.nan = tokenizer.vocab_size // 2, prompt_len, nan
 
-    def forward(self, ids, lengths):
+    def forward(self, ids, lengths, answer_mask=None):
         scores = (ids[:, self.prompt_len] < self.cut).float()
         return scores * float("nan") if self.nan else scores
 

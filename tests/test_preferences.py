@@ -14,7 +14,8 @@ from lmforge.model import GPT
 from lmforge.tokenizer import Tokenizer
 from lmforge.train.dpo import make_loss_fn as dpo_loss_fn, preference_loss
 from lmforge.train.pairs import answer_logprob_sums, collate_pairs
-from lmforge.train.reward import RewardModel, make_loss_fn as reward_loss_fn, pair_metrics
+from lmforge.train.reward import (
+    RewardModel, load_reward_model, make_loss_fn as reward_loss_fn, pair_metrics, save_reward_model)
 
 KNOWN = {"known": True, "value": "1820", "language": "en"}
 UNKNOWN = {"known": False, "value": None, "language": "en"}
@@ -127,14 +128,20 @@ def test_unended_answers_have_no_end_token(tokenizer):
     assert full[-1] == tokenizer.end_id and ids == full[:-1] and mask[-1] == 1
 
 
-def test_reward_model_learns_a_separable_preference(tokenizer):
+@pytest.mark.parametrize("likelihood", [False, True])
+def test_reward_model_learns_a_separable_preference(tokenizer, likelihood, tmp_path):
     rows = _rows(tokenizer)
-    model = RewardModel(tiny_gpt(tokenizer))
+    model = RewardModel(tiny_gpt(tokenizer), likelihood=likelihood)
     batch = collate_pairs(rows, tokenizer.pad_id, "cpu")
     loss_fn = reward_loss_fn(margin=0.0, center_coef=0.01)
     with torch.no_grad():
         start = float(loss_fn(model, batch)) / len(rows)
-    assert abs(start - torch.log(torch.tensor(2.0)).item()) < 1e-5      # zero-initialized head: r = 0
+        if likelihood:
+            # the score starts as the answer's mean log-probability under the backbone's LM
+            want = answer_logprob_sums(model.backbone, batch["ids"], batch["loss_mask"]) / batch["loss_mask"][:, 1:].sum(-1)
+            assert torch.allclose(model(batch["ids"], batch["lengths"], batch["loss_mask"]), want, atol=1e-5)
+    if not likelihood:
+        assert abs(start - torch.log(torch.tensor(2.0)).item()) < 1e-5  # zero-initialized head: r = 0
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(30):
         opt.zero_grad()
@@ -143,6 +150,9 @@ def test_reward_model_learns_a_separable_preference(tokenizer):
     metrics = pair_metrics(model, rows, 4, tokenizer.pad_id, "cpu")
     assert metrics["accuracy"] == 1.0 and metrics["mean_margin"] > 1.0
     assert abs(metrics["mean_reward"]) < metrics["mean_margin"]         # centering keeps rewards near 0
+    save_reward_model(model, tmp_path / "reward")                       # the likelihood weights travel too
+    again = pair_metrics(load_reward_model(tmp_path / "reward"), rows, 4, tokenizer.pad_id, "cpu")
+    assert again["mean_margin"] == pytest.approx(metrics["mean_margin"], abs=1e-4)
 
 
 def test_dpo_losses_and_one_step_moves_toward_chosen(tokenizer):

@@ -51,7 +51,7 @@ def score_answers(items, answers, tokenizer, device, reward_model=None, policy=N
     for start in range(0, len(encoded), batch_size):
         ids, mask, lengths = _padded(encoded[start:start + batch_size], tokenizer.pad_id, device)
         if reward_model is not None:
-            rewards += reward_model(ids, lengths).tolist()
+            rewards += reward_model(ids, lengths, mask).tolist()
         if policy is not None and reference is not None:
             kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
     return {"rewards": rewards, "kls": kls}

@@ -69,7 +69,7 @@ from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
 from .grpo import make_batches, prompts_for_step, rollout, token_logprobs
 from .loop import Trainer, build_optimizers, pick_device
-from .reward import RewardModel, load_reward_model
+from .reward import RewardModel, answer_mask_for, load_reward_model
 
 # ---------------------------------------------------------------- the models
 
@@ -214,7 +214,9 @@ def score_answers(reward_model, completions: list[dict], batch_size: int, pad_id
         for i, row in enumerate(rows):
             ids[i, :len(row)] = torch.tensor(row)
         lengths = torch.tensor([len(r) for r in rows])
-        scores.append(reward_model(ids.to(device), lengths.to(device)).float().cpu())
+        answers = answer_mask_for([len(c["prompt_ids"]) for c in completions[start:start + batch_size]],
+                                  lengths.tolist(), ids.size(1), device)
+        scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
     return torch.cat(scores)
 
 
