@@ -309,7 +309,7 @@ def greedy_agreement(target, draft, tokens, windows: int, seq_len: int, device) 
     return agree / total
 
 
-def distill_draft(target_dir, draft_dir, steps: int = 300, max_minutes: float = 0.0, lr_scale: float = 0.5,
+def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float = 0.0, lr_scale: float = 0.5,
                   target_stage: str | None = None, device: str = "auto") -> dict:
     """Fine-tune a draft run's pretrained model toward its target on the shared training tokens.
 
@@ -385,7 +385,7 @@ def main(argv=None) -> int:
     dist = sub.add_parser("distill", help="fine-tune the draft's pretrained model toward the target (KL)")
     dist.add_argument("target_run_dir")
     dist.add_argument("draft_run_dir")
-    dist.add_argument("--steps", type=int, default=300)
+    dist.add_argument("--steps", type=int, default=1000)
     dist.add_argument("--max-minutes", type=float, default=0.0)
     dist.add_argument("--lr-scale", type=float, default=0.5)
     dist.add_argument("--target-stage", default=None, help="default: the target run's latest model")
