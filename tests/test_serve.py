@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-import torch
 
 from lmforge.config import ServeConfig
 from lmforge.generate import generate

@@ -21,16 +21,14 @@ lmforge/evals/alignment.py, shared with PPO.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..model import load_model, save_model
 from ..run import StageContext
-from ..tokenizer import Tokenizer
-from .loop import Trainer, all_reduce_sums, pick_device
-from .pairs import answer_logprob_sums, collate_pairs, load_pair_rows, split_stats
+from .loop import Trainer
+from .pairs import answer_logprob_sums, collate_pairs, mean_pair_loss_fn, split_stats, stage_pairs
 from .sft import make_batch_fn
 
 
@@ -95,12 +93,9 @@ def drain(stats: Counter) -> dict:
 def run_stage(ctx: StageContext) -> dict:
     from ..evals.alignment import alignment_metrics
     cfg, run, dcfg = ctx.cfg, ctx.run, ctx.cfg.dpo
-    tokenizer = Tokenizer.load(run.tokenizer_dir)
-    path = Path(dcfg.data_path) if dcfg.data_path else run.path("datasets", "preferences.jsonl")
-    train_rows, val_rows, data_stats, _ = load_pair_rows(path, tokenizer, dcfg.seq_len, dcfg.val_fraction, cfg.run.seed)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    device = pick_device(cfg.run.device)
+    data = stage_pairs(ctx, dcfg)
+    tokenizer, path, data_stats, device = data.tokenizer, data.path, data.stats, data.device
+    train_rows, val_rows = data.train, data.val
     reference = load_model(run.model_dir("sft"), device=device).eval()
     reference.requires_grad_(False)
     train_rows = add_reference_logprobs(reference, train_rows, dcfg.batch_size, tokenizer.pad_id, device)
@@ -115,17 +110,8 @@ def run_stage(ctx: StageContext) -> dict:
     loss_fn, val_loss_fn = make_loss_fn(dcfg, train_stats), make_loss_fn(dcfg, val_stats)
     batch_fn = make_batch_fn(train_rows, dcfg.batch_size, dcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
                              trainer.device, collate_fn=collate_with_reference)
-    mine = val_rows[trainer.rank::trainer.world_size]
-
-    def eval_fn(model) -> float:
-        total, items = 0.0, 0
-        for start in range(0, len(mine), dcfg.batch_size):
-            batch = collate_with_reference(mine[start:start + dcfg.batch_size], tokenizer.pad_id, trainer.device)
-            total += float(val_loss_fn(model, batch))
-            items += batch["n_items"]
-        total, items = all_reduce_sums(total, items)
-        return total / max(items, 1)
-
+    eval_fn = mean_pair_loss_fn(val_rows, val_loss_fn, collate_with_reference, dcfg.batch_size, tokenizer.pad_id,
+                                trainer)
     result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=ctx.resume, log_extra=lambda: drain(train_stats))
     if not trainer.is_main:
         return {}

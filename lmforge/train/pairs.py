@@ -1,7 +1,8 @@
 """Preference pairs as training batches, shared by the reward and dpo stages.
 
     from lmforge.train.pairs import load_pair_rows, collate_pairs
-    train_rows, val_rows, stats = load_pair_rows(path, tokenizer, max_tokens=256, val_fraction=0.1, seed=0)
+    train_rows, val_rows, stats, val_flipped = load_pair_rows(path, tokenizer, max_tokens=256, val_fraction=0.1, seed=0)
+    data = stage_pairs(ctx, ctx.cfg.reward)   # the same, plus tokenizer and device, for a stage
 
 A pair row is (chosen_ids, chosen_mask, rejected_ids, rejected_mask): the prompt plus
 one answer rendered like SFT (lmforge/tokenizer.render_chat), the mask marking the
@@ -11,6 +12,7 @@ rows into one right-padded (2B, T) tensor, so one forward pass scores both sides
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,49 @@ def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, 
     if not val:
         val, val_flipped = train[:1], [False]
     return train, val, stats, val_flipped
+
+
+@dataclass
+class StagePairs:
+    """What a preference-pair stage (reward, dpo) starts from."""
+    tokenizer: object
+    path: Path
+    train: list
+    val: list
+    stats: Counter
+    val_flipped: list
+    device: torch.device
+
+
+def stage_pairs(ctx, scfg) -> StagePairs:
+    """Load the run's tokenizer and the stage's pairs file (`scfg.data_path`, else
+    datasets/preferences.jsonl) split into rows, apply the run's thread count, pick the device."""
+    from ..tokenizer import Tokenizer
+    from .loop import pick_device
+    cfg, run = ctx.cfg, ctx.run
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    path = Path(scfg.data_path) if scfg.data_path else run.path("datasets", "preferences.jsonl")
+    train, val, stats, val_flipped = load_pair_rows(path, tokenizer, scfg.seq_len, scfg.val_fraction, cfg.run.seed)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    return StagePairs(tokenizer, path, train, val, stats, val_flipped, pick_device(cfg.run.device))
+
+
+def mean_pair_loss_fn(rows: list, loss_fn, collate_fn, batch_size: int, pad_id: int, trainer):
+    """eval_fn(model) for Trainer.fit: loss_fn's mean per pair over the validation rows, each
+    rank taking its share and the sums reduced across ranks."""
+    from .loop import all_reduce_sums
+    mine = rows[trainer.rank::trainer.world_size]
+
+    def eval_fn(model) -> float:
+        total, items = 0.0, 0
+        for start in range(0, len(mine), batch_size):
+            batch = collate_fn(mine[start:start + batch_size], pad_id, trainer.device)
+            total += float(loss_fn(model, batch))
+            items += batch["n_items"]
+        total, items = all_reduce_sums(total, items)
+        return total / max(items, 1)
+    return eval_fn
 
 
 def collate_pairs(rows: list, pad_id: int, device) -> dict:

@@ -26,9 +26,8 @@ from torch import nn
 
 from ..model import GPT, load_model, save_model
 from ..run import StageContext, StageError
-from ..tokenizer import Tokenizer
-from .loop import Trainer, all_reduce_sums, pick_device
-from .pairs import collate_pairs, load_pair_rows, split_stats
+from .loop import Trainer
+from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_pairs
 from .sft import make_batch_fn
 
 
@@ -167,12 +166,9 @@ def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flippe
 
 def run_stage(ctx: StageContext) -> dict:
     cfg, run, rcfg = ctx.cfg, ctx.run, ctx.cfg.reward
-    tokenizer = Tokenizer.load(run.tokenizer_dir)
-    path = Path(rcfg.data_path) if rcfg.data_path else run.path("datasets", "preferences.jsonl")
-    train_rows, val_rows, stats, val_flipped = load_pair_rows(path, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    device = pick_device(cfg.run.device)
+    data = stage_pairs(ctx, rcfg)
+    tokenizer, path, stats, device = data.tokenizer, data.path, data.stats, data.device
+    train_rows, val_rows, val_flipped = data.train, data.val, data.val_flipped
     model = RewardModel(load_model(run.model_dir("sft")), likelihood=rcfg.likelihood)
     out_dir = run.model_dir("reward")
     trainer = Trainer(model, rcfg, out_dir=out_dir, log_path=run.log_path("reward"), seed=cfg.run.seed,
@@ -181,17 +177,7 @@ def run_stage(ctx: StageContext) -> dict:
     batch_fn = make_batch_fn(train_rows, rcfg.batch_size, rcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
                              trainer.device, collate_fn=collate_pairs)
     loss_fn = make_loss_fn(rcfg.margin, rcfg.center_coef)
-    mine = val_rows[trainer.rank::trainer.world_size]
-
-    def eval_fn(model) -> float:
-        total, items = 0.0, 0
-        for start in range(0, len(mine), rcfg.batch_size):
-            batch = collate_pairs(mine[start:start + rcfg.batch_size], tokenizer.pad_id, trainer.device)
-            total += float(loss_fn(model, batch))
-            items += batch["n_items"]
-        total, items = all_reduce_sums(total, items)
-        return total / max(items, 1)
-
+    eval_fn = mean_pair_loss_fn(val_rows, loss_fn, collate_pairs, rcfg.batch_size, tokenizer.pad_id, trainer)
     result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=ctx.resume)
     if not trainer.is_main:
         return {}
