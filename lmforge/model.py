@@ -82,18 +82,19 @@ def ffn_hidden_size(cfg: ModelConfig) -> int:
 # ---------------------------------------------------------------- building blocks
 
 def linear(x, weight):
-    """F.linear(x, weight), but on the CPU outside autograd with more than one row, x @ weight.T
+    """F.linear(x, weight), but on the CPU outside autograd with 4 or more rows, x @ weight.T
     from a cached contiguous transpose.
 
     MKL multiplies a few rows by a transposed (out, in) matrix far slower than by a
-    contiguous (in, out) one: 9 rows x a 704x256 matrix, 54 vs 44 us; 32 rows, 120 vs 81 us.
-    Those are the speculative verify forward, batched decode and prefill. One row (plain
-    decoding) is the same either way, so it is left alone, as are training (autograd needs
-    the parameter itself) and GPUs (cuBLAS does not care). The copy is remade whenever the
-    weight changes in place (an optimizer step, load_state_dict: its version moves) or is
-    replaced (its storage moves), so RL stages that decode between updates stay exact.
+    contiguous (in, out) one: for a 704x256 matrix, 9 rows take 55 vs 45 us and 32 rows 116
+    vs 80 us, while 1 or 2 rows are as fast or faster as F.linear does them
+    (benchmarks/cpu_matmul_layout.py). Those are the speculative verify forward, batched
+    decode and prefill. Training (autograd needs the parameter itself) and GPUs (cuBLAS does
+    not care) take F.linear. The copy is remade whenever the weight changes in place (an
+    optimizer step, load_state_dict: its version moves) or is replaced (its storage moves),
+    so RL stages that decode between updates stay exact.
     """
-    if weight.device.type != "cpu" or x.numel() == x.shape[-1] or torch.is_grad_enabled():
+    if weight.device.type != "cpu" or x.numel() < 4 * x.shape[-1] or torch.is_grad_enabled():
         return F.linear(x, weight)
     key = (weight._version, weight.data_ptr())
     cached = getattr(weight, "_lmforge_transposed", None)
@@ -101,7 +102,6 @@ def linear(x, weight):
         cached = (key, weight.t().contiguous())
         weight._lmforge_transposed = cached
     return x @ cached[1]
-
 
 
 class RMSNorm(nn.Module):
