@@ -81,29 +81,6 @@ def ffn_hidden_size(cfg: ModelConfig) -> int:
 
 # ---------------------------------------------------------------- building blocks
 
-def linear(x, weight):
-    """F.linear(x, weight), but on the CPU outside autograd with 4 or more rows, x @ weight.T
-    from a cached contiguous transpose.
-
-    MKL multiplies a few rows by a transposed (out, in) matrix far slower than by a
-    contiguous (in, out) one: for a 704x256 matrix, 9 rows take 55 vs 45 us and 32 rows 116
-    vs 80 us, while 1 or 2 rows are as fast or faster as F.linear does them
-    (benchmarks/cpu_matmul_layout.py). Those are the speculative verify forward, batched
-    decode and prefill. Training (autograd needs the parameter itself) and GPUs (cuBLAS does
-    not care) take F.linear. The copy is remade whenever the weight changes in place (an
-    optimizer step, load_state_dict: its version moves) or is replaced (its storage moves),
-    so RL stages that decode between updates stay exact.
-    """
-    if weight.device.type != "cpu" or x.numel() < 4 * x.shape[-1] or torch.is_grad_enabled():
-        return F.linear(x, weight)
-    key = (weight._version, weight.data_ptr())
-    cached = getattr(weight, "_lmforge_transposed", None)
-    if cached is None or cached[0] != key:
-        cached = (key, weight.t().contiguous())
-        weight._lmforge_transposed = cached
-    return x @ cached[1]
-
-
 class RMSNorm(nn.Module):
     """RMSNorm, normalized in float32 (bf16 squares lose too much) and scaled after the cast back."""
 
@@ -113,12 +90,23 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # F.rms_norm is the same x * rsqrt(mean(x^2) + eps) * weight as one op (bit-identical in
-        # float32); one op instead of seven matters in one-token decode steps, and so does
-        # skipping the two no-op casts when x is already float32
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x, weight, eps: float, eps_tensor=None):
+    """x * rsqrt(mean(x^2) + eps) * weight over the last dimension, normalized in float32.
+
+    F.rms_norm is that as one call (bit-identical in float32), which also skips two no-op
+    casts when x is already float32. On the CPU, though, F.rms_norm is itself a composite of
+    seven small ops (10 us for one row); given eps as a 0-d tensor, the inference path takes
+    ||x||^2 / d from vector_norm and one addcmul instead, the same value in four ops (7 us).
+    """
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        if eps_tensor is not None and x.device.type == "cpu":
+            norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+            return x * torch.addcmul(eps_tensor, norm, norm, value=1 / x.shape[-1]).rsqrt_() * weight
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 def rope_tables(n_positions: int, dim: int, theta: float, device=None):
@@ -142,13 +130,13 @@ def signed_sin(sin):
 
 
 def apply_rope(x, cos, sin_signed):
-    """x: (B, heads, T, head_dim); cos/sin_signed broadcast to it: (1, 1, T, hd) or (B, 1, T, hd).
+    """x: (B, T, heads, head_dim); cos/sin_signed broadcast to it: (T, 1, hd) or (B, T, 1, hd).
 
     The rotate-half rotation x * cos + rotate_half(x) * sin, written with signed_sin's table.
     """
     if cos.dtype != x.dtype:
         cos, sin_signed = cos.to(x.dtype), sin_signed.to(x.dtype)
-    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin_signed)
 
 
 class Attention(nn.Module):
@@ -166,17 +154,14 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, cache=None, layer=0, mask=None):
         B, T, _ = x.shape
-        # linear() on the weights rather than calling the nn.Linear modules: the modules are
-        # kept for their parameter names (the Hugging Face mapping), but a module call costs
-        # about as much as a small matmul in a one-token decode step (-5% per token on CPU)
-        q = linear(x, self.q_proj.weight).view(B, T, self.n_head, self.head_dim)
-        k = linear(x, self.k_proj.weight).view(B, T, self.n_kv_head, self.head_dim)
-        v = linear(x, self.v_proj.weight).view(B, T, self.n_kv_head, self.head_dim)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
         if self.qk_norm:
             # Qwen3 order: normalize each head's q and k, then rotate
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # all cached keys so far, this chunk included
         # With no mask the only cases are a plain causal forward (keys == queries, or a
@@ -184,7 +169,7 @@ class Attention(nn.Module):
         causal = mask is None and T > 1
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                            enable_gqa=self.n_kv_head != self.n_head)
-        return linear(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim), self.o_proj.weight)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
 
 class MLP(nn.Module):
@@ -196,9 +181,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(hidden, cfg.d_model, bias=False)
 
     def forward(self, x):
-        # linear() on the weights for the reasons given in Attention.forward and linear()
-        return linear(F.silu(linear(x, self.gate_proj.weight)) * linear(x, self.up_proj.weight),
-                      self.down_proj.weight)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
@@ -210,10 +193,132 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, cache=None, layer=0, mask=None):
-        # the parts' forward methods directly, not through Module.__call__ (the hook machinery
-        # costs ~2.5 us a call, 16 calls a decode step); hooks and wrappers belong on the Block
-        x = x + self.attn.forward(self.attn_norm.forward(x), cos, sin, cache, layer, mask)
-        return x + self.mlp.forward(self.mlp_norm.forward(x))
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+# ---------------------------------------------------------------- the inference path
+
+def inference() -> bool:
+    """Whether a forward takes the inference path: no autograd (generation, evaluation, RL
+    rollouts) and not inside torch.compile (whose graphs keep to the modules)."""
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
+# Every parameter registered anywhere bumps this count, so InferenceWeights notices a weight
+# that was replaced by a new Parameter object (its own checks see only in-place changes).
+_parameter_registrations = 0
+
+
+def _count_registration(module, name, param):
+    global _parameter_registrations
+    _parameter_registrations += 1
+
+
+nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+
+
+class InferenceWeights:
+    """The same forward as the modules (Block, Attention, MLP, RMSNorm), computed from a flat
+    list of weights for generation and evaluation, where nothing needs gradients.
+
+    A one-token decode step of a small model is mostly per-op cost, not arithmetic: the 29
+    matmuls of a tiny-preset step take ~0.62 ms of 1.4 on one CPU core, at the memory
+    bandwidth, and the rest is ~170 small calls. Here
+      * q, k and v are one matmul, and gate and up another (three calls fewer per layer);
+      * RoPE turns q and k together (two ops instead of eight);
+      * no module attribute lookups or Module.__call__ (each ~1-2.5 us in Python);
+      * RMSNorm on the CPU takes rms_norm's four-op form;
+      * on the CPU with 4 or more rows (batched decode, the speculative verify, prefill),
+        the matrices are multiplied from contiguous (in, out) copies: MKL multiplies a few
+        rows by a transposed (out, in) matrix far slower (704x256: 9 rows 55 vs 45 us, 32
+        rows 116 vs 80 us) while one row is as fast or faster as F.linear does it
+        (benchmarks/cpu_matmul_layout.py).
+    The logits equal the modules' up to float rounding (tests/test_model.py). Training and
+    torch.compile use the modules, so there is one set of parameters and these are copies:
+    they are remade when any parameter changes in place (the sum of version counters moves:
+    an optimizer step, load_state_dict), when the model moves (the first parameter's storage
+    moves), or when any Parameter is registered anywhere (one was replaced). RL stages that
+    decode between updates therefore always decode with the current weights.
+    """
+
+    def __init__(self, model: "GPT"):
+        cfg = model.cfg
+        self.params = list(model.parameters())
+        self.key = self._key()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, kv_heads(cfg), head_dim(cfg)
+        self.eps = cfg.norm_eps
+        device = model.embed.weight.device
+        # rms_norm's four-op CPU form wants eps as a tensor
+        self.eps_tensor = torch.full((), cfg.norm_eps) if device.type == "cpu" else None
+        with torch.inference_mode(False), torch.no_grad():   # plain tensors, usable outside inference_mode
+            self.embed = model.embed.weight.detach()
+            self.layers = []
+            for block in model.layers:
+                attn, mlp = block.attn, block.mlp
+                qk_norm = None
+                if cfg.qk_norm:   # one (heads, head_dim) weight for q's heads and k's together
+                    qk_norm = torch.cat([attn.q_norm.weight.detach().expand(self.n_head, -1),
+                                         attn.k_norm.weight.detach().expand(self.n_kv_head, -1)])
+                self.layers.append((
+                    block.attn_norm.weight.detach(),
+                    torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach(),
+                    attn.o_proj.weight.detach(),
+                    block.mlp_norm.weight.detach(),
+                    torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),
+                    mlp.down_proj.weight.detach(),
+                    qk_norm))
+            self.norm = model.norm.weight.detach()
+            self.head = model.lm_head.weight.detach()
+        self.columns = None   # the (in, out) copies, made on the first multi-row CPU forward
+
+    def _key(self):
+        return _parameter_registrations, self.params[0].data_ptr(), sum(p._version for p in self.params)
+
+    def current(self) -> bool:
+        return self._key() == self.key
+
+    def _matmul_for(self, x):
+        """(layers, head, matmul) for input x: F.linear on (out, in) weights, or on the CPU
+        with 4 or more rows, x @ W from contiguous (in, out) copies."""
+        if x.device.type != "cpu" or x.numel() < 4 * x.shape[-1]:
+            return self.layers, self.head, F.linear
+        if self.columns is None:
+            with torch.inference_mode(False), torch.no_grad():
+                flip = lambda w: None if w is None else w.t().contiguous()   # noqa: E731
+                self.columns = ([(norm_a, flip(qkv), flip(o), norm_m, flip(gu), flip(down), qk_norm)
+                                 for norm_a, qkv, o, norm_m, gu, down, qk_norm in self.layers],
+                                flip(self.head))
+        return self.columns[0], self.columns[1], torch.matmul
+
+    def lm_head(self, hidden):
+        _, head, matmul = self._matmul_for(hidden)
+        return matmul(hidden, head)
+
+    def forward(self, idx, cos, sin, cache, mask):
+        """Embedding, every block and the final norm: GPT.forward's hidden states."""
+        x = F.embedding(idx, self.embed)
+        B, T, _ = x.shape
+        layers, _, matmul = self._matmul_for(x)
+        n_head, n_kv, hd = self.n_head, self.n_kv_head, self.head_dim
+        heads, eps, eps_tensor = n_head + n_kv, self.eps, self.eps_tensor
+        causal, gqa = mask is None and T > 1, n_kv != n_head
+        for i, (attn_norm, qkv, o, mlp_norm, gate_up, down, qk_norm) in enumerate(layers):
+            out = matmul(rms_norm(x, attn_norm, eps, eps_tensor), qkv)
+            qk = out[..., :heads * hd].view(B, T, heads, hd)
+            if qk_norm is not None:
+                qk = qk_norm * F.rms_norm(qk.float(), (hd,), eps=eps).to(qk.dtype)
+            qk = apply_rope(qk, cos, sin)
+            q, k = qk[:, :, :n_head].transpose(1, 2), qk[:, :, n_head:].transpose(1, 2)
+            v = out[..., heads * hd:].view(B, T, n_kv, hd).transpose(1, 2)
+            if cache is not None:
+                k, v = cache.update(i, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+            x = x + matmul(y.transpose(1, 2).reshape(B, T, n_head * hd), o)
+            gate_up_out = matmul(rms_norm(x, mlp_norm, eps, eps_tensor), gate_up)
+            hidden = gate_up_out.shape[-1] // 2
+            x = x + matmul(F.silu(gate_up_out[..., :hidden]) * gate_up_out[..., hidden:], down)
+        return rms_norm(x, self.norm, eps, eps_tensor)
 
 
 # ---------------------------------------------------------------- KV cache
@@ -326,7 +431,7 @@ class GPT(nn.Module):
         device = self.rope_cos.device
         if cache.left_pad is None:
             cos, sin = self._rope(start + T)
-            cos, sin = cos[start:start + T][None, None], sin[start:start + T][None, None]
+            cos, sin = cos[start:start + T, None], sin[start:start + T, None]
             # prefill from 0 is the plain causal case, a single token sees everything; only a
             # chunk after earlier tokens needs the causal mask shifted by `start`
             mask = None
@@ -339,7 +444,7 @@ class GPT(nn.Module):
         pad = cache.left_pad[:, None]                             # (B, 1)
         positions = (query_slot[None, :] - pad).clamp(min=0)      # (B, T): pad slots get position 0
         cos, sin = self._rope(start + T)  # an upper bound on positions, without a device sync
-        cos, sin = cos[positions][:, None], sin[positions][:, None]  # (B, 1, T, hd)
+        cos, sin = cos[positions][:, :, None], sin[positions][:, :, None]  # (B, T, 1, hd)
         causal = key_slot[None, None, :] <= query_slot[None, :, None]          # (1, T, S)
         real_key = key_slot[None, None, :] >= pad[:, :, None]                  # (B, 1, S)
         # a pad query has no real key before it; letting it see itself avoids an all -inf row (NaN)
@@ -357,7 +462,7 @@ class GPT(nn.Module):
         first_slot = torch.where(starts, slot[None, :], torch.zeros_like(slot)[None, :]).cummax(dim=1).values
         positions = slot[None, :] - first_slot                                   # (B, T)
         cos, sin = self._rope(T)
-        cos, sin = cos[positions][:, None], sin[positions][:, None]              # (B, 1, T, hd)
+        cos, sin = cos[positions][:, :, None], sin[positions][:, :, None]        # (B, T, 1, hd)
         same = segment_ids[:, :, None] == segment_ids[:, None, :]
         causal = slot[None, :, None] >= slot[None, None, :]
         return cos, sin, (same & causal)[:, None]                                # (B, 1, T, T)
@@ -382,20 +487,24 @@ class GPT(nn.Module):
             cos, sin, mask = self._segment_positions(segment_ids)
         elif cache is None:
             cos, sin = self._rope(T)
-            cos, sin, mask = cos[:T][None, None], sin[:T][None, None], None
+            cos, sin, mask = cos[:T, None], sin[:T, None], None
         else:
             cos, sin, mask = self._cached_positions(cache, T)
-        x = self.embed(idx)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, i, mask)
-        x = self.norm(x)
+        weights = self.inference_weights() if inference() else None
+        if weights is None:
+            x = self.embed(idx)
+            for i, layer in enumerate(self.layers):
+                x = layer(x, cos, sin, cache, i, mask)
+            x = self.norm(x)
+        else:
+            x = weights.forward(idx, cos, sin, cache, mask)
         if cache is not None:
             cache.pos += T
         if return_hidden:
             if targets is not None:
                 raise ValueError("return_hidden skips the LM head, so it cannot compute a loss")
             return x
-        logits = self.logits(x) if targets is None else self.lm_head(x)
+        logits = self.lm_head(x) if weights is None else weights.lm_head(x)
         if targets is None:
             return logits.float()   # the one float32 copy (a no-op when already fp32)
         if loss_mask is not None:
@@ -412,9 +521,16 @@ class GPT(nn.Module):
     # ------------------------------------------------------------ helpers
 
     def logits(self, hidden):
-        """The LM head on final hidden states (..., d_model) -> (..., V), through linear()
-        (the fast layout for sampling several rows on the CPU); float32."""
-        return linear(hidden, self.lm_head.weight).float()
+        """The LM head on final hidden states (..., d_model) -> (..., V), float32."""
+        weights = self.inference_weights() if inference() else None
+        return (self.lm_head(hidden) if weights is None else weights.lm_head(hidden)).float()
+
+    def inference_weights(self) -> "InferenceWeights":
+        """The weights as the no-grad forward uses them (InferenceWeights), remade when stale."""
+        weights = self.__dict__.get("_inference_weights")
+        if weights is None or not weights.current():
+            weights = self.__dict__["_inference_weights"] = InferenceWeights(self)
+        return weights
 
     def make_cache(self, batch_size: int, max_len: int | None = None, left_pad=None, dtype=None) -> KVCache:
         """An empty KV cache for batch_size rows and max_len slots (default seq_len),

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from lmforge.config import ModelConfig
 from lmforge.export import hf_state_dict
-from lmforge.model import GPT, KVCache, ModelLoadError, ffn_hidden_size, linear, load_model, save_model
+from lmforge.model import GPT, KVCache, ModelLoadError, ffn_hidden_size, load_model, save_model
 
 VOCAB = 97
 
@@ -90,45 +90,77 @@ def test_backward_reaches_every_parameter():
 # ---------------------------------------------------------------- KV cache
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_cache_prefill_decode_and_chunks_match_full_forward(name):
+@pytest.mark.parametrize("no_grad", [False, True], ids=["modules", "inference"])
+def test_cache_prefill_decode_and_chunks_match_full_forward(name, no_grad):
+    with torch.set_grad_enabled(not no_grad):
+        model = make(VARIANTS[name])
+        x = ids(2, 20)
+        full = model(x)
+
+        cache = model.make_cache(2, 32)
+        prefill = model(x, cache=cache)  # T > 1 from pos 0: causal
+        torch.testing.assert_close(prefill, full, atol=1e-5, rtol=0)
+        assert cache.pos == 20
+
+        cache = model.make_cache(2, 32)
+        steps = [model(x[:, :7], cache=cache)]
+        steps += [model(x[:, t:t + 1], cache=cache) for t in range(7, 20)]  # decode: T == 1
+        torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
+
+        cache = model.make_cache(2, 32)
+        bounds = [0, 3, 4, 9, 10, 16, 20]  # chunked prefill: T > 1 at pos > 0, incl. T == 1 chunks
+        chunks = [model(x[:, a:b], cache=cache) for a, b in zip(bounds, bounds[1:])]
+        torch.testing.assert_close(torch.cat(chunks, 1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_inference_path_equals_modules(name):
+    # without autograd the forward runs on InferenceWeights (fused matrices, its own RMSNorm
+    # form, (in, out) copies from 4 rows on); it must give what the modules give
     model = make(VARIANTS[name])
-    x = ids(2, 20)
-    full = model(x)
-
-    cache = model.make_cache(2, 32)
-    prefill = model(x, cache=cache)  # T > 1 from pos 0: causal
-    torch.testing.assert_close(prefill, full, atol=1e-5, rtol=0)
-    assert cache.pos == 20
-
-    cache = model.make_cache(2, 32)
-    steps = [model(x[:, :7], cache=cache)]
-    steps += [model(x[:, t:t + 1], cache=cache) for t in range(7, 20)]  # decode: T == 1
-    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
-
-    cache = model.make_cache(2, 32)
-    bounds = [0, 3, 4, 9, 10, 16, 20]  # chunked prefill: T > 1 at pos > 0, incl. T == 1 chunks
-    chunks = [model(x[:, a:b], cache=cache) for a, b in zip(bounds, bounds[1:])]
-    torch.testing.assert_close(torch.cat(chunks, 1), full, atol=1e-5, rtol=0)
-
-
-def test_inference_linear_follows_weight_updates():
-    # linear() multiplies by a cached transpose in CPU inference; an optimizer step between
-    # two rollouts (the RL stages) or a load_state_dict must never leave it stale
-    model = make()
-    x = torch.randn(3, 5, 32)
-    weight = model.layers[0].attn.q_proj.weight
-    with torch.inference_mode():
-        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-6)
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    model(torch.randint(0, VOCAB, (2, 8)), torch.randint(0, VOCAB, (2, 8)))[1].backward()
-    opt.step()
+    x, y = ids(3, 10), ids(3, 10, seed=2)
+    segments = torch.tensor([[0] * 4 + [1] * 6] * 3)
+    full, loss = model(x, targets=y)       # autograd on: the modules
+    hidden = model(x, return_hidden=True)
+    packed = model(x, segment_ids=segments)
+    one_row = model(x[:1, :3])             # fewer than 4 rows: F.linear on (out, in) weights
     with torch.no_grad():
-        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-6)
-    model.load_state_dict(make(seed=3).state_dict())
-    with torch.inference_mode():
-        assert torch.allclose(linear(x, weight), F.linear(x, weight), atol=1e-6)
-    # one row and autograd take F.linear itself
-    assert linear(x, weight).requires_grad
+        fast, fast_loss = model(x, targets=y)
+        torch.testing.assert_close(fast, full, atol=1e-5, rtol=0)
+        torch.testing.assert_close(fast_loss, loss, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model(x, return_hidden=True), hidden, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.logits(hidden), full, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(x, segment_ids=segments), packed, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(x[:1, :3]), one_row, atol=1e-5, rtol=0)
+
+
+def test_inference_weights_follow_weight_updates():
+    # InferenceWeights are copies: an optimizer step between two rollouts (the RL stages), a
+    # load_state_dict or a replaced Parameter must never leave them stale
+    model = make(VARIANTS["untied"])
+    x = ids(5, 6)
+
+    def check():
+        expected = model(x)
+        with torch.inference_mode():
+            # stale weights would be off by whole units; rounding (the fused matmuls sum in
+            # another order) stays near 1e-5 at these logit sizes
+            torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=0)           # (in, out) copies
+            torch.testing.assert_close(model(x[:1, :2]), expected[:1, :2], atol=1e-4, rtol=0)
+
+    check()
+    first = model.inference_weights()
+    with torch.no_grad():
+        model(x)
+    assert model.inference_weights() is first   # nothing changed: no rebuild
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(ids(2, 8), ids(2, 8, seed=4))[1].backward()
+    opt.step()
+    check()
+    model.load_state_dict(make(VARIANTS["untied"], seed=3).state_dict())
+    check()
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+    check()
 
 
 def test_cache_rollback_discards_tokens():
@@ -162,23 +194,25 @@ def test_cache_layout():
 
 
 @pytest.mark.parametrize("name", ["mha", "mqa_qknorm"])
-def test_left_padding_matches_each_row_alone(name):
-    model = make(VARIANTS[name])
-    rows = [ids(1, 9, seed=11)[0], ids(1, 4, seed=12)[0], ids(1, 6, seed=13)[0]]
-    extra = ids(3, 5, seed=14)  # tokens decoded after the prompts, chunk then single steps
-    longest = max(len(r) for r in rows)
-    pads = [longest - len(r) for r in rows]
-    batch = torch.stack([torch.cat([torch.zeros(p, dtype=torch.long), r]) for p, r in zip(pads, rows)])
-    cache = model.make_cache(3, 32, left_pad=pads)
-    prefill = model(batch, cache=cache)
-    chunk = model(extra[:, :3], cache=cache)
-    steps = [model(extra[:, t:t + 1], cache=cache) for t in range(3, 5)]
-    batched = torch.cat([chunk] + steps, 1)
-    for b, (pad, row) in enumerate(zip(pads, rows)):
-        alone = model(torch.cat([row, extra[b]])[None])
-        torch.testing.assert_close(prefill[b, pad:], alone[0, :len(row)], atol=1e-5, rtol=0)
-        torch.testing.assert_close(batched[b], alone[0, len(row):], atol=1e-5, rtol=0)
-    assert torch.isfinite(prefill).all()  # pad queries see only themselves: no NaN
+@pytest.mark.parametrize("no_grad", [False, True], ids=["modules", "inference"])
+def test_left_padding_matches_each_row_alone(name, no_grad):
+    with torch.set_grad_enabled(not no_grad):
+        model = make(VARIANTS[name])
+        rows = [ids(1, 9, seed=11)[0], ids(1, 4, seed=12)[0], ids(1, 6, seed=13)[0]]
+        extra = ids(3, 5, seed=14)  # tokens decoded after the prompts, chunk then single steps
+        longest = max(len(r) for r in rows)
+        pads = [longest - len(r) for r in rows]
+        batch = torch.stack([torch.cat([torch.zeros(p, dtype=torch.long), r]) for p, r in zip(pads, rows)])
+        cache = model.make_cache(3, 32, left_pad=pads)
+        prefill = model(batch, cache=cache)
+        chunk = model(extra[:, :3], cache=cache)
+        steps = [model(extra[:, t:t + 1], cache=cache) for t in range(3, 5)]
+        batched = torch.cat([chunk] + steps, 1)
+        for b, (pad, row) in enumerate(zip(pads, rows)):
+            alone = model(torch.cat([row, extra[b]])[None])
+            torch.testing.assert_close(prefill[b, pad:], alone[0, :len(row)], atol=1e-5, rtol=0)
+            torch.testing.assert_close(batched[b], alone[0, len(row):], atol=1e-5, rtol=0)
+        assert torch.isfinite(prefill).all()  # pad queries see only themselves: no NaN
 
 
 def test_rope_grows_past_seq_len():
