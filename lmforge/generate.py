@@ -283,6 +283,8 @@ class Sequence:
 
 def sample_rows(logits, seqs: list[Sequence]) -> list[int]:
     """One id per row of logits (B, V), each with its sequence's own settings and generator."""
+    if all(seq.params.temperature == 0 for seq in seqs):
+        return logits.argmax(-1).tolist()   # the common greedy batch, without the grouping
     by_settings: dict[tuple, list[int]] = {}
     for row, seq in enumerate(seqs):
         p = seq.params
@@ -322,6 +324,8 @@ class Engine:
         self.waiting: deque[Sequence] = deque()
         self.lock = threading.Lock()
         self.forward_calls = 0
+        self._last_view = None   # (key, KVCache) of _view
+        self._device = self.cache.k.device
 
     # ------------------------------------------------------------ queue
 
@@ -352,8 +356,7 @@ class Engine:
             self._retire()
         if self.rows:
             n = len(self.rows)
-            last = torch.tensor([[seq.tokens[-1]] for seq in self.rows], dtype=torch.long,
-                                device=self.cache.k.device)
+            last = torch.tensor([[seq.tokens[-1]] for seq in self.rows], dtype=torch.long, device=self._device)
             hidden = self.model(last, cache=self._view(n, self.pos, self.pads), return_hidden=True)
             self.forward_calls += 1
             self.pos += 1
@@ -366,13 +369,20 @@ class Engine:
         return self.busy
 
     def _view(self, n: int, pos: int, pads: list[int]) -> KVCache:
-        """A KVCache over rows 0..n-1 of the big cache (a view: writes land in the big one)."""
-        view = KVCache.__new__(KVCache)
-        view.k, view.v = self.cache.k[:, :n], self.cache.v[:, :n]
+        """A KVCache over rows 0..n-1 of the big cache (a view: writes land in the big one).
+
+        Kept while the rows and their padding stay the same (every step of a steady batch),
+        since making one costs a few small ops each step."""
+        key = (n, tuple(pads[:n]))
+        if self._last_view is None or self._last_view[0] != key:
+            view = KVCache.__new__(KVCache)
+            view.k, view.v = self.cache.k[:, :n], self.cache.v[:, :n]
+            view.left_pad = None
+            if any(pads[:n]):
+                view.left_pad = torch.tensor(pads[:n], dtype=torch.long, device=self.cache.k.device)
+            self._last_view = (key, view)
+        view = self._last_view[1]
         view.pos = pos
-        view.left_pad = None
-        if any(pads[:n]):
-            view.left_pad = torch.tensor(pads[:n], dtype=torch.long, device=self.cache.k.device)
         return view
 
     def _admit(self) -> None:

@@ -415,20 +415,22 @@ class GPT(nn.Module):
 
     def _rope(self, n_positions: int):
         """The cos and signed sin tables, grown on demand when a cache reaches past seq_len."""
-        if n_positions > self.rope_cos.shape[0]:
+        buffers = self._buffers   # not self.rope_cos: Module.__getattr__ costs ~1 us a lookup
+        cos, sin = buffers["rope_cos"], buffers["rope_sin"]
+        if n_positions > cos.shape[0]:
             size = max(n_positions, 2 * self.rope_cos.shape[0])
             # made under generate's inference_mode, they would be unusable in a later training step
             with torch.inference_mode(False):
                 cos, sin = rope_tables(size, head_dim(self.cfg), self.cfg.rope_theta, device=self.rope_cos.device)
             self.rope_cos, self.rope_sin = cos, signed_sin(sin)
-        return self.rope_cos, self.rope_sin
+            return self.rope_cos, self.rope_sin
+        return cos, sin
 
     def _cached_positions(self, cache: KVCache, T: int):
         """cos/sin and the attention mask for T new tokens written at cache.pos."""
         start = cache.pos
         if start + T > cache.max_len:
             raise ValueError(f"KV cache is full: {start} + {T} tokens > max_len {cache.max_len}")
-        device = self.rope_cos.device
         if cache.left_pad is None:
             cos, sin = self._rope(start + T)
             cos, sin = cos[start:start + T, None], sin[start:start + T, None]
@@ -436,9 +438,10 @@ class GPT(nn.Module):
             # chunk after earlier tokens needs the causal mask shifted by `start`
             mask = None
             if start != 0 and T != 1:
-                key_slot = torch.arange(start + T, device=device)
-                mask = key_slot[None, :] <= torch.arange(start, start + T, device=device)[:, None]
+                key_slot = torch.arange(start + T, device=cos.device)
+                mask = key_slot[None, :] <= torch.arange(start, start + T, device=cos.device)[:, None]
             return cos, sin, mask
+        device = cache.left_pad.device
         query_slot = torch.arange(start, start + T, device=device)
         key_slot = torch.arange(start + T, device=device)
         pad = cache.left_pad[:, None]                             # (B, 1)
