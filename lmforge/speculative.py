@@ -128,10 +128,15 @@ def _greedy_guesses(draft, cache, tokens: list[int], n: int, device, min_confide
     for _ in range(n):
         hidden = draft(ids, cache=cache, return_hidden=True)
         logits = draft.lm_head(hidden[:, -1:])
-        ids = logits.argmax(-1)
-        out.append(ids)
-        if min_confidence > 0 and float(torch.softmax(logits.float(), -1).max()) < min_confidence:
-            break
+        if min_confidence > 0:
+            # the guess and its probability from one softmax and one max
+            confidence, ids = torch.softmax(logits.float(), -1).max(-1)
+            out.append(ids)
+            if float(confidence) < min_confidence:
+                break
+        else:
+            ids = logits.argmax(-1)
+            out.append(ids)
     return torch.cat(out, dim=1)[0].tolist()
 
 
