@@ -98,11 +98,12 @@ def rms_norm(x, weight, eps: float, eps_tensor=None):
 
     F.rms_norm is that as one call (bit-identical in float32), which also skips two no-op
     casts when x is already float32. On the CPU, though, F.rms_norm is itself a composite of
-    seven small ops (10 us for one row); given eps as a 0-d tensor, the inference path takes
-    ||x||^2 / d from vector_norm and one addcmul instead, the same value in four ops (7 us).
+    seven small ops (10 us for one row); given eps as a 0-d tensor (the inference path does
+    on the CPU only), ||x||^2 / d comes from vector_norm and one addcmul instead, the same
+    value in four ops (7 us).
     """
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
-        if eps_tensor is not None and x.device.type == "cpu":
+        if eps_tensor is not None:
             norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
             return x * torch.addcmul(eps_tensor, norm, norm, value=1 / x.shape[-1]).rsqrt_() * weight
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
@@ -248,9 +249,9 @@ class InferenceWeights:
         self.key = self._key()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, kv_heads(cfg), head_dim(cfg)
         self.eps = cfg.norm_eps
-        device = model.embed.weight.device
+        self.cpu = model.embed.weight.device.type == "cpu"
         # rms_norm's four-op CPU form wants eps as a tensor
-        self.eps_tensor = torch.full((), cfg.norm_eps) if device.type == "cpu" else None
+        self.eps_tensor = torch.full((), cfg.norm_eps) if self.cpu else None
         with torch.inference_mode(False), torch.no_grad():   # plain tensors, usable outside inference_mode
             self.embed = model.embed.weight.detach()
             self.layers = []
@@ -281,7 +282,7 @@ class InferenceWeights:
     def _matmul_for(self, x):
         """(layers, head, matmul) for input x: F.linear on (out, in) weights, or on the CPU
         with 4 or more rows, x @ W from contiguous (in, out) copies."""
-        if x.device.type != "cpu" or x.numel() < 4 * x.shape[-1]:
+        if not self.cpu or x.numel() < 4 * x.shape[-1]:
             return self.layers, self.head, F.linear
         if self.columns is None:
             with torch.inference_mode(False), torch.no_grad():
