@@ -379,7 +379,7 @@ class Engine:
             view.k, view.v = self.cache.k[:, :n], self.cache.v[:, :n]
             view.left_pad = None
             if any(pads[:n]):
-                view.left_pad = torch.tensor(pads[:n], dtype=torch.long, device=self.cache.k.device)
+                view.left_pad = torch.tensor(pads[:n], dtype=torch.long, device=self._device)
             self._last_view = (key, view)
         view = self._last_view[1]
         view.pos = pos

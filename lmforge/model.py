@@ -286,7 +286,7 @@ class InferenceWeights:
             return self.layers, self.head, F.linear
         if self.columns is None:
             with torch.inference_mode(False), torch.no_grad():
-                flip = lambda w: None if w is None else w.t().contiguous()   # noqa: E731
+                flip = lambda w: w.t().contiguous()   # noqa: E731
                 self.columns = ([(norm_a, flip(qkv), flip(o), norm_m, flip(gu), flip(down), qk_norm)
                                  for norm_a, qkv, o, norm_m, gu, down, qk_norm in self.layers],
                                 flip(self.head))
@@ -419,12 +419,12 @@ class GPT(nn.Module):
         buffers = self._buffers   # not self.rope_cos: Module.__getattr__ costs ~1 us a lookup
         cos, sin = buffers["rope_cos"], buffers["rope_sin"]
         if n_positions > cos.shape[0]:
-            size = max(n_positions, 2 * self.rope_cos.shape[0])
+            size = max(n_positions, 2 * cos.shape[0])
             # made under generate's inference_mode, they would be unusable in a later training step
             with torch.inference_mode(False):
-                cos, sin = rope_tables(size, head_dim(self.cfg), self.cfg.rope_theta, device=self.rope_cos.device)
-            self.rope_cos, self.rope_sin = cos, signed_sin(sin)
-            return self.rope_cos, self.rope_sin
+                cos, sin = rope_tables(size, head_dim(self.cfg), self.cfg.rope_theta, device=cos.device)
+            sin = signed_sin(sin)
+            self.rope_cos, self.rope_sin = cos, sin
         return cos, sin
 
     def _cached_positions(self, cache: KVCache, T: int):

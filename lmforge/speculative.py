@@ -128,15 +128,15 @@ def _greedy_guesses(draft, cache, tokens: list[int], n: int, device, min_confide
     for _ in range(n):
         hidden = draft(ids, cache=cache, return_hidden=True)
         logits = draft.lm_head(hidden[:, -1:])
-        if min_confidence > 0:
-            # the guess and its probability from one softmax and one max
-            confidence, ids = torch.softmax(logits.float(), -1).max(-1)
-            out.append(ids)
-            if float(confidence) < min_confidence:
-                break
-        else:
+        if min_confidence <= 0:
             ids = logits.argmax(-1)
             out.append(ids)
+            continue
+        # the guess and its probability from one softmax and one max
+        confidence, ids = torch.softmax(logits.float(), -1).max(-1)
+        out.append(ids)
+        if float(confidence) < min_confidence:
+            break
     return torch.cat(out, dim=1)[0].tolist()
 
 
