@@ -11,7 +11,9 @@ Measures, all greedy (temperature 0) and always generating exactly --tokens new 
      draft run's model (made with `python -m lmforge.speculative prepare-draft`, so it has
      the identical tokenizer; checked; its `distill` model when there is one) and with n-gram
      prompt lookup, with acceptance rates. Greedy speculative output equals plain output
-     token for token, which the script checks as it goes.
+     token for token, which the script checks as it goes. The draft proposes from the
+     tokens that make up --draft-vocab-coverage of its run's training text (0 = all of its
+     vocabulary; a comma list measures each).
 --device cuda runs both libraries on the GPU instead (the speculative rows too).
 Prompts are the world's fact prompts ("Ada Berg was born in"), one per row. Each timing
 is the best of --repeats runs after one warm-up; plain and speculative runs take turns. Results print as a table and, with
@@ -34,8 +36,9 @@ from lmforge.data.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
 from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
-from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, SpeculativeStats,  # noqa: E402
-                                 speculative_generate)
+from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, DraftVocabulary,  # noqa: E402
+                                 SpeculativeStats, frequent_tokens, speculative_generate)
+from lmforge.tokenizer import load_split  # noqa: E402
 
 
 def best_times(fns, repeats: int) -> list[float]:
@@ -92,7 +95,7 @@ def hf_run(hf, prompts, tokens: int, pad_id: int):
 
 
 def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int = 8,
-                confidence: float = DRAFT_CONFIDENCE) -> dict:
+                confidence: float = DRAFT_CONFIDENCE, vocab: DraftVocabulary | None = None) -> dict:
     params = SamplingParams(max_tokens=tokens)
     plain = [generate(target, [p], max_new_tokens=tokens)[0].tokens for p in prompts]
     stats = SpeculativeStats()
@@ -100,7 +103,7 @@ def speculative(target, prompts, tokens: int, repeats: int, draft=None, k: int =
     def run_spec():
         for p, want in zip(prompts, plain):
             out = speculative_generate(target, p, params, draft=draft, num_draft_tokens=k, stats=stats,
-                                       min_draft_confidence=confidence)
+                                       min_draft_confidence=confidence, draft_vocab=vocab)
             assert out.tokens == want, "greedy speculative output differs from plain decoding"
     plain_seconds, spec_seconds = best_times(
         [lambda: [generate(target, [p], max_new_tokens=tokens) for p in prompts], run_spec], repeats)
@@ -127,6 +130,9 @@ def main() -> int:
     parser.add_argument("--draft-confidence", default=str(DRAFT_CONFIDENCE),
                         help="stop a round's drafting after a guess the draft gives less than this "
                              "probability (0 = never); a comma list measures each")
+    parser.add_argument("--draft-vocab-coverage", default="0.999",
+                        help="the draft proposes only the most frequent tokens that make up this share of "
+                             "its run's training tokens (0 = its whole vocabulary); a comma list measures each")
     parser.add_argument("--lookup-tokens", type=int, default=8, help="guesses per round from prompt lookup")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
@@ -177,10 +183,19 @@ def main() -> int:
             raise SystemExit(f"{draft_run.tokenizer_dir} differs from {run.tokenizer_dir}: the draft needs the same "
                              "tokenizer (python -m lmforge.speculative prepare-draft TARGET DRAFT)")
         results["draft_model"] = f"{draft_run.root}:{draft_stage} ({draft.num_params():,} parameters)"
-        settings = [(int(k), float(c)) for k in args.draft_tokens.split(",") for c in args.draft_confidence.split(",")]
-        for n, (k, c) in enumerate(settings):
-            row = speculative(model, spec_prompts, args.tokens, args.repeats, draft.to(device).eval(), k, c)
-            results["speculative_draft" + (f"_k{k}_c{c:g}" if n else "")] = {**row, "draft_confidence": c}
+        draft = draft.to(device).eval()
+        vocabs = {}
+        for coverage in map(float, args.draft_vocab_coverage.split(",")):
+            ids = frequent_tokens(load_split(draft_run.tokens_dir, "train"), draft.cfg.vocab_size, coverage) \
+                if coverage > 0 else None
+            vocabs[coverage] = DraftVocabulary(draft, ids) if ids is not None else None
+        settings = [(int(k), float(c), v) for k in args.draft_tokens.split(",")
+                    for c in args.draft_confidence.split(",") for v in vocabs]
+        for n, (k, c, v) in enumerate(settings):
+            vocab = vocabs[v]
+            row = speculative(model, spec_prompts, args.tokens, args.repeats, draft, k, c, vocab)
+            results["speculative_draft" + (f"_k{k}_c{c:g}_v{v:g}" if n else "")] = {
+                **row, "draft_confidence": c, "draft_vocab": len(vocab) if vocab else draft.cfg.vocab_size}
     results["speculative_prompt_lookup"] = speculative(model, spec_prompts, args.tokens, args.repeats, None,
                                                        args.lookup_tokens)
 

@@ -230,11 +230,13 @@ class InferenceWeights:
       * RoPE turns q and k together (two ops instead of eight);
       * no module attribute lookups or Module.__call__ (each ~1-2.5 us in Python);
       * RMSNorm on the CPU takes rms_norm's four-op form;
-      * on the CPU with 4 or more rows (batched decode, the speculative verify, prefill),
+      * on the CPU with 2 or more rows (batched decode, the speculative verify, prefill),
         the matrices are multiplied from contiguous (in, out) copies: MKL multiplies a few
         rows by a transposed (out, in) matrix far slower (704x256: 9 rows 55 vs 45 us, 32
         rows 116 vs 80 us) while one row is as fast or faster as F.linear does it
-        (benchmarks/cpu_matmul_layout.py).
+        (benchmarks/cpu_matmul_layout.py). Two and three rows are a little faster as
+        F.linear does them in isolation, but between draft steps a 2- or 3-token verify
+        took 1.9 ms that way against 1.4 ms from the copies (docs/ARCHITECTURE.md).
     The logits equal the modules' up to float rounding (tests/test_model.py). Training and
     torch.compile use the modules, so there is one set of parameters and these are copies:
     they are remade when any parameter changes in place (the sum of version counters moves:
@@ -281,8 +283,8 @@ class InferenceWeights:
 
     def _matmul_for(self, x):
         """(layers, head, matmul) for input x: F.linear on (out, in) weights, or on the CPU
-        with 4 or more rows, x @ W from contiguous (in, out) copies."""
-        if not self.cpu or x.numel() < 4 * x.shape[-1]:
+        with 2 or more rows, x @ W from contiguous (in, out) copies."""
+        if not self.cpu or x.numel() < 2 * x.shape[-1]:
             return self.layers, self.head, F.linear
         if self.columns is None:
             with torch.inference_mode(False), torch.no_grad():

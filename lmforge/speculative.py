@@ -5,6 +5,8 @@
     out = speculative_generate(target, prompt_ids, SamplingParams(max_tokens=64), draft=draft_model,
                                num_draft_tokens=4, stats=stats)           # a small draft model
     out = speculative_generate(target, prompt_ids, params, stats=stats)   # n-gram prompt lookup
+    vocab = DraftVocabulary(draft_model, frequent_tokens(train_tokens, vocab_size))
+    out = speculative_generate(target, prompt_ids, params, draft=draft_model, draft_vocab=vocab)
     stats.acceptance_rate, stats.tokens_per_target_forward
 
 Each round the proposer guesses k tokens d1..dk with distributions q1..qk (the draft
@@ -17,6 +19,9 @@ target's own sampler would (Leviathan et al. 2023; Chen et al. 2023). Temperatur
 top-k, top-p and min-p shape p and q the same way (lmforge.generate.next_token_probs), so
 the guarantee holds for the processed distribution. At temperature 0 both are one-hot:
 a guess is kept iff it is the target's argmax, so the output is greedy decoding exactly.
+
+A draft may propose from its most frequent tokens only (DraftVocabulary): its LM head
+shrinks, which is what a one-layer draft's step time is made of; the output stays exact.
 
 Prompt lookup (no draft model): find the most recent earlier occurrence of the last n
 tokens (n = max_ngram down to 1) in prompt + output and propose the tokens that followed
@@ -45,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .generate import Generation, SamplingParams, Sequence, next_token_probs
 
@@ -114,7 +120,57 @@ def lookup_proposal(tokens: list[int], num_tokens: int, max_ngram: int = 3) -> l
     return []
 
 
-def _greedy_guesses(draft, cache, tokens: list[int], n: int, device, min_confidence: float = 0.0) -> list[int]:
+class DraftVocabulary:
+    """The tokens a draft may propose, and its LM head cut down to them.
+
+    A one-layer draft's step is bound by moving its weights, and with a full vocabulary its
+    LM head is most of them: the 2,948 x 128 head of the draft next to the tiny target is
+    1.5 MB, the layer 0.85 MB, together more than this CPU's 2 MB L2 cache. Proposing only
+    the tokens that make up 99.9% of the training text (1,536 of 2,948 there) halves the
+    head, lets the whole step stay in L2, and keeps every guess that was ever likely to be
+    accepted (docs/ARCHITECTURE.md). The output is unchanged: a guess outside the list is
+    just never made, and at temperature > 0 the draft's distribution q is zero outside it,
+    which the acceptance rule handles exactly like any other q.
+
+    The head is a copy of the draft's weights when this is made: make it after training.
+    """
+
+    def __init__(self, draft, token_ids):
+        ids = torch.as_tensor(token_ids, dtype=torch.long).unique()   # sorted, without repeats
+        vocab_size = draft.cfg.vocab_size
+        if ids.numel() == 0 or int(ids[0]) < 0 or int(ids[-1]) >= vocab_size:
+            raise ValueError(f"a draft vocabulary needs token ids in [0, {vocab_size}), got {ids.numel()} ids")
+        weight = draft.lm_head.weight
+        self.vocab_size = vocab_size
+        self.ids = ids.to(weight.device)
+        with torch.no_grad():
+            self.head = weight.detach()[self.ids].contiguous()
+
+    def __len__(self) -> int:
+        return self.ids.numel()
+
+
+def frequent_tokens(tokens: np.ndarray, vocab_size: int, coverage: float = 0.999) -> torch.Tensor:
+    """The fewest most frequent token ids that together make up `coverage` of `tokens`, sorted."""
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    order = np.argsort(-counts, kind="stable")
+    covered = np.cumsum(counts[order]) / max(1, counts.sum())
+    n = int(np.searchsorted(covered, coverage - 1e-12)) + 1
+    return torch.from_numpy(np.sort(order[:min(n, vocab_size)]))
+
+
+def _draft_logits(draft, vocab: DraftVocabulary | None, hidden):
+    """The draft's logits for hidden (..., d_model): over the whole vocabulary, or over `vocab`'s
+    tokens only (then index i stands for token vocab.ids[i])."""
+    if vocab is None:
+        return draft.logits(hidden)
+    return F.linear(hidden, vocab.head).float()
+
+
+def _greedy_guesses(draft, cache, tokens: list[int], n: int, device, min_confidence: float = 0.0,
+                    vocab: DraftVocabulary | None = None) -> list[int]:
     """Up to n greedy draft tokens, one draft forward each; the first also catches the draft up
     on the tokens it has not seen (the last one or two). Each guess stays a (1, 1) tensor that
     is fed straight back, and the logits are computed for the last position only: a draft
@@ -127,13 +183,15 @@ def _greedy_guesses(draft, cache, tokens: list[int], n: int, device, min_confide
     out = []
     for _ in range(n):
         hidden = draft(ids, cache=cache, return_hidden=True)
-        logits = draft.lm_head(hidden[:, -1:])
+        logits = _draft_logits(draft, vocab, hidden[:, -1:])
         if min_confidence <= 0:
-            ids = logits.argmax(-1)
+            best = logits.argmax(-1)
+            ids = best if vocab is None else vocab.ids[best]
             out.append(ids)
             continue
         # the guess and its probability from one softmax and one max
-        confidence, ids = torch.softmax(logits.float(), -1).max(-1)
+        confidence, best = torch.softmax(logits, -1).max(-1)
+        ids = best if vocab is None else vocab.ids[best]
         out.append(ids)
         if float(confidence) < min_confidence:
             break
@@ -148,13 +206,17 @@ def _probs(logits, params: SamplingParams):
 def speculative_generate(target, prompt: list[int], params: SamplingParams, draft=None,
                          num_draft_tokens: int = 4, max_ngram: int = 3, tokenizer=None,
                          stats: SpeculativeStats | None = None, cancel=None,
-                         min_draft_confidence: float = DRAFT_CONFIDENCE) -> Generation:
+                         min_draft_confidence: float = DRAFT_CONFIDENCE,
+                         draft_vocab: DraftVocabulary | None = None) -> Generation:
     """Continue one prompt exactly as `generate` would in distribution (and token for token
     at temperature 0), proposing with `draft` (a smaller GPT with the same tokenizer) or,
     when draft is None, with n-gram prompt lookup. A round's drafting stops early after a
     guess the draft gives less than min_draft_confidence (0 = always num_draft_tokens);
-    this changes the speed only, never the output."""
+    with draft_vocab the draft proposes only those tokens (DraftVocabulary). Both change
+    the speed only, never the output."""
     params.check()
+    if draft_vocab is not None and (draft is None or draft_vocab.vocab_size != draft.cfg.vocab_size):
+        raise ValueError("draft_vocab was made for another draft model")
     stats = stats if stats is not None else SpeculativeStats()
     seq = Sequence(prompt, params, tokenizer, cancel=cancel)
     seq.fit_context(target.cfg.seq_len)
@@ -191,21 +253,30 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
         guesses: list[int] = []
         q_rows = []
         if room > 0 and draft is not None and greedy:
-            guesses = _greedy_guesses(draft, draft_cache, tokens, min(k, room), device, min_draft_confidence)
+            guesses = _greedy_guesses(draft, draft_cache, tokens, min(k, room), device, min_draft_confidence,
+                                      draft_vocab)
             stats.draft_forwards += len(guesses)
         elif room > 0 and draft is not None:
+            def draft_logits(ids):
+                hidden = draft(torch.tensor([ids], dtype=torch.long, device=device), cache=draft_cache,
+                               return_hidden=True)
+                return _draft_logits(draft, draft_vocab, hidden[0, -1:])
             # the draft catches up on whatever it has not seen (the last one or two tokens)
-            logits = run(draft, draft_cache, tokens[draft_cache.pos:])[-1]
+            logits = draft_logits(tokens[draft_cache.pos:])
             stats.draft_forwards += 1
             for i in range(min(k, room)):
-                q = _probs(logits[None], params)[0]
-                guess = _pick(q, greedy, generator)
+                q = _probs(logits, params)[0]
+                pick = _pick(q, greedy, generator)
+                if draft_vocab is not None:
+                    # back to token ids: q over the whole vocabulary, zero off the draft's list
+                    pick = int(draft_vocab.ids[pick])
+                    q = torch.zeros(draft_vocab.vocab_size, dtype=q.dtype, device=q.device).index_copy_(0, draft_vocab.ids, q)
                 q_rows.append(q)
-                guesses.append(guess)
+                guesses.append(pick)
                 if float(q.max()) < min_draft_confidence:
                     break   # an unsure draft: the guesses after this one would rarely be kept
                 if i + 1 < min(k, room):
-                    logits = run(draft, draft_cache, [guess])[-1]
+                    logits = draft_logits([pick])
                     stats.draft_forwards += 1
         elif room > 0:
             guesses = lookup_proposal(tokens, min(k, room), max_ngram)
@@ -324,14 +395,13 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float =
     best weights go to DRAFT/models/distill/, which `benchmarks/decode.py` then prefers.
     """
     import dataclasses
-    import json
     import time
 
     from .config import load_config
     from .generate import resolve_stage
     from .model import load_model, save_model
     from .run import RunDir
-    from .tokenizer import load_tokens
+    from .tokenizer import load_split
     from .train.loop import Trainer, pick_device
     from .train.pretrain import make_batch_fn, windows_to_batch
 
@@ -345,9 +415,7 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float =
     stage = resolve_stage(target_run, target_stage)
     target = load_model(target_run.model_dir(stage), device=dev).eval().requires_grad_(False)
     draft = load_model(draft_run.model_dir("pretrain"), device=dev)
-    meta = json.loads((draft_run.tokens_dir / "meta.json").read_text())
-    train = load_tokens(draft_run.tokens_dir / "train.bin", meta["dtype"])
-    val = load_tokens(draft_run.tokens_dir / "val.bin", meta["dtype"])
+    train, val = load_split(draft_run.tokens_dir, "train"), load_split(draft_run.tokens_dir, "val")
     p = cfg.pretrain
     tcfg = dataclasses.replace(p, max_steps=steps, max_minutes=max_minutes, lr=p.lr * lr_scale,
                                matrix_lr=p.matrix_lr * lr_scale, warmup_steps=min(p.warmup_steps, steps // 10),

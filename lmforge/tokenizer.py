@@ -455,6 +455,15 @@ def write_token_shards(
     return meta
 
 
+def load_split(tokens_dir: str | os.PathLike, split: str) -> np.ndarray:
+    """The tokenizer stage's train or val tokens of a run (tokens_dir = RunDir.tokens_dir), memory-mapped."""
+    tokens_dir = Path(tokens_dir)
+    meta_path = tokens_dir / "meta.json"
+    if not meta_path.is_file():
+        raise TokenizerError(f"{meta_path} is missing; run the tokenizer stage first")
+    return load_tokens(tokens_dir / f"{split}.bin", json.loads(meta_path.read_text())["dtype"])
+
+
 def load_tokens(path: str | os.PathLike, dtype) -> np.ndarray:
     """A read-only memory map of a .bin shard (an empty in-memory array for an empty shard)."""
     path = Path(path)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lmforge.generate import SamplingParams, generate, next_token_probs
-from lmforge.speculative import SpeculativeStats, lookup_proposal, speculative_generate, verify
+from lmforge.speculative import (DraftVocabulary, SpeculativeStats, frequent_tokens, lookup_proposal,
+                                 speculative_generate, verify)
 from tests.test_engine import make_model, prompt, single_thread  # noqa: F401 - autouse fixture
 
 
@@ -37,6 +38,45 @@ def test_greedy_equals_plain_decoding(use_draft):
                                     num_draft_tokens=4, stats=stats)
         assert spec.tokens == plain.tokens and spec.finish_reason == plain.finish_reason
         assert stats.proposed > 0 or not use_draft
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.3])
+def test_greedy_with_a_draft_vocabulary_equals_plain_decoding(confidence):
+    # the draft may propose only even token ids: every odd token the target emits is a
+    # rejected guess, and the output must still be the target's own
+    target, draft = make_model(0), make_model(1, n_layer=1)
+    vocab = DraftVocabulary(draft, range(0, draft.cfg.vocab_size, 2))
+    for seed, n in enumerate((3, 9)):
+        p = prompt(n, seed)
+        stats = SpeculativeStats()
+        spec = speculative_generate(target, p, SamplingParams(max_tokens=20), draft=draft, num_draft_tokens=4,
+                                    stats=stats, min_draft_confidence=confidence, draft_vocab=vocab)
+        assert spec.tokens == generate(target, [p], max_new_tokens=20)[0].tokens
+        assert stats.proposed > 0
+
+
+def test_draft_vocabulary_checks_its_tokens():
+    draft = make_model(1, n_layer=1)
+    V = draft.cfg.vocab_size
+    vocab = DraftVocabulary(draft, [7, 3, 3, 5])
+    assert vocab.ids.tolist() == [3, 5, 7] and len(vocab) == 3
+    torch.testing.assert_close(vocab.head, draft.lm_head.weight.detach()[[3, 5, 7]])
+    for bad in ([], [V], [-1, 2]):
+        with pytest.raises(ValueError, match="draft vocabulary"):
+            DraftVocabulary(draft, bad)
+    with pytest.raises(ValueError, match="another draft"):
+        speculative_generate(make_model(0), prompt(3, 0), SamplingParams(max_tokens=2), draft=None, draft_vocab=vocab)
+
+
+def test_frequent_tokens_covers_the_share_asked_for():
+    import numpy as np
+    tokens = np.array([4] * 50 + [1] * 30 + [2] * 15 + [0] * 5, dtype=np.uint16)
+    assert frequent_tokens(tokens, 6, 0.5).tolist() == [4]
+    assert frequent_tokens(tokens, 6, 0.8).tolist() == [1, 4]
+    assert frequent_tokens(tokens, 6, 0.81).tolist() == [1, 2, 4]
+    assert frequent_tokens(tokens, 6, 1.0).tolist() == [0, 1, 2, 4]     # never-seen 3 and 5 stay out
+    with pytest.raises(ValueError):
+        frequent_tokens(tokens, 6, 0.0)
 
 
 def test_greedy_draft_equal_to_target_accepts_everything():
@@ -88,11 +128,14 @@ def test_acceptance_rule_preserves_the_target_distribution():
 
 
 @torch.no_grad()
-def test_sampled_output_follows_the_target_distribution():
-    """Two tokens from a tiny-vocab model: speculative samples against the exact joint distribution."""
+@pytest.mark.parametrize("draft_tokens", [None, [1, 3, 4]])
+def test_sampled_output_follows_the_target_distribution(draft_tokens):
+    """Two tokens from a tiny-vocab model: speculative samples against the exact joint distribution,
+    also when the draft may propose only some of the tokens (its q is zero on the others)."""
     V = 6
     target = make_model(0, vocab=V, init_std=0.5)
     draft = make_model(3, vocab=V, n_layer=1, init_std=0.5)
+    vocab = DraftVocabulary(draft, draft_tokens) if draft_tokens else None
     params = dict(temperature=0.9, top_k=5, top_p=0.95)
     start = [0, 3]
     first = next_token_probs(target(torch.tensor([start]))[:, -1], **params)[0]
@@ -104,7 +147,7 @@ def test_sampled_output_follows_the_target_distribution():
     stats = SpeculativeStats()
     for seed in range(runs):
         out = speculative_generate(target, start, SamplingParams(max_tokens=2, seed=seed, **params), draft=draft,
-                                   num_draft_tokens=2, stats=stats)
+                                   num_draft_tokens=2, stats=stats, draft_vocab=vocab)
         counts[out.tokens[0], out.tokens[1]] += 1
     keep = joint.flatten() > 0
     observed, expected = counts.flatten()[keep], joint.flatten()[keep] * runs

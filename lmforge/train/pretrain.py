@@ -11,14 +11,13 @@ logs/pretrain.jsonl. Batches are random windows whose offsets are a pure functio
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import torch
 
 from ..model import GPT, load_model, save_model
 from ..run import StageContext, StageError
-from ..tokenizer import Tokenizer, load_tokens
+from ..tokenizer import Tokenizer, TokenizerError, load_split
 from .loop import Trainer, all_reduce_sums, pick_device
 
 
@@ -77,12 +76,10 @@ def make_eval_fn(tokens: np.ndarray, windows: int, batch_size: int, seq_len: int
 def run_stage(ctx: StageContext) -> dict:
     cfg, run = ctx.cfg, ctx.run
     tcfg = cfg.pretrain
-    meta_path = run.tokens_dir / "meta.json"
-    if not meta_path.exists():
-        raise StageError(f"{meta_path} is missing; run the tokenizer stage first")
-    meta = json.loads(meta_path.read_text())
-    train_tokens = load_tokens(run.tokens_dir / "train.bin", meta["dtype"])
-    val_tokens = load_tokens(run.tokens_dir / "val.bin", meta["dtype"])
+    try:
+        train_tokens, val_tokens = load_split(run.tokens_dir, "train"), load_split(run.tokens_dir, "val")
+    except TokenizerError as e:
+        raise StageError(str(e)) from None
     tokenizer = Tokenizer.load(run.tokenizer_dir)
 
     if cfg.run.threads:

@@ -37,7 +37,7 @@ import torch
 
 from ..model import load_model, save_model
 from ..run import StageContext, StageError
-from ..tokenizer import Tokenizer, load_tokens
+from ..tokenizer import Tokenizer, load_split
 from .loop import Trainer, all_reduce_sums, pick_device
 
 ROLES = ("system", "user", "assistant")
@@ -275,8 +275,7 @@ def run_stage(ctx: StageContext) -> dict:
     train_rows, val_rows = build(train_examples), build(val_examples)
     mixed = 0
     if scfg.pretrain_mix > 0:
-        meta = json.loads((run.tokens_dir / "meta.json").read_text())
-        tokens = load_tokens(run.tokens_dir / "train.bin", meta["dtype"])
+        tokens = load_split(run.tokens_dir, "train")
         mixed = int(len(train_rows) * scfg.pretrain_mix / (1 - scfg.pretrain_mix))
         extra = pretrain_rows(tokens, mixed, row_len, cfg.run.seed)
         if not scfg.packing:
