@@ -126,7 +126,7 @@ class DraftVocabulary:
     A one-layer draft's step is bound by moving its weights, and with a full vocabulary its
     LM head is most of them: the 2,948 x 128 head of the draft next to the tiny target is
     1.5 MB, the layer 0.85 MB, together more than this CPU's 2 MB L2 cache. Proposing only
-    the tokens that make up 99.9% of the training text (1,536 of 2,948 there) halves the
+    the tokens that make up 99.9% of the training text (1,533 of 2,948 there) halves the
     head, lets the whole step stay in L2, and keeps every guess that was ever likely to be
     accepted (docs/ARCHITECTURE.md). The output is unchanged: a guess outside the list is
     just never made, and at temperature > 0 the draft's distribution q is zero outside it,
@@ -270,7 +270,8 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
                 if draft_vocab is not None:
                     # back to token ids: q over the whole vocabulary, zero off the draft's list
                     pick = int(draft_vocab.ids[pick])
-                    q = torch.zeros(draft_vocab.vocab_size, dtype=q.dtype, device=q.device).index_copy_(0, draft_vocab.ids, q)
+                    full = torch.zeros(draft_vocab.vocab_size, dtype=q.dtype, device=q.device)
+                    q = full.index_copy_(0, draft_vocab.ids, q)
                 q_rows.append(q)
                 guesses.append(pick)
                 if float(q.max()) < min_draft_confidence:
