@@ -36,9 +36,8 @@ from lmforge.data.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
 from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
-from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, DraftVocabulary,  # noqa: E402
-                                 SpeculativeStats, frequent_tokens, speculative_generate)
-from lmforge.tokenizer import load_split  # noqa: E402
+from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, DraftVocabulary, SpeculativeStats,  # noqa: E402
+                                 load_draft, run_draft_vocabulary, speculative_generate)
 
 
 def best_times(fns, repeats: int) -> list[float]:
@@ -173,22 +172,10 @@ def main() -> int:
 
     spec_prompts = prompts_for(run, tokenizer, args.spec_prompts)
     if args.draft_run_dir:
-        draft_run = RunDir(args.draft_run_dir)
-        draft_stage = args.draft_stage
-        if draft_stage is None and (draft_run.model_dir(DISTILL_STAGE) / "model.safetensors").exists():
-            draft_stage = DISTILL_STAGE   # made by `python -m lmforge.speculative distill`
-        draft_tokenizer, draft, draft_stage = load_for_sampling(draft_run, draft_stage)
-        same = (draft_run.tokenizer_dir / "tokenizer.json").read_text() == (run.tokenizer_dir / "tokenizer.json").read_text()
-        if not same:
-            raise SystemExit(f"{draft_run.tokenizer_dir} differs from {run.tokenizer_dir}: the draft needs the same "
-                             "tokenizer (python -m lmforge.speculative prepare-draft TARGET DRAFT)")
-        results["draft_model"] = f"{draft_run.root}:{draft_stage} ({draft.num_params():,} parameters)"
-        draft = draft.to(device).eval()
-        vocabs = {}
-        for coverage in map(float, args.draft_vocab_coverage.split(",")):
-            ids = frequent_tokens(load_split(draft_run.tokens_dir, "train"), draft.cfg.vocab_size, coverage) \
-                if coverage > 0 else None
-            vocabs[coverage] = DraftVocabulary(draft, ids) if ids is not None else None
+        draft, _, name = load_draft(args.draft_run_dir, run, args.draft_stage, coverage=0, device=device)
+        results["draft_model"] = f"{name} ({draft.num_params():,} parameters)"
+        vocabs = {coverage: run_draft_vocabulary(RunDir(args.draft_run_dir), draft, coverage)
+                  for coverage in map(float, args.draft_vocab_coverage.split(","))}
         settings = [(int(k), float(c), v) for k in args.draft_tokens.split(",")
                     for c in args.draft_confidence.split(",") for v in vocabs]
         for n, (k, c, v) in enumerate(settings):

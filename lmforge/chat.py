@@ -1,12 +1,16 @@
 """`lmforge chat`: talk to a trained model in the terminal.
 
     lmforge chat --run-dir runs/tiny [--stage sft] [--system "You are terse."] [--temperature 0.7]
+    lmforge chat --run-dir runs/tiny --draft runs/draft      # speculative decoding with a draft run
+    lmforge chat --run-dir runs/tiny --prompt-lookup         # speculative, guesses from the history
 
 Answers stream as they are decoded. The conversation is rendered with the chat template
 (tokenizer.render_chat with the assistant prompt appended) and an answer ends at <|end|>.
 When the history no longer fits the model's context, the oldest turns are dropped (the
 system prompt stays). Ctrl-C stops the answer being written, not the program; Ctrl-D or
-/exit leaves. Commands:
+/exit leaves. With --draft or --prompt-lookup answers come from speculative decoding
+(lmforge/speculative.py): the same answers (token for token at temperature 0, in
+distribution otherwise), sooner; /settings shows the acceptance rate so far. Commands:
 
     /temperature 0.7   /top_p 0.9   /top_k 40   /min_p 0.05   /seed 42 (or /seed off)
     /max_tokens 200    /system TEXT (or /system to clear it)   /clear   /settings   /help   /exit
@@ -16,6 +20,9 @@ from __future__ import annotations
 import sys
 
 from .generate import SamplingParams, load_for_sampling, stream
+from .speculative import SpeculativeStats, load_draft, speculative_stream
+
+GUESSES = 8   # per speculative round, as benchmarks/decode.py measured best (docs/ARCHITECTURE.md)
 
 HELP = __doc__[__doc__.index("/temperature"):].rstrip()
 
@@ -24,8 +31,13 @@ class ChatSession:
     """History, settings and the model; `reply()` streams one answer."""
 
     def __init__(self, model, tokenizer, system: str | None = None, temperature: float = 0.7, top_p: float = 1.0,
-                 top_k: int = 0, min_p: float = 0.0, seed: int | None = None, max_tokens: int = 256):
+                 top_k: int = 0, min_p: float = 0.0, seed: int | None = None, max_tokens: int = 256,
+                 speculate: dict | None = None):
+        """speculate: None for plain decoding, else speculative_stream's options ({} = prompt
+        lookup, {"draft": model, "draft_vocab": ...} = a draft model)."""
         self.model, self.tokenizer = model, tokenizer
+        self.speculate = speculate
+        self.speculative_stats = SpeculativeStats()
         self.system = system
         self.messages: list[dict] = []
         self.settings = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
@@ -58,7 +70,12 @@ class ChatSession:
         write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
         self.messages.append({"role": "user", "content": user_text})
         parts, reason = [], "interrupted"
-        events = stream(self.model, self.tokenizer, self.prompt_ids(), self.params())
+        if self.speculate is None:
+            events = stream(self.model, self.tokenizer, self.prompt_ids(), self.params())
+        else:
+            options = {"num_draft_tokens": GUESSES, **self.speculate}
+            events = speculative_stream(self.model, self.tokenizer, self.prompt_ids(), self.params(),
+                                        stats=self.speculative_stats, **options)
         try:
             for event in events:
                 if event.text:
@@ -86,7 +103,13 @@ class ChatSession:
             self.messages = []
             return "(history cleared)"
         if name == "settings":
-            return "  ".join(f"{k}={v}" for k, v in self.settings.items()) + f"  system={self.system!r}"
+            line = "  ".join(f"{k}={v}" for k, v in self.settings.items()) + f"  system={self.system!r}"
+            if self.speculate is not None:
+                st = self.speculative_stats
+                how = "draft model" if self.speculate.get("draft") is not None else "prompt lookup"
+                line += (f"  speculative={how} (acceptance {st.acceptance_rate:.2f}, "
+                         f"{st.tokens_per_target_forward:.2f} tokens per target forward)")
+            return line
         if name == "system":
             self.system = value or None
             return f"(system prompt {'set' if value else 'cleared'})"
@@ -139,12 +162,21 @@ def chat_loop(session: ChatSession, read=input, write=None, stage: str = "") -> 
 def cli_chat(args, run, cfg) -> int:
     tokenizer, model, stage = load_for_sampling(run, args.stage)
     model.eval()
+    speculate = None
+    if args.draft and args.prompt_lookup:
+        raise SystemExit("choose one of --draft and --prompt-lookup")
+    if args.draft:
+        draft, vocab, _ = load_draft(args.draft, run)
+        speculate = {"draft": draft, "draft_vocab": vocab}
+    elif args.prompt_lookup:
+        speculate = {}
     pick = lambda value, default: default if value is None else value  # noqa: E731
     session = ChatSession(model, tokenizer, system=args.system,
                           temperature=pick(args.temperature, cfg.generate.temperature),
                           top_p=pick(args.top_p, cfg.generate.top_p), top_k=pick(args.top_k, cfg.generate.top_k),
                           min_p=pick(args.min_p, 0.0), seed=args.seed,
-                          max_tokens=pick(args.max_new_tokens, max(cfg.generate.max_new_tokens, 128)))
+                          max_tokens=pick(args.max_new_tokens, max(cfg.generate.max_new_tokens, 128)),
+                          speculate=speculate)
     try:
         import readline  # noqa: F401 - line editing and history for input(), where available
     except ImportError:

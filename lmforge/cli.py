@@ -90,6 +90,9 @@ def _add_inference_commands(sub) -> None:
     _add_sampling(p)
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--draft", default=None, metavar="DRAFT_RUN_DIR",
+                   help="speculative decoding with this draft run's model (python -m lmforge.speculative prepare-draft)")
+    p.add_argument("--prompt-lookup", action="store_true", help="speculative decoding with n-gram prompt lookup")
     p = command("serve", "OpenAI-compatible HTTP API and web chat page")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1: this machine only)")

@@ -46,13 +46,16 @@ not merely one that models the data, is what gets its guesses accepted.
 """
 from __future__ import annotations
 
+import threading
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .generate import Generation, SamplingParams, Sequence, next_token_probs
+from .generate import Generation, SamplingParams, Sequence, StreamEvent, next_token_probs
 
 
 # stop a round's drafting after a guess the draft gives less than this probability (see
@@ -202,7 +205,6 @@ def _probs(logits, params: SamplingParams):
     return next_token_probs(logits, params.temperature, params.top_k, params.top_p, params.min_p)
 
 
-@torch.inference_mode()
 def speculative_generate(target, prompt: list[int], params: SamplingParams, draft=None,
                          num_draft_tokens: int = 4, max_ngram: int = 3, tokenizer=None,
                          stats: SpeculativeStats | None = None, cancel=None,
@@ -214,11 +216,43 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
     guess the draft gives less than min_draft_confidence (0 = always num_draft_tokens);
     with draft_vocab the draft proposes only those tokens (DraftVocabulary). Both change
     the speed only, never the output."""
+    seq = Sequence(prompt, params, tokenizer, cancel=cancel)
+    for _ in _rounds(target, seq, draft, num_draft_tokens, max_ngram, stats, min_draft_confidence, draft_vocab):
+        pass
+    return seq.result()
+
+
+def speculative_stream(target, tokenizer, prompt: list[int], params: SamplingParams,
+                       cancel: threading.Event | None = None, draft=None, num_draft_tokens: int = 4,
+                       max_ngram: int = 3, stats: SpeculativeStats | None = None,
+                       min_draft_confidence: float = DRAFT_CONFIDENCE,
+                       draft_vocab: DraftVocabulary | None = None) -> Iterator[StreamEvent]:
+    """generate.stream with speculative decoding (the options are speculative_generate's):
+    StreamEvents as each round's tokens are confirmed, the last with finish_reason. Runs in
+    the caller's thread; closing the generator early (break, Ctrl-C) cancels it."""
+    events: deque[StreamEvent] = deque()
+    seq = Sequence(prompt, params, tokenizer, on_event=events.append, cancel=cancel)
+    rounds = _rounds(target, seq, draft, num_draft_tokens, max_ngram, stats, min_draft_confidence, draft_vocab)
+    try:
+        for _ in rounds:
+            while events:
+                yield events.popleft()
+        while events:
+            yield events.popleft()
+    finally:
+        seq.cancel.set()
+        rounds.close()
+
+
+@torch.inference_mode()
+def _rounds(target, seq: Sequence, draft, num_draft_tokens: int, max_ngram: int, stats: SpeculativeStats | None,
+            min_draft_confidence: float, draft_vocab: DraftVocabulary | None) -> Iterator[None]:
+    """Continue seq round by round (see speculative_generate), yielding after each round."""
+    params = seq.params
     params.check()
     if draft_vocab is not None and (draft is None or draft_vocab.vocab_size != draft.cfg.vocab_size):
         raise ValueError("draft_vocab was made for another draft model")
     stats = stats if stats is not None else SpeculativeStats()
-    seq = Sequence(prompt, params, tokenizer, cancel=cancel)
     seq.fit_context(target.cfg.seq_len)
     greedy = params.temperature == 0
     generator = seq.generator
@@ -235,7 +269,7 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
 
     if seq.budget == 0:
         seq.finish("length")
-        return seq.result()
+        return
     # prefill: everything but the last prompt token, whose logits the first round computes
     if len(tokens) > 1:
         target(torch.tensor([tokens[:-1]], device=device), cache=target_cache, return_hidden=True)
@@ -314,7 +348,7 @@ def speculative_generate(target, prompt: list[int], params: SamplingParams, draf
             tokens.append(token)
             if not seq.add(token):
                 break
-    return seq.result()
+        yield
 
 
 # ---------------------------------------------------------------- a draft run next to a target run
@@ -353,6 +387,37 @@ def prepare_draft_run(target_dir, draft_dir) -> list[str]:
 
 
 DISTILL_STAGE = "distill"   # models/distill/ and logs/distill.jsonl of the draft run
+
+
+def run_draft_vocabulary(draft_run, draft, coverage: float = 0.999) -> DraftVocabulary | None:
+    """The DraftVocabulary of the tokens making up `coverage` of the draft run's training tokens;
+    None for coverage 0 or a run without its token shards (the draft then proposes from all)."""
+    from .tokenizer import TokenizerError, load_split
+    if coverage <= 0:
+        return None
+    try:
+        tokens = load_split(draft_run.tokens_dir, "train")
+    except TokenizerError:
+        return None
+    return DraftVocabulary(draft, frequent_tokens(tokens, draft.cfg.vocab_size, coverage))
+
+
+def load_draft(draft_dir, target_run, stage: str | None = None, coverage: float = 0.999, device=None):
+    """(draft model, its DraftVocabulary or None, "run:stage") from a draft run folder: its
+    distilled model when there is one, else its latest; refuses a draft whose tokenizer is
+    not the target run's (prepare-draft makes one that is)."""
+    from .generate import load_for_sampling
+    from .run import RunDir
+    draft_run = RunDir(draft_dir)
+    if stage is None and (draft_run.model_dir(DISTILL_STAGE) / "model.safetensors").exists():
+        stage = DISTILL_STAGE
+    _, draft, stage = load_for_sampling(draft_run, stage)
+    mine, theirs = draft_run.tokenizer_dir / "tokenizer.json", target_run.tokenizer_dir / "tokenizer.json"
+    if mine.read_bytes() != theirs.read_bytes():
+        raise SystemExit(f"{mine} differs from {theirs}: the draft needs the target's tokenizer "
+                         "(python -m lmforge.speculative prepare-draft TARGET DRAFT)")
+    draft = draft.to(device or draft.embed.weight.device).eval()
+    return draft, run_draft_vocabulary(draft_run, draft, coverage), f"{draft_run.root}:{stage}"
 
 
 def distill_loss_sum(target):

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lmforge.chat import ChatSession, chat_loop
 from lmforge.generate import generate
 from tests.conftest import ROOT
@@ -36,6 +38,19 @@ def test_reply_uses_the_chat_template_and_keeps_history():
     assert [m["role"] for m in s.messages] == ["user", "assistant", "user", "assistant"]
     full = t.render_chat([{"role": "system", "content": "Be brief."}] + s.messages, add_generation_prompt=True)[0]
     assert s.prompt_ids() == full
+
+
+@pytest.mark.parametrize("use_draft", [True, False])
+def test_speculative_chat_gives_the_same_answers(use_draft):
+    plain = session(temperature=0.0, max_tokens=16)
+    draft = make_model(5, vocab=plain.tokenizer.vocab_size, seq_len=128, n_layer=1) if use_draft else None
+    fast = ChatSession(plain.model, plain.tokenizer, temperature=0.0, max_tokens=16,
+                       speculate={"draft": draft} if use_draft else {})
+    for turn in ("Hello there", "Hello there, tell me more"):
+        assert fast.reply(turn, write=lambda text: None) == plain.reply(turn, write=lambda text: None)
+    assert fast.speculative_stats.rounds > 0
+    assert ("draft model" if use_draft else "prompt lookup") in fast.command("/settings")
+    assert "speculative" not in plain.command("/settings")
 
 
 def test_commands_and_seed():
@@ -106,6 +121,18 @@ def test_chat_command_line(tmp_path):
                    "--system", "Be brief.", cwd=tmp_path, input_text="/top_p 0.5\nHello\n/clear\n/exit\n")
     assert out.returncode == 0, out.stderr
     assert "(top_p = 0.5)" in out.stdout and "assistant> " in out.stdout and "(history cleared)" in out.stdout
+
+
+def test_chat_command_line_with_a_draft_run(tmp_path):
+    run, _ = make_run(tmp_path / "run", stages=("pretrain",))
+    draft, _ = make_run(tmp_path / "draft", stages=("pretrain",), n_layer=1)
+    out = chat_cli("--run-dir", str(run.root), "--temperature", "0", "--max-new-tokens", "8", "--draft",
+                   str(draft.root), cwd=tmp_path, input_text="Hello\n/settings\n/exit\n")
+    assert out.returncode == 0, out.stderr
+    assert "assistant> " in out.stdout and "speculative=draft model (acceptance" in out.stdout
+    out = chat_cli("--run-dir", str(run.root), "--draft", str(draft.root), "--prompt-lookup", cwd=tmp_path,
+                   input_text="")
+    assert out.returncode == 1 and "choose one" in out.stderr
 
 
 def test_chat_without_a_model_is_one_clear_line(tmp_path):

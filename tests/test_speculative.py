@@ -5,8 +5,8 @@ import torch
 
 from lmforge.generate import SamplingParams, generate, next_token_probs
 from lmforge.speculative import (DraftVocabulary, SpeculativeStats, frequent_tokens, lookup_proposal,
-                                 speculative_generate, verify)
-from tests.test_engine import make_model, prompt, single_thread  # noqa: F401 - autouse fixture
+                                 speculative_generate, speculative_stream, verify)
+from tests.test_engine import make_model, make_tokenizer, prompt, single_thread  # noqa: F401 - autouse fixture
 
 
 def chi_square_ok(observed, expected) -> bool:
@@ -53,6 +53,27 @@ def test_greedy_with_a_draft_vocabulary_equals_plain_decoding(confidence):
                                     stats=stats, min_draft_confidence=confidence, draft_vocab=vocab)
         assert spec.tokens == generate(target, [p], max_new_tokens=20)[0].tokens
         assert stats.proposed > 0
+
+
+@pytest.mark.parametrize("use_draft", [True, False])
+def test_stream_gives_the_generation_piece_by_piece(use_draft):
+    tokenizer = make_tokenizer()
+    target = make_model(0, vocab=tokenizer.vocab_size)
+    draft = make_model(1, vocab=tokenizer.vocab_size, n_layer=1) if use_draft else None
+    p = tokenizer.encode("the cat sat on the mat and the cat sat")
+    params = SamplingParams(max_tokens=30, temperature=0.8, seed=5)
+    whole = speculative_generate(target, p, params, draft=draft, tokenizer=tokenizer)
+    stats = SpeculativeStats()
+    events = list(speculative_stream(target, tokenizer, p, params, draft=draft, stats=stats))
+    assert "".join(e.text for e in events) == whole.text
+    assert events[-1].finish_reason == whole.finish_reason and events[-1].tokens == len(whole.tokens)
+    assert all(e.finish_reason is None for e in events[:-1]) and stats.rounds < len(whole.tokens) + 1
+    # closing the stream early stops decoding: no more rounds run after the first event
+    stats = SpeculativeStats()
+    stream = speculative_stream(target, tokenizer, p, params, draft=draft, stats=stats)
+    next(stream)
+    stream.close()
+    assert stats.rounds == 1
 
 
 def test_draft_vocabulary_checks_its_tokens():
