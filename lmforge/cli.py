@@ -217,6 +217,10 @@ def entry() -> int:
     code = main()
     dist = sys.modules.get("torch.distributed")    # only if something imported it
     if dist is not None and dist.is_available() and dist.is_initialized():
+        # rank 0 works on after training (evaluation, the manifest) while the others are done;
+        # a rank that tore its group down and left then could abort in gloo's transport thread
+        # ("terminate called without an active exception"), so every rank leaves together
+        dist.barrier()
         dist.destroy_process_group()
     return code
 
