@@ -267,6 +267,10 @@ def _rounds(target, seq: Sequence, draft, num_draft_tokens: int, max_ngram: int,
     def run(model, cache, ids):
         return model(torch.tensor([ids], dtype=torch.long, device=device), cache=cache)[0]
 
+    def draft_logits(ids):   # the sampled path's draft step: logits for the last position only
+        hidden = draft(torch.tensor([ids], dtype=torch.long, device=device), cache=draft_cache, return_hidden=True)
+        return _draft_logits(draft, draft_vocab, hidden[0, -1:])
+
     if seq.budget == 0:
         seq.finish("length")
         return
@@ -291,10 +295,6 @@ def _rounds(target, seq: Sequence, draft, num_draft_tokens: int, max_ngram: int,
                                       draft_vocab)
             stats.draft_forwards += len(guesses)
         elif room > 0 and draft is not None:
-            def draft_logits(ids):
-                hidden = draft(torch.tensor([ids], dtype=torch.long, device=device), cache=draft_cache,
-                               return_hidden=True)
-                return _draft_logits(draft, draft_vocab, hidden[0, -1:])
             # the draft catches up on whatever it has not seen (the last one or two tokens)
             logits = draft_logits(tokens[draft_cache.pos:])
             stats.draft_forwards += 1
