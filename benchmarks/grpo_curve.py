@@ -1,0 +1,137 @@
+"""GRPO learning curve: held-out greedy pass@1 (and pass@4) every N steps from a run's SFT model.
+
+    python benchmarks/grpo_curve.py --run-dir runs/tiny [--steps 1000] [--every 200] [--minutes 6]
+                                    [--set grpo.lr=1e-4 --set grpo.temperature=1.0 ...] [--out curve.json]
+
+The grpo stage measures only its end point; this asks how pass@1 moves along the way and
+whether more steps than a laptop's eight minutes would reach a given gain. It runs the
+stage's own pieces (tasks, rewards, `grpo_step`, the shared Trainer) with the run's
+config plus the `--set` overrides, a constant learning rate (no decay at an arbitrary
+end), and evaluates the first `eval_per_difficulty` held-out problems of each level
+greedily (pass@1) and 60 of each level 4 times at temperature 1 (pass@4); before and after,
+it counts where each wrong greedy answer first leaves the worked solution (an operand read
+wrongly from the question, or a wrong result). It uses the GPU
+when there is one; start several at once with different `--set` to compare settings.
+Nothing is written to the run directory. A benchmark, never a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lmforge.data.reasoning import balanced_subset, load_tasks  # noqa: E402
+from lmforge.evals.reasoning import evaluate_reasoning, is_correct  # noqa: E402
+from lmforge.generate import generate  # noqa: E402
+from lmforge.model import load_model  # noqa: E402
+from lmforge.run import RunDir  # noqa: E402
+from lmforge.tokenizer import Tokenizer  # noqa: E402
+from lmforge.train.grpo import build_rewards, grpo_step, prompts_for_step  # noqa: E402
+from lmforge.train.loop import Trainer, pick_device  # noqa: E402
+
+
+EQUATION = re.compile(r"(\d+) ([-+×x*]) (\d+) = (\d+)")
+
+
+def first_errors(model, tokenizer, tasks, max_new_tokens: int) -> dict:
+    """Where each wrong greedy answer first leaves the worked solution: an operand or operator
+    that differs from the solution's (read wrongly from the question), a wrong result, or
+    neither (a different number of steps, or no equations at all)."""
+    model.eval()
+    outs = []
+    for start in range(0, len(tasks), 128):
+        outs += generate(model, [t.prompt_ids for t in tasks[start:start + 128]], max_new_tokens=max_new_tokens,
+                         temperature=0.0, stop_ids=(tokenizer.end_id,))
+    counts = {"correct": 0, "operand_or_operator": 0, "result": 0, "other": 0}
+    for task, out in zip(tasks, outs):
+        text = tokenizer.decode(out.tokens)
+        if is_correct(text, task.answer):
+            counts["correct"] += 1
+            continue
+        kind = "other"
+        for want, got in zip(EQUATION.findall(task.columns.get("solution") or ""), EQUATION.findall(text)):
+            if want[:3] != got[:3]:
+                kind = "operand_or_operator"
+                break
+            if want[3] != got[3]:
+                kind = "result"
+                break
+        counts[kind] += 1
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--every", type=int, default=200, help="evaluate every this many GRPO steps")
+    ap.add_argument("--minutes", type=float, default=0.0, help="stop training after this long; 0 = no limit")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    ap.add_argument("--out", default="grpo_curve.json")
+    args = ap.parse_args()
+
+    run = RunDir(Path(args.run_dir))
+    from lmforge.config import load_config
+    cfg = load_config(None, ["grpo.schedule=constant", *args.set], base=run.config_path)
+    g = cfg.grpo
+    device = pick_device(cfg.run.device)
+    tokenizer = Tokenizer.load(run.tokenizer_dir)
+    policy = load_model(run.model_dir("sft"), device=device)
+    max_prompt = policy.cfg.seq_len - g.max_completion_tokens
+    tasks, _ = load_tasks(run.path("datasets", "reasoning.jsonl"), tokenizer, max_prompt, g.answer_column)
+    held_out, _ = load_tasks(run.path("datasets", "reasoning_eval.jsonl"), tokenizer, max_prompt, g.answer_column)
+    held_out = balanced_subset(held_out, g.eval_per_difficulty)
+    rewards = build_rewards(g)
+
+    def evaluate(step: int) -> dict:
+        r = evaluate_reasoning(policy, tokenizer, held_out, 4, 1.0, g.max_completion_tokens, seed=cfg.run.seed,
+                               examples=0, k_per_difficulty=60)
+        return {"step": step, "pass@1": r["pass@1"], "pass@4": r["pass@k"],
+                "pass@1_by_difficulty": {level: v["pass@1"] for level, v in r["by_difficulty"].items()}}
+
+    curve = [evaluate(0)]
+    errors = {"before": first_errors(policy, tokenizer, held_out, g.max_completion_tokens)}
+    print(json.dumps(curve[-1]), "first errors:", errors["before"], flush=True)
+    tmp = Path(tempfile.mkdtemp())
+    trainer = Trainer(policy, g, out_dir=tmp, log_path=tmp / "log.jsonl", seed=cfg.run.seed, device=device,
+                      stage="grpo")
+    trainer.start(False)
+    started, rows = time.perf_counter(), []
+
+    def save() -> None:
+        Path(args.out).write_text(json.dumps({"run": str(run.root), "set": args.set, "device": str(device),
+                                              "first_errors": errors, "curve": curve}, indent=1))
+
+    while trainer.step < args.steps and not (args.minutes and time.perf_counter() - started > args.minutes * 60):
+        trainer.set_lr(args.steps)
+        batch = prompts_for_step(tasks, trainer.step, g.prompts_per_step, cfg.run.seed)
+        rows.append(grpo_step(trainer, None, tokenizer, batch, rewards, g,
+                              cfg.run.seed * 1_000_003 + trainer.step * 10_007))
+        trainer.step += 1
+        if trainer.step % args.every == 0 or trainer.step == args.steps:
+            recent = rows[-args.every:]
+            point = evaluate(trainer.step)
+            point.update({key: round(sum(r[field] for r in recent) / len(recent), 4) for key, field in
+                          [("reward", "reward_mean"), ("zero_std", "zero_std_fraction"),
+                           ("length", "completion_length_mean")]})
+            point["train_seconds"] = round(time.perf_counter() - started, 1)
+            curve.append(point)
+            print(json.dumps(point), flush=True)
+            save()
+    if curve[-1]["step"] != trainer.step:
+        curve.append(evaluate(trainer.step))
+    errors["after"] = first_errors(policy, tokenizer, held_out, g.max_completion_tokens)
+    save()
+    print("first errors after:", errors["after"])
+    print(f"pass@1 {curve[0]['pass@1']:.1%} -> {curve[-1]['pass@1']:.1%} after {trainer.step} steps "
+          f"(best {max(p['pass@1'] for p in curve):.1%}); {args.out}")
+
+
+if __name__ == "__main__":
+    main()
