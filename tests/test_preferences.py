@@ -128,10 +128,10 @@ def test_unended_answers_have_no_end_token(tokenizer):
     assert full[-1] == tokenizer.end_id and ids == full[:-1] and mask[-1] == 1
 
 
-@pytest.mark.parametrize("likelihood", [False, True])
-def test_reward_model_learns_a_separable_preference(tokenizer, likelihood, tmp_path):
+@pytest.mark.parametrize("likelihood,pooled", [(False, None), (True, False), (True, True)])
+def test_reward_model_learns_a_separable_preference(tokenizer, likelihood, pooled, tmp_path):
     rows = _rows(tokenizer)
-    model = RewardModel(tiny_gpt(tokenizer), likelihood=likelihood)
+    model = RewardModel(tiny_gpt(tokenizer), likelihood=likelihood, pooled=pooled)
     batch = collate_pairs(rows, tokenizer.pad_id, "cpu")
     loss_fn = reward_loss_fn(margin=0.0, center_coef=0.01)
     with torch.no_grad():
@@ -151,8 +151,29 @@ def test_reward_model_learns_a_separable_preference(tokenizer, likelihood, tmp_p
     assert metrics["accuracy"] == 1.0 and metrics["mean_margin"] > 1.0
     assert abs(metrics["mean_reward"]) < metrics["mean_margin"]         # centering keeps rewards near 0
     save_reward_model(model, tmp_path / "reward")                       # the likelihood weights travel too
-    again = pair_metrics(load_reward_model(tmp_path / "reward"), rows, 4, tokenizer.pad_id, "cpu")
+    loaded = load_reward_model(tmp_path / "reward")
+    assert (loaded.gate is not None) == bool(pooled)                     # an older head (no gate) loads as it was
+    again = pair_metrics(loaded, rows, 4, tokenizer.pad_id, "cpu")
     assert again["mean_margin"] == pytest.approx(metrics["mean_margin"], abs=1e-4)
+
+
+def test_gate_pools_the_answer_tokens_and_its_weights_train_faster(tokenizer):
+    from lmforge.train.loop import build_optimizers
+    from lmforge.train.reward import answer_likelihood
+    model = RewardModel(tiny_gpt(tokenizer), likelihood=True)
+    batch = collate_pairs(_rows(tokenizer)[:2], tokenizer.pad_id, "cpu")
+    with torch.no_grad():
+        hidden = model.backbone(batch["ids"], return_hidden=True)
+        mean, lowest, pooled = answer_likelihood(model.backbone, hidden, batch["ids"], batch["loss_mask"], model.gate).T
+        assert torch.allclose(pooled, mean, atol=1e-5) and (lowest <= mean).all()   # a zero gate is the mean
+        model.gate.weight.normal_()
+        _, lowest, pooled = answer_likelihood(model.backbone, hidden, batch["ids"], batch["loss_mask"], model.gate).T
+        assert (pooled >= lowest - 1e-5).all() and not torch.allclose(pooled, mean)   # a weighted mean of the same tokens
+    cfg = load_config("micro").reward
+    lrs = {id(p): group["lr"] for opt in build_optimizers(model, cfg, torch.device("cpu"))
+           for group in opt.param_groups for p in group["params"]}
+    assert lrs[id(model.gate.weight)] == lrs[id(model.likelihood)] == pytest.approx(cfg.lr * 30)
+    assert lrs[id(model.head.weight)] == pytest.approx(cfg.lr)
 
 
 def test_dpo_losses_and_one_step_moves_toward_chosen(tokenizer):

@@ -120,20 +120,27 @@ IO_PARAM_PARTS = {"embed", "lm_head", "value_head", "score_head"}
 
 def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
     """Muon for 2-D hidden weights (attention and MLP matrices); AdamW for embeddings,
-    the output head and norms, where Muon's orthogonalized updates are not meant to go."""
+    the output head and norms, where Muon's orthogonalized updates are not meant to go.
+
+    A model may carry `lr_scale`, {first part of a parameter name: multiplier}, for a few
+    small new parameters that must travel much further than the fine-tuned backbone's
+    (the reward model's likelihood mix: Adam moves a weight by about lr per step)."""
+    scales = getattr(model, "lr_scale", {})
     matrices, others = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         is_io = any(part in IO_PARAM_PARTS for part in name.split("."))
-        if cfg.optimizer == "muon" and param.ndim == 2 and not is_io:
+        if cfg.optimizer == "muon" and param.ndim == 2 and not is_io and name.split(".")[0] not in scales:
             matrices.append(param)
         else:
-            others.append(param)
+            others.append((name.split(".")[0], param))
     fused = device.type == "cuda"
-    decay = [p for p in others if p.ndim >= 2]
-    no_decay = [p for p in others if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = []
+    for scale in sorted({scales.get(part, 1.0) for part, _ in others}):
+        mine = [p for part, p in others if scales.get(part, 1.0) == scale]
+        groups += [{"params": [p for p in mine if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
+                   {"params": [p for p in mine if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr * scale}]
     groups = [g for g in groups if g["params"]]
     optimizers: list[torch.optim.Optimizer] = []
     if groups:
