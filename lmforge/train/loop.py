@@ -130,11 +130,12 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.dev
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_io = any(part in IO_PARAM_PARTS for part in name.split("."))
-        if cfg.optimizer == "muon" and param.ndim == 2 and not is_io and name.split(".")[0] not in scales:
+        parts = name.split(".")
+        is_io = any(part in IO_PARAM_PARTS for part in parts)
+        if cfg.optimizer == "muon" and param.ndim == 2 and not is_io and parts[0] not in scales:
             matrices.append(param)
         else:
-            others.append((name.split(".")[0], param))
+            others.append((parts[0], param))
     fused = device.type == "cuda"
     groups = []
     for scale in sorted({scales.get(part, 1.0) for part, _ in others}):
