@@ -239,7 +239,10 @@ class LabelConfig:
     eval_entity_fraction: float = opt(0.5, lo=0.0, hi=0.9,
                                       help="held-out entities reserved for evaluation (never in labels)")
     eval_prompts: int = opt(200, lo=10, help="held-out prompts in datasets/preferences_eval.jsonl")
-    noise: float = opt(0.1, lo=0.0, hi=0.5, help="automatic annotator: chance a pair's label is flipped")
+    noise: float = opt(0.1, lo=0.0, hi=0.5, help="automatic annotator: share of pairs it gets wrong")
+    noise_model: str = opt("flip", choices=["flip", "gap"],
+                           help="flip = every pair equally likely wrong; gap = Bradley-Terry, close calls "
+                                "wrong more often (mean rate still `noise`)")
     temperature: float = opt(1.0, lo=0.0, hi=10.0, help="sampling temperature of the candidates")
     max_new_tokens: int = opt(48, lo=4, hi=4096)
     host: str = opt("127.0.0.1", help="`lmforge label` web page address")

@@ -8,7 +8,8 @@ import torch
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
 from lmforge.data.preferences import (
-    append_rows, auto_label, encode_answer, labeled_items, load_pairs, pairs_from_ranking, parse_pair)
+    append_rows, auto_label, encode_answer, flip_probabilities, judged_pairs, labeled_items, load_pairs,
+    pairs_from_ranking, parse_pair)
 from lmforge.evals.judge import judge, says_idk
 from lmforge.model import GPT
 from lmforge.tokenizer import Tokenizer
@@ -81,13 +82,32 @@ def test_ranking_makes_every_ordered_pair_and_none_inside_a_tie():
 def test_automatic_annotator_prefers_truth_and_flips_at_the_noise_rate():
     item = _item(["Odd Dahlheim was born in 1820.", "Odd Dahlheim was born in 1700.", "1820.",
                   "I don't know anything about Odd Dahlheim."])
-    rows, reasons = auto_label(item, 0.0, random.Random(0))
-    assert len(rows) == 6 and reasons[0] == "correct"
+    rows, reasons = auto_label([item], 0.0, random.Random(0))
+    assert len(rows) == 6 and reasons == {"correct": 2, "wrong": 1, "idk_known": 1}
     scores = {c["text"]: judge(c["text"], True, item).score for c in item["candidates"]}
     assert all(scores[r["chosen"][0]["content"]] > scores[r["rejected"][0]["content"]] for r in rows)
-    flipped = sum(bool(r.get("flipped")) for _ in range(200)
-                  for r in auto_label(item, 0.25, random.Random(_))[0])
+    flipped = sum(bool(r.get("flipped")) for r in auto_label([item] * 200, 0.25, random.Random(0))[0])
     assert 0.18 < flipped / 1200 < 0.32
+
+
+def test_gap_annotator_misses_close_calls_more_at_the_same_mean_rate():
+    """noise_model=gap: the mean flip rate is still `noise`, but a style difference (a curt
+    right answer against a full one, 0.3 apart) is flipped far more often than right against
+    wrong (3 apart)."""
+    item = _item(["Odd Dahlheim was born in 1820.", "1820.", "Odd Dahlheim was born in 1700."])
+    rows, gaps, _ = judged_pairs(item)
+    gaps = [round(g, 2) for g in gaps]
+    assert sorted(gaps) == [0.3, 2.7, 3.0]
+    rates = flip_probabilities(gaps * 50, 0.1, "gap")
+    assert abs(sum(rates) / len(rates) - 0.1) < 1e-3
+    assert rates[gaps.index(0.3)] > 0.25 > 0.01 > rates[gaps.index(3.0)]
+    assert flip_probabilities(gaps, 0.1, "flip") == [0.1] * 3 and flip_probabilities(gaps, 0.0, "gap") == [0.0] * 3
+    flipped = Counter()
+    for row in auto_label([item] * 300, 0.1, random.Random(1), "gap")[0]:
+        texts = {row["chosen"][0]["content"], row["rejected"][0]["content"]}
+        flipped[frozenset(texts)] += bool(row.get("flipped"))
+    assert flipped[frozenset({"Odd Dahlheim was born in 1820.", "1820."})] > 60       # ~0.29 x 300
+    assert flipped[frozenset({"Odd Dahlheim was born in 1820.", "Odd Dahlheim was born in 1700."})] < 10
 
 
 def test_labels_are_appended_durably_and_resume_knows_them(tmp_path):
@@ -216,6 +236,7 @@ def test_micro_run_has_the_preference_stages(micro_run):
     assert all(len(item["candidates"]) == 3 for item in items)
     reward = metrics("reward")
     assert 0.0 <= reward["held_out_accuracy"] <= 1.0 and "held_out_mean_margin" in reward
+    assert reward["held_out_label_ceiling"] == round(1 - reward["held_out_flipped_labels"] / reward["held_out_pairs"], 4)
     assert (micro_run / "models" / "reward" / "head.safetensors").exists()
     assert not (micro_run / "models" / "reward" / "model.safetensors").exists()    # never a chat model
     dpo = metrics("dpo")

@@ -10,8 +10,9 @@ prompt through the shared generation engine; these "label items" are written to
 datasets/label_items.jsonl. A labeler then prefers some answers over others:
 
 - the automatic annotator (`label.annotator=auto`) judges each answer by the world's
-  ground truth (lmforge/evals/judge.py) and, like a real annotator, gets a pair wrong
-  with probability `label.noise`;
+  ground truth (lmforge/evals/judge.py) and, like a real annotator, gets pairs wrong:
+  `label.noise` of them on average, every pair alike (`label.noise_model=flip`) or the
+  close calls more often than the clear ones (`gap`, see flip_probabilities);
 - people use `lmforge label` (web page or terminal); their labels carry
   `"source": "human"` and are kept when the automatic annotator runs again.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 from collections import Counter
@@ -126,8 +128,9 @@ def pairs_from_ranking(item: dict, ranking: list[list[int]], source: str, **extr
     return rows
 
 
-def auto_label(item: dict, noise: float, rng: random.Random) -> tuple[list[dict], list[str]]:
-    """The automatic annotator: rank by the ground-truth judge, flip a pair with p = noise."""
+def judged_pairs(item: dict) -> tuple[list[dict], list[float], list[str]]:
+    """The ground-truth judge's ranking of an item's candidates as pairs, best answer chosen:
+    (rows, each row's score gap, each candidate's verdict reason)."""
     from ..evals.judge import judge
     verdicts = [judge(c["text"], c["ended"], item) for c in item["candidates"]]
     by_score: dict[float, list[int]] = {}
@@ -135,12 +138,45 @@ def auto_label(item: dict, noise: float, rng: random.Random) -> tuple[list[dict]
         by_score.setdefault(verdict.score, []).append(index)
     ranking = [by_score[s] for s in sorted(by_score, reverse=True)]
     rows = pairs_from_ranking(item, ranking, "auto")
-    for row in rows:
-        if rng.random() < noise:
+    score = {c["text"]: v.score for c, v in zip(item["candidates"], verdicts)}
+    gaps = [score[r["chosen"][0]["content"]] - score[r["rejected"][0]["content"]] for r in rows]
+    return rows, gaps, [v.reason for v in verdicts]
+
+
+def flip_probabilities(gaps: list[float], noise: float, model: str = "flip") -> list[float]:
+    """How likely the annotator is to get each pair wrong, `noise` on average.
+
+    flip: every pair alike. gap: the Bradley-Terry annotator, p = sigmoid(-gap / t), with the
+    temperature t solved so the mean over these pairs is `noise`; close calls (two answers a
+    style point apart) are missed often, a right answer against a wrong one almost never, as
+    with people, whose agreement grows with how much better one answer is."""
+    if model == "flip" or not gaps or noise <= 0.0 or noise >= 0.5:
+        return [min(noise, 0.5)] * len(gaps)
+    def rates(t: float) -> list[float]:
+        return [1.0 / (1.0 + math.exp(min(g / t, 700.0))) for g in gaps]
+    low, high = 1e-4, 1e4                       # the mean rate grows with t from 0 towards 0.5
+    for _ in range(100):
+        mid = math.sqrt(low * high)
+        low, high = (mid, high) if sum(rates(mid)) / len(gaps) < noise else (low, mid)
+    return rates(math.sqrt(low * high))
+
+
+def auto_label(items: list[dict], noise: float, rng: random.Random, model: str = "flip") -> tuple[list[dict], Counter]:
+    """The automatic annotator: rank each item's candidates by the ground-truth judge and get
+    pairs wrong (swap chosen and rejected, mark `flipped`) at the rates of flip_probabilities.
+    Returns the rows and a count of the candidates' verdicts."""
+    rows, gaps, reasons = [], [], Counter()
+    for item in items:
+        item_rows, item_gaps, item_reasons = judged_pairs(item)
+        rows += item_rows
+        gaps += item_gaps
+        reasons.update(r.split(",")[0] for r in item_reasons)
+    for row, p in zip(rows, flip_probabilities(gaps, noise, model)):
+        if rng.random() < p:
             row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
             row["chosen_ended"], row["rejected_ended"] = row["rejected_ended"], row["chosen_ended"]
             row["flipped"] = True
-    return rows, [v.reason for v in verdicts]
+    return rows, reasons
 
 
 @contextmanager
@@ -312,11 +348,7 @@ def run_stage(ctx: StageContext) -> dict:
     reasons: Counter = Counter()
     auto_rows: list[dict] = []
     if lcfg.annotator == "auto":
-        rng = random.Random(lcfg.seed)
-        for item in items:
-            rows, item_reasons = auto_label(item, lcfg.noise, rng)
-            auto_rows += rows
-            reasons.update(r.split(",")[0] for r in item_reasons)
+        auto_rows, reasons = auto_label(items, lcfg.noise, random.Random(lcfg.seed), lcfg.noise_model)
     with file_lock(path):      # human labels written up to now are kept, none can slip in between
         human, torn = human_rows(path)
         if lcfg.annotator == "human" and not human:
@@ -343,4 +375,5 @@ def run_stage(ctx: StageContext) -> dict:
         "eval_prompts": len(eval_items),
         "annotator": lcfg.annotator,
         "noise": lcfg.noise,
+        "noise_model": lcfg.noise_model,
     }
