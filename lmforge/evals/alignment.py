@@ -146,14 +146,21 @@ def report_section(run, cfg) -> str | None:
     tuned = {name: m for name, m in tuned.items() if m}
     if prefs is None:
         return None
+    noise = f"{prefs['noise']:.0%} of pairs flipped" + (
+        ", close calls more often" if prefs.get("noise_model") == "gap" else " at random")
     text = ["## Preference tuning: reward model, PPO and DPO", "",
             f"{prefs['prompts']} prompts ({prefs['unknown_entity_prompts']} about entities the model never saw), "
             f"{prefs['candidates_per_prompt']} sampled answers each, labeled by the {prefs['annotator']} annotator "
-            f"(noise {prefs['noise']:.0%}): {prefs['pairs']:,} preference pairs. The SFT model's sampled answers: "
+            f"({noise}): {prefs['pairs']:,} preference pairs. The SFT model's sampled answers: "
             + ", ".join(f"{k} {v}" for k, v in prefs.get("candidate_verdicts", {}).items()) + "."]
     if reward:
+        truth = ""
+        if "held_out_label_ceiling" in reward and prefs["annotator"] == "auto":
+            truth = (f"; against the annotator's truth {reward['held_out_accuracy_vs_truth']:.1%}, and a model "
+                     f"always right about the truth would score {reward['held_out_label_ceiling']:.1%} "
+                     "against these noisy labels")
         text += ["", f"Reward model: held-out pair accuracy **{reward['held_out_accuracy']:.1%}** "
-                     f"({reward['held_out_pairs']} pairs), mean margin {reward['held_out_mean_margin']:.2f}, "
+                     f"({reward['held_out_pairs']} pairs){truth}; mean margin {reward['held_out_mean_margin']:.2f}, "
                      f"{reward['steps']} steps in {reward['train_seconds']:.0f}s."]
     if tuned:
         first = next(iter(tuned.values()))

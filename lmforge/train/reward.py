@@ -10,7 +10,9 @@ trained with the Bradley-Terry loss through the shared loop:
 
 The optional margin asks for a minimum gap; the centering term keeps rewards near zero,
 so PPO's reward scale does not drift. Pairs are split by prompt; the manifest holds
-held-out pair accuracy and the mean margin r_chosen - r_rejected on those pairs.
+held-out pair accuracy and the mean margin r_chosen - r_rejected on those pairs. With the
+automatic annotator it also holds the accuracy against the truth it saw and the label
+ceiling, the share of held-out labels it did not flip: no model can beat the labels by more.
 
 models/reward/ holds backbone/ (a GPT in the usual model.safetensors + config.json
 form) and head.safetensors; with no model.safetensors of its own it is never mistaken
@@ -172,7 +174,8 @@ def make_loss_fn(margin: float, center_coef: float):
 @torch.no_grad()
 def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flipped: list | None = None) -> dict:
     """Accuracy (chosen scored higher), mean margin and mean reward over pairs; with `flipped`
-    also the accuracy against the truth the noisy annotator saw (flipped labels reversed)."""
+    also the accuracy against the truth the noisy annotator saw (flipped labels reversed) and
+    the label ceiling: the accuracy against these labels of a model always right about the truth."""
     correct = total = agree_truth = 0
     margin_sum = reward_sum = 0.0
     model.eval()
@@ -190,6 +193,7 @@ def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flippe
     if flipped is not None:
         result["accuracy_vs_truth"] = round(agree_truth / max(total, 1), 4)
         result["flipped_labels"] = int(sum(flipped))
+        result["label_ceiling"] = round(1 - sum(flipped) / max(total, 1), 4)
     return result
 
 
@@ -223,6 +227,7 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_pairs": held_out["pairs"],
         "held_out_accuracy_vs_truth": held_out["accuracy_vs_truth"],
         "held_out_flipped_labels": held_out["flipped_labels"],
+        "held_out_label_ceiling": held_out["label_ceiling"],
         "train_accuracy": on_train["accuracy"],
         "val_loss": round(result.best_val_loss, 4),
         "steps": result.steps,
