@@ -572,12 +572,24 @@ def stream(model, tokenizer, prompt: list[int], params: SamplingParams,
     seq.fit_context(model.cfg.seq_len)
     engine = Engine(model, max_batch=1, max_len=len(seq.prompt) + max(1, seq.budget))
     engine.submit(seq)
+    return drain_events(iter(engine.step, False), events, seq)
+
+
+def drain_events(steps: Iterator, events: deque, seq: Sequence) -> Iterator[StreamEvent]:
+    """Advance a generation step by step, yielding the StreamEvents each step queued. The
+    one streaming loop of generate.stream and speculative.speculative_stream: closing it
+    early cancels the sequence and closes `steps`."""
     try:
-        while engine.step() or events:
+        for _ in steps:
             while events:
                 yield events.popleft()
+        while events:
+            yield events.popleft()
     finally:
         seq.cancel.set()
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
 
 
 # ---------------------------------------------------------------- display

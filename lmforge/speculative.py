@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .generate import Generation, SamplingParams, Sequence, StreamEvent, next_token_probs
+from .generate import Generation, SamplingParams, Sequence, StreamEvent, drain_events, next_token_probs
 
 
 # stop a round's drafting after a guess the draft gives less than this probability (see
@@ -233,15 +233,7 @@ def speculative_stream(target, tokenizer, prompt: list[int], params: SamplingPar
     events: deque[StreamEvent] = deque()
     seq = Sequence(prompt, params, tokenizer, on_event=events.append, cancel=cancel)
     rounds = _rounds(target, seq, draft, num_draft_tokens, max_ngram, stats, min_draft_confidence, draft_vocab)
-    try:
-        for _ in rounds:
-            while events:
-                yield events.popleft()
-        while events:
-            yield events.popleft()
-    finally:
-        seq.cancel.set()
-        rounds.close()
+    return drain_events(rounds, events, seq)
 
 
 @torch.inference_mode()
