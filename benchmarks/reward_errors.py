@@ -1,6 +1,7 @@
 """Where a trained reward model disagrees with the truth, by kind of pair:
 
     python benchmarks/reward_errors.py --run-dir runs/tiny [--reward-dir DIR] [--threads 2] [--out F]
+        [--show "idk_unknown > made_up"]      # also print the pairs of that kind it ranks wrong
 
 Takes the reward stage's held-out pairs (same split: its seq_len, val_fraction and the
 run's seed) and groups them by the ground-truth judge's verdicts on the better and the
@@ -26,32 +27,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.data.preferences import encode_answer, is_validation, load_items, load_pairs  # noqa: E402
+from lmforge.data.preferences import load_items, load_pairs  # noqa: E402
 from lmforge.evals.alignment import sample_answers  # noqa: E402
 from lmforge.evals.judge import judge  # noqa: E402
 from lmforge.model import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
-from lmforge.train.pairs import collate_pairs  # noqa: E402
+from lmforge.train.pairs import collate_pairs, encoded_pairs  # noqa: E402
 from lmforge.train.reward import load_reward_model, pair_rewards  # noqa: E402
 
 
 def held_out_pairs(run, cfg, tokenizer, items: dict) -> list[dict]:
-    """The reward stage's validation pairs with their row and the judge's verdicts."""
+    """The reward stage's validation pairs (its own split) with their row and the judge's verdicts."""
     rcfg = cfg.reward
-    pairs, _ = load_pairs(run.path("datasets", "preferences.jsonl"))
+    pairs, stats = load_pairs(run.path("datasets", "preferences.jsonl"))
     out = []
-    for pair in pairs:
-        if pair.key not in items or not is_validation(pair, rcfg.val_fraction, cfg.run.seed):
-            continue
-        chosen = encode_answer(tokenizer, pair.prompt, pair.chosen, pair.chosen_ended, rcfg.seq_len)
-        rejected = encode_answer(tokenizer, pair.prompt, pair.rejected, pair.rejected_ended, rcfg.seq_len)
-        if sum(chosen[1]) == 0 or sum(rejected[1]) == 0:
+    for pair, row, held_out in encoded_pairs(pairs, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed, stats):
+        if not held_out or pair.key not in items:
             continue
         item = items[pair.key]
         verdicts = (judge(pair.chosen, pair.chosen_ended, item), judge(pair.rejected, pair.rejected_ended, item))
         better, worse = sorted(verdicts, key=lambda v: -v.score)
-        out.append({"row": (*chosen, *rejected), "item": pair.key, "flipped": pair.flipped,
+        out.append({"row": row, "item": pair.key, "flipped": pair.flipped,
+                    "texts": (pair.chosen, pair.rejected) if verdicts[0] is better else (pair.rejected, pair.chosen),
                     "kind": f"{better.reason} > {worse.reason}",
                     "fact_pair": better.reason.split(",")[0] != worse.reason.split(",")[0]})
     return out
@@ -84,6 +82,7 @@ def main() -> int:
     parser.add_argument("--reward-dir", default=None, help="a reward model other than the run's models/reward")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--show", default=None, help="print the truth-wrong pairs of this kind (better > worse)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = RunDir(args.run_dir)
@@ -121,6 +120,12 @@ def main() -> int:
     print("by whether the SFT model answers the prompt right (greedy):")
     for row in result["by_sft_knowledge"]:
         print(f"  {row['wrong']:4d} wrong of {row['count']:4d}  {row['pairs']}")
+    if args.show:
+        print(f"ranked against the truth, {args.show} (better answer first):")
+        for pair, ok in zip(pairs, agree):
+            if pair["kind"] == args.show and not ok:
+                print(f"  {items[pair['item']]['prompt'][-1]['content']!r}\n"
+                      f"      {pair['texts'][0]!r}\n    < {pair['texts'][1]!r}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -22,13 +22,9 @@ from ..data.preferences import encode_answer, is_validation, load_pairs
 from ..run import StageError
 
 
-def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, seed: int):
-    """(train rows, validation rows, Counter of kept / skipped-by-reason, and for each
-    validation row whether its label was one the automatic annotator flipped); split by prompt."""
-    if not path.exists():
-        raise StageError(f"{path} does not exist; run `lmforge preferences` (or `lmforge label`) first")
-    pairs, stats = load_pairs(path)
-    train, val, val_flipped = [], [], []
+def encoded_pairs(pairs: list, tokenizer, max_tokens: int, val_fraction: float, seed: int, stats: Counter):
+    """Yield (pair, row, is_validation) for each pair, split by prompt; a pair whose prompt
+    leaves no room for an answer is counted in stats ("prompt too long") and left out."""
     for pair in pairs:
         chosen = encode_answer(tokenizer, pair.prompt, pair.chosen, pair.chosen_ended, max_tokens)
         rejected = encode_answer(tokenizer, pair.prompt, pair.rejected, pair.rejected_ended, max_tokens)
@@ -36,11 +32,22 @@ def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, 
             stats["prompt too long"] += 1
             continue
         stats["kept"] += 1
-        if is_validation(pair, val_fraction, seed):
-            val.append((*chosen, *rejected))
+        yield pair, (*chosen, *rejected), is_validation(pair, val_fraction, seed)
+
+
+def load_pair_rows(path: Path, tokenizer, max_tokens: int, val_fraction: float, seed: int):
+    """(train rows, validation rows, Counter of kept / skipped-by-reason, and for each
+    validation row whether its label was one the automatic annotator flipped); split by prompt."""
+    if not path.exists():
+        raise StageError(f"{path} does not exist; run `lmforge preferences` (or `lmforge label`) first")
+    pairs, stats = load_pairs(path)
+    train, val, val_flipped = [], [], []
+    for pair, row, held_out in encoded_pairs(pairs, tokenizer, max_tokens, val_fraction, seed, stats):
+        if held_out:
+            val.append(row)
             val_flipped.append(pair.flipped)
         else:
-            train.append((*chosen, *rejected))
+            train.append(row)
     if not train:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
         raise StageError(f"no usable preference pairs in {path} ({reasons})")
