@@ -17,6 +17,7 @@ Nothing is written to the run directory. A benchmark, never a test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -33,7 +34,8 @@ from lmforge.model import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.grpo import build_rewards, grpo_step, prompts_for_step  # noqa: E402
-from lmforge.train.loop import Trainer, pick_device  # noqa: E402
+from lmforge.device import pick_device  # noqa: E402
+from lmforge.train.loop import Trainer  # noqa: E402
 
 
 EQUATION = re.compile(r"(\d+) ([-+×x*]) (\d+) = (\d+)")
@@ -99,24 +101,21 @@ def main() -> None:
     errors = {"before": first_errors(policy, tokenizer, held_out, g.max_completion_tokens)}
     print(json.dumps(curve[-1]), "first errors:", errors["before"], flush=True)
     tmp = Path(tempfile.mkdtemp())
+    g = dataclasses.replace(g, max_steps=args.steps, max_minutes=args.minutes, checkpoint_every=10**9)
     trainer = Trainer(policy, g, out_dir=tmp, log_path=tmp / "log.jsonl", seed=cfg.run.seed, device=device,
                       stage="grpo")
-    trainer.start(False)
     started, rows = time.perf_counter(), []
 
     def save() -> None:
         Path(args.out).write_text(json.dumps({"run": str(run.root), "set": args.set, "device": str(device),
                                               "first_errors": errors, "curve": curve}, indent=1))
 
-    while trainer.step < args.steps and not (args.minutes and time.perf_counter() - started > args.minutes * 60):
-        trainer.set_lr(args.steps)
-        batch = prompts_for_step(tasks, trainer.step, g.prompts_per_step, cfg.run.seed)
-        rows.append(grpo_step(trainer, None, tokenizer, batch, rewards, g,
-                              cfg.run.seed * 1_000_003 + trainer.step * 10_007))
-        trainer.step += 1
-        if trainer.step % args.every == 0 or trainer.step == args.steps:
+    def step_fn(step: int) -> dict:
+        batch = prompts_for_step(tasks, step, g.prompts_per_step, cfg.run.seed)
+        rows.append(grpo_step(trainer, None, tokenizer, batch, rewards, g, cfg.run.seed * 1_000_003 + step * 10_007))
+        if (step + 1) % args.every == 0 or step + 1 == args.steps:
             recent = rows[-args.every:]
-            point = evaluate(trainer.step)
+            point = evaluate(step + 1)
             point.update({key: round(sum(r[field] for r in recent) / len(recent), 4) for key, field in
                           [("reward", "reward_mean"), ("zero_std", "zero_std_fraction"),
                            ("length", "completion_length_mean")]})
@@ -124,12 +123,15 @@ def main() -> None:
             curve.append(point)
             print(json.dumps(point), flush=True)
             save()
-    if curve[-1]["step"] != trainer.step:
-        curve.append(evaluate(trainer.step))
+        return rows[-1]
+
+    result = trainer.run(step_fn, resume=False)
+    if curve[-1]["step"] != result.steps:
+        curve.append(evaluate(result.steps))
     errors["after"] = first_errors(policy, tokenizer, held_out, g.max_completion_tokens)
     save()
     print("first errors after:", errors["after"])
-    print(f"pass@1 {curve[0]['pass@1']:.1%} -> {curve[-1]['pass@1']:.1%} after {trainer.step} steps "
+    print(f"pass@1 {curve[0]['pass@1']:.1%} -> {curve[-1]['pass@1']:.1%} after {result.steps} steps "
           f"(best {max(p['pass@1'] for p in curve):.1%}); {args.out}")
 
 

@@ -58,7 +58,6 @@ def bench_lmforge(run: RunDir, tasks, args) -> dict:
         rewards = [("correctness", correctness_reward, 1.0)]
         rows = []
         for step in range(args.steps + 1):
-            trainer.set_lr(args.steps + 1)
             started = time.perf_counter()
             row = grpo_step(trainer, None, tokenizer, tasks, rewards, g, seed=1000 + step)
             row["wall"] = time.perf_counter() - started

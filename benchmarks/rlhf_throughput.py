@@ -43,7 +43,8 @@ from lmforge.model import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.dpo import add_reference_logprobs, collate_with_reference, make_loss_fn  # noqa: E402
-from lmforge.train.loop import Trainer, pick_device  # noqa: E402
+from lmforge.device import pick_device  # noqa: E402
+from lmforge.train.loop import Trainer  # noqa: E402
 from lmforge.train.pairs import load_pair_rows  # noqa: E402
 from lmforge.train.ppo import build_policy_and_value, load_prompts, make_trainer, ppo_step  # noqa: E402
 

@@ -172,12 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run, cfg = resolve(args)
-        if cfg.run.threads:
-            import torch
-            torch.set_num_threads(cfg.run.threads)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:     # under torchrun: join the group first
-            from .train.loop import init_distributed, pick_device
-            init_distributed(pick_device(cfg.run.device))
+        if args.command != "status":     # status stays quick: it never imports torch
+            from .device import init_distributed, pick_device, set_threads
+            set_threads(cfg.run.threads)     # once per process, for every stage and command after it
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:     # under torchrun: join the group first
+                init_distributed(pick_device(cfg.run.device))
         if args.command == "run":
             run_pipeline(cfg, run, from_stage=args.from_stage, to_stage=args.to_stage)
             cmd_status(run, cfg)

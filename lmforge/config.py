@@ -40,7 +40,8 @@ class RunConfig:
     name: str = opt("tiny", help="run name; the default run dir is runs/<name>")
     seed: int = opt(1337, lo=0)
     device: str = opt("auto", choices=["auto", "cpu", "cuda", "mps"])
-    threads: int = opt(0, lo=0, help="torch CPU threads; 0 = leave torch's default")
+    threads: int = opt(0, lo=0, help="torch CPU threads, set once per process; 0 = every usable core (shared "
+                       "between torchrun's processes); more than the cores is clamped with a warning")
 
 
 @dataclass
@@ -186,9 +187,12 @@ class TrainConfig:
     decay_fraction: float = opt(0.3, lo=0.0, hi=1.0, help="wsd: final fraction of steps spent decaying")
     min_lr_ratio: float = opt(0.0, lo=0.0, hi=1.0)
     max_steps: int = opt(1000, lo=1)
-    max_minutes: float = opt(0.0, lo=0.0, help="stop after this much wall time; 0 = no limit")
+    max_minutes: float = opt(0.0, lo=0.0, help="optional wall-time cap; the budget is max_steps, and a stage "
+                             "the cap cuts short says so; 0 = no cap")
     clip_grad: float = opt(1.0, lo=0.0, help="0 = no clipping")
-    dtype: str = opt("auto", choices=["auto", "fp32", "bf16"], help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    dtype: str = opt("auto", choices=["auto", "fp32", "bf16"],
+                     help="auto = bf16 on CUDA and on CPUs where bf16 is measured fast, else fp32 everywhere "
+                          "(Muon's Newton-Schulz included); recorded in the manifest, not fingerprinted")
     compile: bool = opt(False)
     eval_every: int = opt(50, lo=1)
     eval_batches: int = opt(8, lo=1, help="validation size, in global batches")

@@ -460,7 +460,8 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float =
     from .model import load_model, save_model
     from .run import RunDir
     from .tokenizer import load_split
-    from .train.loop import Trainer, pick_device
+    from .device import pick_device
+    from .train.loop import Trainer
     from .train.pretrain import make_batch_fn, windows_to_batch
 
     target_run, draft_run = RunDir(target_dir), RunDir(draft_dir)

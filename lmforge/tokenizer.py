@@ -297,6 +297,15 @@ class Tokenizer:
             raise TokenizerError(f"token id {token_id} is outside the vocab (0..{self.vocab_size - 1})")
         return bytes(_BYTE_OF_CHAR[char] for char in token)
 
+    def byte_lengths(self) -> np.ndarray:
+        """(vocab_size,) int64: how many bytes of text each token stands for; special tokens 0,
+        because they are markup, not text (bits per byte counts only the text's bytes)."""
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        for token_id in range(self.vocab_size):
+            if token_id not in self._special_of_id:
+                lengths[token_id] = len(self.token_bytes(token_id))
+        return lengths
+
     def id_to_token(self, token_id: int) -> str:
         """A readable label for one token, e.g. " Tesla", "\\n\\n", "\\xc3" for half a character."""
         raw = self.token_bytes(token_id)

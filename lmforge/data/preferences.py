@@ -328,14 +328,12 @@ def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list
 
 
 def run_stage(ctx: StageContext) -> dict:
-    import torch
 
     from ..model import load_model
+    from ..device import pick_device, set_threads
     from ..tokenizer import Tokenizer
-    from ..train.loop import pick_device
     cfg, run, lcfg = ctx.cfg, ctx.run, ctx.cfg.label
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    set_threads(cfg.run.threads)
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     model = load_model(run.model_dir("sft"), device=pick_device(cfg.run.device)).eval()
     items, eval_items = build_items(run, cfg, model, tokenizer, cfg.world.languages)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..model import load_model, save_model
 from ..run import StageContext
-from .loop import Trainer
+from .loop import Trainer, budget_line, budget_metrics
 from .pairs import answer_logprob_sums, collate_pairs, mean_pair_loss_fn, split_stats, stage_pairs
 from .sft import make_batch_fn
 
@@ -123,14 +123,12 @@ def run_stage(ctx: StageContext) -> dict:
     metrics = alignment_metrics(run, cfg, best, tokenizer, trainer.device, stage="dpo", limit=dcfg.eval_prompts)
     ctx.progress(f"win rate vs SFT {metrics['win_rate']:.1%}; I-don't-know on unseen entities "
                  f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
-                 f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}")
+                 f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}; {budget_line(result)}")
     return {
         **metrics,
         **held_out,
         "val_loss": round(result.best_val_loss, 4),
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "train_seconds": result.wall_seconds,
+        **budget_metrics(result),
         "pairs_per_second": result.items_per_second,
         "loss_type": dcfg.loss_type,
         "beta": dcfg.beta,

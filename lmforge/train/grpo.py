@@ -44,7 +44,6 @@ resumed run repeats the steps after the checkpoint with fresh samples, not the s
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -59,7 +58,8 @@ from ..generate import generate
 from ..model import load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
-from .loop import Trainer, pick_device
+from ..device import pick_device, set_threads
+from .loop import Trainer, budget_line, budget_metrics
 
 
 # ---------------------------------------------------------------- prompts, rollouts, advantages
@@ -253,8 +253,7 @@ def run_stage(ctx: StageContext) -> dict:
     g = cfg.grpo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     reward_fns = build_rewards(g)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    set_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
     policy = load_model(run.model_dir("sft"), device=device)
     max_prompt = policy.cfg.seq_len - g.max_completion_tokens
@@ -292,44 +291,27 @@ def run_stage(ctx: StageContext) -> dict:
         policy.embed.weight.requires_grad_(False)
     trainer = Trainer(policy, g, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
                       device=device, save_fn=save_model, stage="grpo")
-    trainer.start(ctx.resume)
+    warned = False
 
-    from tqdm import tqdm
-    bar = tqdm(total=g.max_steps, initial=trainer.step, desc="grpo", unit="step", dynamic_ncols=True,
-               mininterval=1.0, leave=False)
-    session_start, seconds_before = time.perf_counter(), trainer.train_seconds
-    stop_reason, warned = "max_steps", False
-    while trainer.step < g.max_steps:
-        lr_mult = trainer.set_lr(g.max_steps)
-        batch_tasks = prompts_for_step(tasks, trainer.step, g.prompts_per_step, cfg.run.seed)
-        seed = cfg.run.seed * 1_000_003 + trainer.step * 10_007
+    def step_fn(step: int) -> dict:
+        nonlocal warned
+        batch_tasks = prompts_for_step(tasks, step, g.prompts_per_step, cfg.run.seed)
+        seed = cfg.run.seed * 1_000_003 + step * 10_007
         row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, g, seed)
-        if row["loss"] is not None and not math.isfinite(row["loss"]):
-            raise FloatingPointError(f"grpo: loss became {row['loss']} at step {trainer.step}; lower grpo.lr")
-        trainer.step += 1
-        trainer.train_seconds = seconds_before + time.perf_counter() - session_start
-        trainer.log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
-                      "elapsed_seconds": round(trainer.train_seconds, 2)})
-        bar.set_postfix({"reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
-                         "len": f"{row['completion_length_mean']:.0f}"}, refresh=False)
-        bar.update(1)
         if row.get("reward_errors") and not warned:
             warned = True
             ctx.progress(f"reward function problems (counted as reward 0, see logs/grpo.jsonl): "
                          f"{row['reward_errors']}")
-        if trainer.step % g.checkpoint_every == 0:
-            trainer.save_checkpoint()
-        if trainer.out_of_time():
-            stop_reason = "max_minutes"
-            break
-    bar.close()
-    save_model(policy, run.model_dir("grpo"))
-    trainer.save_checkpoint()
+        return row
+
+    result = trainer.run(step_fn, resume=ctx.resume, postfix=lambda row: {
+        "reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
+        "len": f"{row['completion_length_mean']:.0f}"})
 
     after = evaluate(policy)
     ctx.progress(f"GRPO model: held-out pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}), "
                  f"pass@{g.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
-                 f"{trainer.step} steps in {trainer.train_seconds:.0f}s")
+                 f"{budget_line(result)} in {result.wall_seconds:.0f}s")
     examples = []
     for b, a in zip(before["examples"], after["examples"]):
         examples.append({**b, "sft_completion": b["completion"], "sft_correct": b["correct"],
@@ -350,11 +332,8 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_pass_at_k_sft": before["pass@k"],
         "pass_at_1_gain": round(after["pass@1"] - before["pass@1"], 4),
         "k": g.eval_k,
-        "steps": trainer.step,
-        "stop_reason": stop_reason,
-        "train_seconds": round(trainer.train_seconds, 2),
+        **budget_metrics(result),
         "eval_seconds_each": round(eval_seconds, 2),
-        "seconds_per_step": round(trainer.train_seconds / max(trainer.step, 1), 3),
         "final_reward_mean": round(float(np.mean([r["reward_mean"] for r in last])), 4) if last else None,
         "first_reward_mean": rows[0]["reward_mean"] if rows else None,
         "zero_std_group_fraction": round(sum(r["groups_skipped"] for r in rows) / max(groups, 1), 4),

@@ -1,6 +1,6 @@
-"""The one training loop that every gradient stage uses (pretrain, sft, reward, dpo, ...).
+"""The one training loop that every gradient stage uses (pretrain, sft, reward, dpo, ppo, grpo, distill).
 
-A stage supplies three things and the loop does the rest:
+A supervised stage supplies three things and `fit` does the rest:
 
     batch_fn(step, micro_step, rank, world_size) -> dict   # this process's micro-batch;
                                                             # must hold "n_items" (tokens, pairs, ...)
@@ -11,11 +11,22 @@ A stage supplies three things and the loop does the rest:
                       log_path=run.log_path("pretrain"), seed=cfg.run.seed)
     result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=True)
 
-What lives here, once: AdamW (fused where available) and Muon for hidden matrices, the
-learning-rate schedule (warmup + cosine or warmup-stable-decay), gradient accumulation,
-clipping, bf16 autocast, optional torch.compile, DDP under torchrun, validation with
-early stopping, atomic checkpoints (model, optimizer, RNG, step, early-stopping state)
-and exact resume, JSONL logs and a progress bar with tokens/s, ETA and MFU.
+A stage with work between updates (RL: rollouts, rewards) gives `run` a step function
+instead, which does one step's work and calls `train_step` for the update; the loop still
+owns the step counter, time, schedule, logs, checkpoints, budgets and early stopping:
+
+    result = trainer.run(lambda step: ppo_step(...), resume=ctx.resume)   # returns a log row
+
+What lives here, once: AdamW (fused where available) and Muon for hidden matrices
+(`muon.py`, orthogonalizing in the precision `lmforge.device` chose), the learning-rate
+schedule (warmup + cosine or warmup-stable-decay), gradient accumulation, clipping, bf16
+autocast where bf16 is fast, optional torch.compile, DDP under torchrun, validation with
+early stopping, atomic checkpoints (model, optimizer, RNG, step, early-stopping state) and
+exact resume, JSONL logs, the planned-vs-done budget account, and a progress bar with
+tokens/s, MFU, the stage's ETA and the whole run's.
+
+Budgets are steps (`max_steps`); `max_minutes` is an optional cap, and a stage it cuts
+short says so (`budget_metrics`: planned steps, steps done, why it stopped).
 
 Because batches are a pure function of the step, resuming after kill -9 replays the
 exact same data, and a run on N processes sees the same global batch as one process.
@@ -27,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -36,10 +46,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from .. import progress
 from ..config import TrainConfig
+from ..device import Precision, all_reduce_sums, init_distributed, peak_flops, pick_device, train_precision
 from ..files import atomic_path, atomic_write_text
+from .muon import Muon
 
 CHECKPOINT_NAME = "trainer_state.pt"
 
@@ -48,83 +60,21 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read; we refuse to silently start over."""
 
 
-# ---------------------------------------------------------------- devices and processes
-
-def pick_device(preference: str = "auto") -> torch.device:
-    if preference != "auto":
-        return torch.device(preference)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """Join the torchrun process group if there is one; returns (rank, world_size)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def all_reduce_sums(*values: float) -> list[float]:
-    """Sum plain numbers over all processes (identity outside torchrun)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return list(values)
-    backend_cuda = dist.get_backend() == "nccl"
-    tensor = torch.tensor(values, dtype=torch.float64, device="cuda" if backend_cuda else "cpu")
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def autocast_dtype(cfg_dtype: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (and on CPU when asked for); None means plain fp32."""
-    if cfg_dtype == "fp32":
-        return None
-    if cfg_dtype == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if device.type == "cuda" else None
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
-
-
-def peak_flops(device: torch.device) -> float | None:
-    """Dense bf16 peak of the GPU, for MFU; None where unknown (CPU)."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return value
-    return None
-
-
 # ---------------------------------------------------------------- optimizer and schedule
 
 # Parameters of these modules are the model's input/output maps, not hidden matrices.
 IO_PARAM_PARTS = {"embed", "lm_head", "value_head", "score_head"}
 
 
-def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device,
+                     ns_dtype: torch.dtype = torch.bfloat16) -> list[torch.optim.Optimizer]:
     """Muon for 2-D hidden weights (attention and MLP matrices); AdamW for embeddings,
     the output head and norms, where Muon's orthogonalized updates are not meant to go.
 
     A model may carry `lr_scale`, {first part of a parameter name: multiplier}, for a few
     small new parameters that must travel much further than the fine-tuned backbone's
-    (the reward model's likelihood mix: Adam moves a weight by about lr per step)."""
+    (the reward model's likelihood mix: Adam moves a weight by about lr per step).
+    ns_dtype is the dtype Muon orthogonalizes in (Trainer passes its Precision's)."""
     scales = getattr(model, "lr_scale", {})
     matrices, others = [], []
     for name, param in model.named_parameters():
@@ -147,8 +97,7 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.dev
     if groups:
         optimizers.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused))
     if matrices:
-        optimizers.append(torch.optim.Muon(matrices, lr=cfg.matrix_lr, weight_decay=cfg.weight_decay,
-                                           adjust_lr_fn="original"))
+        optimizers.append(Muon(matrices, lr=cfg.matrix_lr, weight_decay=cfg.weight_decay, ns_dtype=ns_dtype))
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
@@ -183,20 +132,51 @@ def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int, time_fraction: 
 @dataclass
 class TrainResult:
     steps: int
+    planned_steps: int
     items_seen: int
     best_val_loss: float
+    best_eval: dict           # every field the best validation gave (loss, bpb, ...)
     last_val_loss: float
     stopped_early: bool
-    stop_reason: str
+    stop_reason: str          # max_steps | val_loss_stopped_improving | max_minutes
     wall_seconds: float
     items_per_second: float
     mfu: float | None
+    precision: dict
+    resumed: bool = False     # continued from a checkpoint
+    @property
+    def cut_short(self) -> bool:
+        """The max_minutes cap, not the plan or early stopping, ended the stage."""
+        return self.stop_reason == "max_minutes" and self.steps < self.planned_steps
+
+
+def budget_metrics(result: TrainResult) -> dict:
+    """The manifest's account of a training stage's budget: planned vs done, why it stopped,
+    time per step and the precision it ran in. One set of names for every stage."""
+    return {"steps": result.steps, "planned_steps": result.planned_steps, "stop_reason": result.stop_reason,
+            "cut_short": result.cut_short, "train_seconds": result.wall_seconds,
+            "seconds_per_step": round(result.wall_seconds / max(result.steps, 1), 4),
+            "resumed": result.resumed, "precision": result.precision}
+
+
+def budget_line(result: TrainResult) -> str:
+    """The stage's closing words about its budget, e.g. "300 of 300 planned steps" or
+    "CUT SHORT by max_minutes: 120 of 300 planned steps"."""
+    done = f"{result.steps} of {result.planned_steps} planned steps"
+    if result.cut_short:
+        return f"CUT SHORT by max_minutes: {done}"
+    if result.stop_reason == "val_loss_stopped_improving":
+        return f"{done} (validation loss stopped improving)"
+    return done
 
 
 class Trainer:
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, out_dir: Path, log_path: Path,
                  seed: int = 0, device: str | torch.device = "auto", flops_per_item: float | None = None,
-                 save_fn: Callable[[torch.nn.Module, Path], None] | None = None, stage: str = "train"):
+                 save_fn: Callable[[torch.nn.Module, Path], None] | None = None, stage: str = "train",
+                 optimizers: Callable[[torch.nn.Module, torch.device, Precision], list] | None = None):
+        """optimizers, if given, builds the optimizer list from (model, device, precision) instead of
+        build_optimizers on the whole model (PPO: policy and value at their own rates)."""
         self.cfg = cfg
         self.stage = stage
         self.device = device if isinstance(device, torch.device) else pick_device(device)
@@ -210,8 +190,9 @@ class Trainer:
         self.save_fn = save_fn
         torch.manual_seed(seed)
         self.model = model.to(self.device)
-        self.optimizers = build_optimizers(self.model, cfg, self.device)
-        self.amp_dtype = autocast_dtype(cfg.dtype, self.device)
+        self.precision = train_precision(cfg.dtype, self.device)
+        self.optimizers = (optimizers(self.model, self.device, self.precision) if optimizers is not None
+                           else build_optimizers(self.model, cfg, self.device, self.precision.newton_schulz))
         # The module we call forward on: compiled and/or DDP-wrapped; self.model stays the plain one.
         forward_model = self.model
         if cfg.compile:
@@ -223,6 +204,7 @@ class Trainer:
         self.step = 0
         self.items_seen = 0
         self.best_val = float("inf")
+        self.best_eval: dict = {}
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
 
@@ -230,6 +212,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step, "items_seen": self.items_seen, "best_val": self.best_val,
+            "best_eval": json.dumps(self.best_eval),
             "evals_without_improvement": self.evals_without_improvement, "train_seconds": self.train_seconds,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizers": [opt.state_dict() for opt in self.optimizers],
@@ -262,6 +245,7 @@ class Trainer:
         self.step = state["step"]
         self.items_seen = state["items_seen"]
         self.best_val = state["best_val"]
+        self.best_eval = json.loads(state.get("best_eval", "{}"))
         self.evals_without_improvement = state["evals_without_improvement"]
         self.train_seconds = state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -272,7 +256,8 @@ class Trainer:
         return True
 
     # -- logging ----------------------------------------------------------------
-    def _log(self, row: dict) -> None:
+    def log(self, row: dict) -> None:
+        """Append one row to the stage's JSONL log (main process only)."""
         if not self.is_main:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,24 +272,6 @@ class Trainer:
                 if line.strip() and json.loads(line).get("step", 0) <= self.step]
         atomic_write_text(self.log_path, "".join(r + "\n" for r in rows))
 
-    # -- the loop ---------------------------------------------------------------
-    def _time_fraction(self) -> float:
-        """Share of the max_minutes budget used, agreed by all ranks (their clocks differ)."""
-        if not self.cfg.max_minutes:
-            return 0.0
-        mine = self.train_seconds / (self.cfg.max_minutes * 60)
-        return all_reduce_sums(mine)[0] / self.world_size
-
-    def _set_lr(self, total_steps: int, time_fraction: float | None = None) -> float:
-        if time_fraction is None:
-            time_fraction = self._time_fraction()
-        mult = lr_multiplier(self.step, self.cfg, total_steps, time_fraction)
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * mult
-        return mult
-
-    # -- the public step API for stages that drive their own loop (RL: rollouts between steps)
     def start(self, resume: bool) -> bool:
         """Resume from the checkpoint (dropping log rows written after it) or start a fresh log.
         Returns whether it resumed."""
@@ -315,24 +282,30 @@ class Trainer:
             self.log_path.unlink()
         return False
 
-    def set_lr(self, total_steps: int) -> float:
-        """Apply the schedule for the current step (and time budget); returns the multiplier."""
-        return self._set_lr(total_steps)
+    # -- budgets and schedule ----------------------------------------------------
+    def _time_fraction(self) -> float:
+        """Share of the max_minutes cap used, agreed by all ranks (their clocks differ)."""
+        if not self.cfg.max_minutes:
+            return 0.0
+        mine = self.train_seconds / (self.cfg.max_minutes * 60)
+        return all_reduce_sums(mine)[0] / self.world_size
 
-    def log(self, row: dict) -> None:
-        """Append one row to the stage's JSONL log (main process only)."""
-        self._log(row)
+    def _set_lr(self, total_steps: int, time_fraction: float) -> float:
+        mult = lr_multiplier(self.step, self.cfg, total_steps, time_fraction)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * mult
+        return mult
 
-    def out_of_time(self) -> bool:
-        """True once the max_minutes budget is spent (the same answer on every rank)."""
-        return self._time_fraction() >= 1.0
-
-    def evaluate(self, eval_fn: Callable[[torch.nn.Module], float]) -> float:
+    # -- one update ---------------------------------------------------------------
+    def evaluate(self, eval_fn: Callable[[torch.nn.Module], float | dict]) -> dict:
+        """eval_fn on the model in eval mode, without gradients, in the step's precision.
+        eval_fn returns the validation loss, or a dict with "loss" and other figures."""
         self.model.eval()
-        with torch.no_grad(), autocast_context(self.device, self.amp_dtype):
-            value = float(eval_fn(self.model))
+        with torch.no_grad(), self.precision.autocast_context(self.device):
+            value = eval_fn(self.model)
         self.model.train()
-        return value
+        return {k: float(v) for k, v in value.items()} if isinstance(value, dict) else {"loss": float(value)}
 
     def train_step(self, batches: list[dict], loss_fn: Callable) -> float:
         """One optimizer step over this process's micro-batches; returns the global mean loss."""
@@ -345,7 +318,7 @@ class Trainer:
             # DDP averages gradients over ranks, so scale by world_size to get a global sum / global count.
             sync = self.world_size == 1 or i == len(batches) - 1
             ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
-            with ctx, autocast_context(self.device, self.amp_dtype):
+            with ctx, self.precision.autocast_context(self.device):
                 loss_sum = loss_fn(self.forward_model, batch)
                 (loss_sum * (self.world_size / global_items)).backward()
             loss_total += loss_sum.detach()
@@ -357,15 +330,35 @@ class Trainer:
         self.items_seen += int(global_items)
         return all_reduce_sums(float(loss_total))[0] / global_items
 
+    # -- the loop -------------------------------------------------------------------
     def fit(self, batch_fn: Callable, loss_fn: Callable, eval_fn: Callable | None = None,
             resume: bool = True, total_steps: int | None = None,
             log_extra: Callable[[], dict] | None = None) -> TrainResult:
-        """Train to total_steps (default max_steps), the time budget or early stopping.
+        """Supervised training: each step's batches from batch_fn, the loss from loss_fn.
         log_extra, if given, returns fields added to every step's log row (e.g. statistics
         the loss function gathered since the last call)."""
+        grad_accum = self.cfg.grad_accum
+
+        def step_fn(step: int) -> dict:
+            batches = [batch_fn(step, micro, self.rank, self.world_size) for micro in range(grad_accum)]
+            row = {"loss": round(self.train_step(batches, loss_fn), 5)}
+            if log_extra is not None:
+                row.update(log_extra())
+            return row
+        return self.run(step_fn, total_steps=total_steps, eval_fn=eval_fn, resume=resume)
+
+    def run(self, step_fn: Callable[[int], dict], total_steps: int | None = None,
+            eval_fn: Callable | None = None, resume: bool = True,
+            postfix: Callable[[dict], dict] | None = None) -> TrainResult:
+        """Train to total_steps (default max_steps), early stopping or the max_minutes cap.
+
+        step_fn(step) does one step's work, updating through train_step, and returns the
+        step's log fields ("loss" is checked for being finite when present). The loop owns the
+        step counter, the time, the schedule, logging, validation, checkpoints and the bar;
+        postfix(row) picks what the bar shows (default: loss and items/s)."""
         cfg = self.cfg
         total_steps = total_steps or cfg.max_steps
-        self.start(resume)
+        resumed = self.start(resume)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
         last_val = float("nan")
@@ -375,58 +368,60 @@ class Trainer:
             bar = tqdm(total=total_steps, initial=self.step, desc=self.stage, unit="step",
                        dynamic_ncols=True, mininterval=1.0, leave=False)
         peak = peak_flops(self.device)
-        window_items, window_start = 0, time.perf_counter()
-        session_start = time.perf_counter()
-        session_start_seconds = self.train_seconds
+        window_items, window_start = self.items_seen, time.perf_counter()
+        session_start, session_start_seconds, session_start_step = time.perf_counter(), self.train_seconds, self.step
         rate, mfu = 0.0, None
         time_fraction = self._time_fraction()
         while self.step < total_steps:
             lr_mult = self._set_lr(total_steps, time_fraction)
-            batches = [batch_fn(self.step, micro, self.rank, self.world_size) for micro in range(cfg.grad_accum)]
-            loss = self.train_step(batches, loss_fn)
-            if not math.isfinite(loss):
+            fields = step_fn(self.step)
+            loss = fields.get("loss")
+            if loss is not None and not math.isfinite(loss):
                 raise FloatingPointError(f"{self.stage}: loss became {loss} at step {self.step}; "
                                          f"lower the learning rate or check the data")
             self.step += 1
             self.train_seconds = session_start_seconds + time.perf_counter() - session_start
-            window_items += sum(int(b["n_items"]) for b in batches) * self.world_size
-            row = {"step": self.step, "loss": round(loss, 5), "lr_multiplier": round(lr_mult, 5),
-                   "items": self.items_seen, "elapsed_seconds": round(self.train_seconds, 2)}
-            if log_extra is not None:
-                row.update(log_extra())
+            row = {"step": self.step, **fields, "lr_multiplier": round(lr_mult, 5), "items": self.items_seen,
+                   "elapsed_seconds": round(self.train_seconds, 2)}
             if self.step % cfg.log_every == 0 or self.step == total_steps:
                 elapsed = time.perf_counter() - window_start
-                rate = window_items / max(elapsed, 1e-9)
+                rate = (self.items_seen - window_items) / max(elapsed, 1e-9)
                 mfu = rate * self.flops_per_item / peak if (peak and self.flops_per_item) else None
                 row["items_per_second"] = round(rate, 1)
                 if mfu is not None:
                     row["mfu"] = round(mfu, 4)
-                window_items, window_start = 0, time.perf_counter()
+                window_items, window_start = self.items_seen, time.perf_counter()
             evaluated = False
             if eval_fn is not None and (self.step % cfg.eval_every == 0 or self.step == total_steps):
-                last_val = self.evaluate(eval_fn)
-                row["val_loss"] = round(last_val, 5)
+                figures = self.evaluate(eval_fn)
+                last_val = figures["loss"]
+                row.update({f"val_{k}": round(v, 5) for k, v in figures.items()})
                 evaluated = True
                 if last_val < self.best_val - cfg.min_delta:
-                    self.best_val = last_val
+                    self.best_val, self.best_eval = last_val, figures
                     self.evals_without_improvement = 0
                     if self.save_fn and self.is_main:
                         self.save_fn(self.model, self.out_dir)   # the best weights are the stage's output
                 else:
                     self.evals_without_improvement += 1
-            self._log(row)
+            self.log(row)
             if bar is not None:
-                postfix = {"loss": f"{loss:.3f}", "tok/s": f"{rate:,.0f}"}
+                shown = postfix(row) if postfix else {"loss": f"{loss:.3f}" if loss is not None else "-",
+                                                      "items/s": f"{rate:,.0f}"}
                 if not math.isnan(last_val):
-                    postfix["val"] = f"{last_val:.3f}"
+                    shown["val"] = f"{last_val:.3f}"
                 if mfu is not None:
-                    postfix["mfu"] = f"{mfu:.1%}"
-                bar.set_postfix(postfix, refresh=False)
+                    shown["mfu"] = f"{mfu:.1%}"
+                per_step = (self.train_seconds - session_start_seconds) / (self.step - session_start_step)
+                run_eta = progress.run_eta(self.stage, per_step * (total_steps - self.step))
+                if run_eta is not None:
+                    shown["run ETA"] = progress.clock(run_eta)
+                bar.set_postfix(shown, refresh=False)
                 bar.update(1)
             if evaluated and cfg.patience and self.evals_without_improvement >= cfg.patience:
                 stop_reason, stopped_early = "val_loss_stopped_improving", True
             time_fraction = self._time_fraction()
-            if time_fraction >= 1.0:
+            if time_fraction >= 1.0 and self.step < total_steps:
                 stop_reason, stopped_early = "max_minutes", True
             if stopped_early or self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -438,14 +433,15 @@ class Trainer:
             self.save_fn(self.model, self.out_dir)
         elif eval_fn is not None and not math.isfinite(self.best_val):
             # Never evaluated (e.g. zero steps left): evaluate once so there is an output.
-            last_val = self.evaluate(eval_fn)
-            self.best_val = last_val
+            self.best_eval = self.evaluate(eval_fn)
+            self.best_val = last_val = self.best_eval["loss"]
             if self.save_fn and self.is_main:
                 self.save_fn(self.model, self.out_dir)
         self.save_checkpoint()
         items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
         mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None
-        return TrainResult(steps=self.step, items_seen=self.items_seen, best_val_loss=self.best_val,
-                           last_val_loss=last_val, stopped_early=stopped_early, stop_reason=stop_reason,
-                           wall_seconds=round(self.train_seconds, 2), items_per_second=round(items_per_second, 1),
-                           mfu=mfu_total)
+        return TrainResult(steps=self.step, planned_steps=total_steps, items_seen=self.items_seen,
+                           best_val_loss=self.best_val, best_eval=dict(self.best_eval), last_val_loss=last_val, stopped_early=stopped_early,
+                           stop_reason=stop_reason, wall_seconds=round(self.train_seconds, 2),
+                           items_per_second=round(items_per_second, 1), mfu=mfu_total,
+                           precision=self.precision.record(), resumed=resumed)

@@ -71,21 +71,20 @@ class StagePairs:
 def stage_pairs(ctx, scfg) -> StagePairs:
     """Load the run's tokenizer and the stage's pairs file (`scfg.data_path`, else
     datasets/preferences.jsonl) split into rows, apply the run's thread count, pick the device."""
+    from ..device import pick_device, set_threads
     from ..tokenizer import Tokenizer
-    from .loop import pick_device
     cfg, run = ctx.cfg, ctx.run
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     path = Path(scfg.data_path) if scfg.data_path else run.path("datasets", "preferences.jsonl")
     train, val, stats, val_flipped = load_pair_rows(path, tokenizer, scfg.seq_len, scfg.val_fraction, cfg.run.seed)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    set_threads(cfg.run.threads)
     return StagePairs(tokenizer, path, train, val, stats, val_flipped, pick_device(cfg.run.device))
 
 
 def mean_pair_loss_fn(rows: list, loss_fn, collate_fn, batch_size: int, pad_id: int, trainer):
     """eval_fn(model) for Trainer.fit: loss_fn's mean per pair over the validation rows, each
     rank taking its share and the sums reduced across ranks."""
-    from .loop import all_reduce_sums
+    from ..device import all_reduce_sums
     mine = rows[trainer.rank::trainer.world_size]
 
     def eval_fn(model) -> float:

@@ -68,7 +68,8 @@ from ..model import GPT, load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
 from .grpo import make_batches, prompts_for_step, rollout, token_logprobs
-from .loop import Trainer, build_optimizers, pick_device
+from ..device import pick_device, set_threads
+from .loop import Trainer, budget_line, budget_metrics, build_optimizers
 from .reward import RewardModel, answer_mask_for, load_reward_model
 
 # ---------------------------------------------------------------- the models
@@ -380,11 +381,14 @@ def build_policy_and_value(run, cfg, device) -> tuple[PolicyAndValue, GPT, Rewar
 
 def make_trainer(model: PolicyAndValue, cfg, out_dir, log_path, seed: int, device) -> Trainer:
     """The shared loop's Trainer for policy + value. They learn at their own rates (cfg.lr,
-    cfg.value_lr): one optimizer set each, stepped and checkpointed together."""
-    trainer = Trainer(model, cfg, out_dir=out_dir, log_path=log_path, seed=seed, device=device, stage="ppo")
-    trainer.optimizers = (build_optimizers(model.policy, cfg, trainer.device)
-                          + build_optimizers(model.value, dataclasses.replace(cfg, lr=cfg.value_lr), trainer.device))
-    return trainer
+    cfg.value_lr): one optimizer set each, stepped and checkpointed together. The stage's
+    output is the policy alone."""
+    def optimizers(m, dev, precision):
+        ns = precision.newton_schulz
+        return (build_optimizers(m.policy, cfg, dev, ns)
+                + build_optimizers(m.value, dataclasses.replace(cfg, lr=cfg.value_lr), dev, ns))
+    return Trainer(model, cfg, out_dir=out_dir, log_path=log_path, seed=seed, device=device, stage="ppo",
+                   optimizers=optimizers, save_fn=lambda m, d: save_model(m.policy, d))
 
 
 def curve_summary(rows: list[dict], key: str, points: int = 5) -> dict:
@@ -401,8 +405,7 @@ def curve_summary(rows: list[dict], key: str, points: int = 5) -> dict:
 def run_stage(ctx: StageContext) -> dict:
     cfg, run, p = ctx.cfg, ctx.run, ctx.cfg.ppo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    set_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
     model, reference, reward_model = build_policy_and_value(run, p, device)
     data_path = Path(p.data_path) if p.data_path else run.path("datasets", "label_items.jsonl")
@@ -413,47 +416,22 @@ def run_stage(ctx: StageContext) -> dict:
     ctx.progress(f"{len(prompts):,} prompts ({dict(prompt_stats)}) from {data_path}")
 
     trainer = make_trainer(model, p, run.model_dir("ppo"), run.log_path("ppo"), cfg.run.seed, device)
-    resumed = trainer.start(ctx.resume)
-    if resumed:
-        ctx.progress(f"resumed from step {trainer.step}")
     normalizer = reward_normalizer(reference, reward_model, tokenizer, prompts, p, cfg.run.seed + 1, trainer.device)
     ctx.progress(f"reward model on SFT answers: mean {normalizer[0]:.3f}, std {normalizer[1]:.3f} (the reward is "
                  f"shifted and scaled by these)")
 
-    from tqdm import tqdm
-    bar = tqdm(total=p.max_steps, initial=trainer.step, desc="ppo", unit="step", dynamic_ncols=True,
-               mininterval=1.0, leave=False)
-    session_start, seconds_before = time.perf_counter(), trainer.train_seconds
-    stop_reason = "max_steps"
-    while trainer.step < p.max_steps:
-        lr_mult = trainer.set_lr(p.max_steps)
-        batch = prompts_for_step(prompts, trainer.step, p.prompts_per_step, cfg.run.seed)
-        seed = cfg.run.seed * 1_000_003 + trainer.step * 10_007
-        row = ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer)
-        trainer.step += 1
-        trainer.train_seconds = seconds_before + time.perf_counter() - session_start
-        trainer.log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
-                     "elapsed_seconds": round(trainer.train_seconds, 2)})
-        bar.set_postfix({"reward": f"{row['reward']:.2f}", "kl": f"{row['kl']:.2f}",
-                         "len": f"{row['response_length']:.0f}"}, refresh=False)
-        bar.update(1)
-        if trainer.step % p.checkpoint_every == 0:
-            trainer.save_checkpoint()
-        if trainer.out_of_time():
-            stop_reason = "max_minutes"
-            break
-    bar.close()
+    def step_fn(step: int) -> dict:
+        batch = prompts_for_step(prompts, step, p.prompts_per_step, cfg.run.seed)
+        seed = cfg.run.seed * 1_000_003 + step * 10_007
+        return ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer)
+
+    result = trainer.run(step_fn, resume=ctx.resume, postfix=lambda row: {
+        "reward": f"{row['reward']:.2f}", "kl": f"{row['kl']:.2f}", "len": f"{row['response_length']:.0f}"})
     policy = model.policy.eval()
-    save_model(policy, run.model_dir("ppo"))
-    trainer.save_checkpoint()
 
     rows = _read_log(trainer.log_path)      # the whole run, also across a resume
     metrics = {
-        "steps": trainer.step,
-        "stop_reason": stop_reason,
-        "resumed": resumed,
-        "train_seconds": round(trainer.train_seconds, 2),
-        "seconds_per_step": round(trainer.train_seconds / max(trainer.step, 1), 3),
+        **budget_metrics(result),
         "rollout_seconds_per_step": round(float(np.mean([r["rollout_seconds"] for r in rows])), 3) if rows else None,
         "update_seconds_per_step": round(float(np.mean([r["update_seconds"] for r in rows])), 3) if rows else None,
         "kl_curve": curve_summary(rows, "kl"),
@@ -465,7 +443,7 @@ def run_stage(ctx: StageContext) -> dict:
         "reward_normalizer": {"mean": round(normalizer[0], 4), "std": round(normalizer[1], 4)},
         "data": str(data_path),
     }
-    ctx.progress(f"{trainer.step} steps in {trainer.train_seconds:.0f}s; reward "
+    ctx.progress(f"{budget_line(result)} in {result.wall_seconds:.0f}s; reward "
                  f"{metrics['reward_curve'].get('first')} -> {metrics['reward_curve'].get('final')}, "
                  f"KL max {metrics['kl_max']}")
     if trainer.is_main:

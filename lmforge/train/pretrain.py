@@ -1,4 +1,5 @@
-"""Pretraining: next-token prediction on the run's token shards, until validation loss stops improving.
+"""Pretraining: next-token prediction on the run's token shards, for the planned steps or until
+validation loss stops improving.
 
     lmforge pretrain --run-dir runs/tiny                  # one stage
     torchrun --nproc_per_node 2 -m lmforge.cli pretrain --run-dir runs/tiny   # DDP
@@ -7,18 +8,25 @@ Reads data/tokens/{train,val}.bin (memory-mapped), writes models/pretrain/ (the 
 weights by validation loss, config.json, trainer_state.pt to resume) and
 logs/pretrain.jsonl. Batches are random windows whose offsets are a pure function of
 (seed, step), which is what makes resume exact and DDP equal to one process.
+
+Validation reports the mean next-token loss (nats per token, what early stopping watches) and
+bits per byte: the same losses summed over the text's UTF-8 bytes instead of its tokens,
+which does not depend on the vocabulary, so runs with different tokenizers compare.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ..device import all_reduce_sums, pick_device, set_threads
 from ..model import GPT, load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, TokenizerError, load_split
-from .loop import Trainer, all_reduce_sums, pick_device
+from .loop import Trainer, budget_line, budget_metrics
 
 
 def window_offsets(n_tokens: int, seq_len: int, count: int, seed: int, step: int) -> np.ndarray:
@@ -53,23 +61,46 @@ def next_token_loss_sum(model, batch) -> torch.Tensor:
     return loss * batch["n_items"]
 
 
+def bits_per_byte(loss_nats: float, n_bytes: int) -> float:
+    """Summed next-token loss in nats over the text's UTF-8 byte count, in bits."""
+    return loss_nats / (max(n_bytes, 1) * math.log(2))
+
+
+def window_losses(model, batch: dict, byte_lengths: torch.Tensor | None) -> tuple[float, int, float, int]:
+    """(loss summed over every target, targets, loss summed over targets that are text,
+    their bytes). Special tokens (<|bos|> between documents) stand for no bytes, so they
+    count in the token loss but not in bits per byte."""
+    logits = model(batch["x"])
+    losses = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["y"].reshape(-1), reduction="none")
+    total = float(losses.sum())
+    if byte_lengths is None:
+        return total, losses.numel(), 0.0, 0
+    nbytes = byte_lengths[batch["y"].reshape(-1)]
+    text = nbytes > 0
+    return total, losses.numel(), float(losses[text].sum()), int(nbytes.sum())
+
+
 def make_eval_fn(tokens: np.ndarray, windows: int, batch_size: int, seq_len: int, device,
-                 rank: int = 0, world_size: int = 1):
-    """Mean next-token loss on `windows` fixed, evenly spaced validation windows (the same
-    every eval and however many processes share the work: each takes a slice, then sums)."""
+                 rank: int = 0, world_size: int = 1, byte_lengths: np.ndarray | None = None):
+    """Validation on `windows` fixed, evenly spaced windows (the same every eval and however
+    many processes share the work: each takes a slice, then sums): {"loss": mean nats per
+    token, "bpb": bits per byte} (bpb only when byte_lengths, bytes per token id, is given)."""
     high = len(tokens) - seq_len - 1
-    if high <= 0:
+    if high < 0:
         raise StageError(f"validation split has {len(tokens)} tokens: fewer than seq_len={seq_len}+1")
     offsets = np.linspace(0, high, num=windows).astype(np.int64)[rank::world_size]
+    lengths = torch.as_tensor(byte_lengths, device=device) if byte_lengths is not None else None
 
-    def eval_fn(model) -> float:
-        total, items = 0.0, 0
+    def eval_fn(model) -> dict:
+        sums = np.zeros(4)
         for i in range(0, len(offsets), batch_size):
             batch = windows_to_batch(tokens, offsets[i:i + batch_size], seq_len, device)
-            total += float(next_token_loss_sum(model, batch))
-            items += batch["n_items"]
-        total, items = all_reduce_sums(total, items)
-        return total / items
+            sums += window_losses(model, batch, lengths)
+        total, count, text_loss, n_bytes = all_reduce_sums(*sums)
+        result = {"loss": total / count}
+        if lengths is not None:
+            result["bpb"] = bits_per_byte(text_loss, int(n_bytes))
+        return result
     return eval_fn
 
 
@@ -82,8 +113,7 @@ def run_stage(ctx: StageContext) -> dict:
         raise StageError(str(e)) from None
     tokenizer = Tokenizer.load(run.tokenizer_dir)
 
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    set_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=cfg.model.vocab_size or tokenizer.vocab_size)
@@ -102,7 +132,8 @@ def run_stage(ctx: StageContext) -> dict:
     # eval_batches counts global batches, so the validation set does not change with the process count
     windows = tcfg.eval_batches * tcfg.batch_size * tcfg.grad_accum * trainer.world_size
     eval_fn = make_eval_fn(val_tokens, windows, tcfg.batch_size, tcfg.seq_len, trainer.device,
-                           trainer.rank, trainer.world_size)
+                           trainer.rank, trainer.world_size, byte_lengths=tokenizer.byte_lengths())
+    ctx.progress(f"precision: {trainer.precision.record()['compute']} ({trainer.precision.reason})")
     result = trainer.fit(batch_fn, next_token_loss_sum, eval_fn, resume=ctx.resume)
     if not trainer.is_main:
         return {}
@@ -112,19 +143,19 @@ def run_stage(ctx: StageContext) -> dict:
     best = load_model(out_dir, device=trainer.device)
     facts = read_facts(run.world_dir / "facts.jsonl")
     facts_eval = fact_accuracy(best, tokenizer, facts, limit=cfg.report.fact_eval_limit)
-    ctx.progress(f"val loss {result.best_val_loss:.3f}, fact completion {facts_eval['accuracy']:.1%} "
-                 f"after {result.steps} steps ({result.stop_reason})")
+    ctx.progress(f"val loss {result.best_val_loss:.3f}, {result.best_eval['bpb']:.3f} bits per byte, fact completion "
+                 f"{facts_eval['accuracy']:.1%}; {budget_line(result)}")
     return {
         "val_loss": round(result.best_val_loss, 4),
+        "val_bpb": round(result.best_eval["bpb"], 4),
+        "val_tokens": int(windows * tcfg.seq_len),
         "fact_accuracy": facts_eval["accuracy"],
         "fact_accuracy_by_language": facts_eval["by_language"],
         "facts_checked": facts_eval["n"],
-        "steps": result.steps,
+        **budget_metrics(result),
         "tokens_seen": result.items_seen,
         "tokens_per_second": result.items_per_second,
         "mfu": result.mfu,
-        "stop_reason": result.stop_reason,
-        "train_seconds": result.wall_seconds,
         "parameters": model.num_params(),
         "parameters_without_embedding": model.num_params(exclude_embedding=True),
         "flops_per_token": model.flops_per_token(tcfg.seq_len),

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..model import GPT, load_model, save_model
 from ..run import StageContext, StageError
-from .loop import Trainer
+from .loop import Trainer, budget_line, budget_metrics
 from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_pairs
 from .sft import make_batch_fn
 
@@ -219,7 +219,8 @@ def run_stage(ctx: StageContext) -> dict:
     on_train = pair_metrics(best, train_rows[:len(val_rows) * 2], rcfg.batch_size, tokenizer.pad_id, trainer.device)
     if held_out["pairs"] == 0:
         raise StageError("no validation pairs to measure the reward model on")
-    ctx.progress(f"held-out pair accuracy {held_out['accuracy']:.1%}, mean margin {held_out['mean_margin']:.2f}")
+    ctx.progress(f"held-out pair accuracy {held_out['accuracy']:.1%}, mean margin {held_out['mean_margin']:.2f}; "
+                 f"{budget_line(result)}")
     return {
         "held_out_accuracy": held_out["accuracy"],
         "held_out_mean_margin": held_out["mean_margin"],
@@ -230,9 +231,7 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_label_ceiling": held_out["label_ceiling"],
         "train_accuracy": on_train["accuracy"],
         "val_loss": round(result.best_val_loss, 4),
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "train_seconds": result.wall_seconds,
+        **budget_metrics(result),
         "pairs_per_second": result.items_per_second,
         "data": str(path),
         "pairs": split_stats(stats),

@@ -38,7 +38,8 @@ import torch
 from ..model import load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, load_split
-from .loop import Trainer, all_reduce_sums, pick_device
+from ..device import all_reduce_sums, pick_device, set_threads
+from .loop import Trainer, budget_line, budget_metrics
 
 ROLES = ("system", "user", "assistant")
 
@@ -282,8 +283,7 @@ def run_stage(ctx: StageContext) -> dict:
             extra = [(ids, mask, None) for ids, mask, _ in extra]
         train_rows += extra
 
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    set_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
     model = load_model(run.model_dir("pretrain"), device=device)
     trainer = Trainer(model, scfg, out_dir=run.model_dir("sft"), log_path=run.log_path("sft"), seed=cfg.run.seed,
@@ -308,13 +308,11 @@ def run_stage(ctx: StageContext) -> dict:
     evaluation = sft_evaluation(best, tokenizer, run.path("datasets", "sft_eval.jsonl"), scfg.eval_limit)
     ctx.progress(f"val loss {result.best_val_loss:.3f}; trained facts {evaluation['trained_fact_accuracy']:.1%}, "
                  f"held-out facts {evaluation['held_out_fact_accuracy']:.1%}, "
-                 f"ends with <|end|> {evaluation['end_rate']:.1%}")
+                 f"ends with <|end|> {evaluation['end_rate']:.1%}; {budget_line(result)}")
     return {
         **{k: v for k, v in evaluation.items() if k != "examples"},
         "val_loss": round(result.best_val_loss, 4),
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "train_seconds": result.wall_seconds,
+        **budget_metrics(result),
         "label_tokens_seen": result.items_seen,
         "label_tokens_per_second": result.items_per_second,
         "tokens_per_second": round(result.items_per_second * computed / max(labels, 1), 1),   # incl. padding
