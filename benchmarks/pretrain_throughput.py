@@ -1,12 +1,19 @@
-"""Pretraining throughput: tokens/s (and MFU on a GPU) of the shared training loop, side by side.
+"""Pretraining throughput of the shared training loop: forward, backward and optimizer time per
+step and tokens/s (MFU on a GPU), for each precision side by side, and what `dtype=auto` picks.
 
-    python benchmarks/pretrain_throughput.py --preset tiny            # CPU: fp32 / bf16 / compile
-    python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes bf16,compile+bf16
+    python benchmarks/pretrain_throughput.py --preset tiny                       # auto, fp32, bf16
+    python benchmarks/pretrain_throughput.py --preset tiny --profile             # + where a step's time goes
+    python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes auto,compile+bf16
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
+        python benchmarks/pretrain_throughput.py --preset tiny                   # a CPU without native bf16
 
 Each mode builds the preset's model, runs `--warmup` optimizer steps through
-lmforge.train.loop.Trainer (the real loop: Muon + AdamW, accumulation, clipping) on
-random token windows, then times `--steps` more. Random tokens are fine here: the
-arithmetic does not depend on what the tokens are. Prints one table; never a test.
+lmforge.train.loop.Trainer (the real loop: Muon + AdamW, accumulation, clipping, autocast) on
+random token windows, then times `--steps` more with the loop's own part timers. Random tokens
+are fine here: the arithmetic does not depend on what the tokens are. `--profile` runs
+torch.profiler over a few steps of the first mode and sorts the time into matmuls, attention,
+cross-entropy over the vocabulary, norms, the optimizer, other ops and Python (the rest of the
+wall time). Prints tables; never a test.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -25,71 +33,134 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
+from lmforge.device import cpu_bf16_probe, peak_flops, pick_device, set_threads, train_precision  # noqa: E402
 from lmforge.model import GPT  # noqa: E402
-from lmforge.train.loop import Trainer, peak_flops, pick_device  # noqa: E402
+from lmforge.train.loop import Trainer  # noqa: E402
 from lmforge.train.pretrain import make_batch_fn, next_token_loss_sum  # noqa: E402
 
-MODES = {  # name -> (dtype, compile)
+MODES = {  # name -> (dtype setting, compile)
+    "auto": ("auto", False),
     "fp32": ("fp32", False),
     "bf16": ("bf16", False),
-    "compile": ("fp32", True),
+    "compile": ("auto", True),
     "compile+bf16": ("bf16", True),
 }
 
+# profiler op name -> category (the rest is "other ops")
+CATEGORIES = [
+    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention")),
+    ("cross-entropy", ("cross_entropy", "log_softmax", "nll_loss", "_log_softmax")),
+    ("norms", ("rms_norm", "vector_norm", "linalg_vector_norm", "rsqrt", "norm")),
+    ("matmuls", ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+                 "mkldnn", "aten::_mm")),
+]
 
-def measure(cfg, mode: str, steps: int, warmup: int, vocab_size: int, device) -> dict:
-    dtype, compile_ = MODES[mode]
-    tcfg = dataclasses.replace(cfg.pretrain, dtype=dtype, compile=compile_, max_steps=warmup + steps,
+
+def build(cfg, mode: str, vocab_size: int, device, steps: int):
+    setting, compile_ = MODES[mode]
+    tcfg = dataclasses.replace(cfg.pretrain, dtype=setting, compile=compile_, max_steps=10**9,
                                warmup_steps=0, log_every=10**9, eval_every=10**9, checkpoint_every=10**9)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=cfg.model.vocab_size or vocab_size)
     torch.manual_seed(0)
     model = GPT(model_cfg)
     tokens = np.random.default_rng(0).integers(0, model_cfg.vocab_size, size=2_000_000).astype(np.uint16)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, tcfg, out_dir=Path(tmp), log_path=Path(tmp) / "log.jsonl", device=device,
-                          flops_per_item=model.flops_per_token(tcfg.seq_len), stage=f"bench-{mode}")
-        batch_fn = make_batch_fn(tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, 0, trainer.device)
+    tmp = tempfile.mkdtemp()
+    trainer = Trainer(model, tcfg, out_dir=Path(tmp), log_path=Path(tmp) / "log.jsonl", device=device,
+                      flops_per_item=model.flops_per_token(tcfg.seq_len), stage=f"bench-{mode}")
+    batch_fn = make_batch_fn(tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, 0, trainer.device)
 
-        def run(n):
-            for _ in range(n):
-                batches = [batch_fn(trainer.step, m, 0, 1) for m in range(tcfg.grad_accum)]
-                trainer.train_step(batches, next_token_loss_sum)
-                trainer.step += 1
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
+    def run(n: int) -> None:
+        for _ in range(n):
+            batches = [batch_fn(trainer.step, m, 0, 1) for m in range(tcfg.grad_accum)]
+            trainer.train_step(batches, next_token_loss_sum)
+            trainer.step += 1
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+    return trainer, tcfg, model, run
 
-        compile_start = time.perf_counter()
-        run(warmup)
-        warmup_seconds = time.perf_counter() - compile_start
-        start = time.perf_counter()
-        run(steps)
-        seconds = time.perf_counter() - start
+
+def measure(cfg, mode: str, steps: int, warmup: int, vocab_size: int, device) -> dict:
+    trainer, tcfg, model, run = build(cfg, mode, vocab_size, device, steps)
+    started = time.perf_counter()
+    run(warmup)
+    warmup_seconds = time.perf_counter() - started
+    trainer.time_parts = True
+    start = time.perf_counter()
+    run(steps)
+    seconds = time.perf_counter() - start
+    parts = {k: v / steps for k, v in trainer.part_seconds.items()}
     tokens_per_step = tcfg.batch_size * tcfg.grad_accum * tcfg.seq_len
     rate = steps * tokens_per_step / seconds
     peak = peak_flops(trainer.device)
-    return {"mode": mode, "tokens_per_second": round(rate), "seconds_per_step": round(seconds / steps, 4),
+    return {"mode": mode, "compute": trainer.precision.record()["compute"],
+            "newton_schulz": trainer.precision.record()["newton_schulz"],
+            "tokens_per_second": round(rate), "seconds_per_step": round(seconds / steps, 4),
+            "forward": round(parts["forward"], 4), "backward": round(parts["backward"], 4),
+            "optimizer": round(parts["optimizer"], 4), "optimizer_share": round(parts["optimizer"] / (seconds / steps), 4),
             "warmup_seconds": round(warmup_seconds, 1),
             "mfu": round(rate * model.flops_per_token(tcfg.seq_len) / peak, 4) if peak else None,
             "parameters": model.num_params()}
 
 
+def category(name: str) -> str:
+    for label, keys in CATEGORIES:
+        if any(k in name for k in keys):
+            return label
+    return "other ops"
+
+
+def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
+    """Seconds per step by category: every op's self time, under the optimizer when an
+    Optimizer.step event encloses it; Python is the wall time no op accounts for."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    trainer, _, _, run = build(cfg, mode, vocab_size, device, steps)
+    run(2)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        started = time.perf_counter()
+        run(steps)
+        wall = time.perf_counter() - started
+    totals: Counter = Counter()
+    for event in prof.events():
+        if event.name.startswith(("Optimizer.", "ProfilerStep")) or event.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        parent, in_optimizer = event.cpu_parent, False
+        while parent is not None:
+            if parent.name.startswith("Optimizer.step"):
+                in_optimizer = True
+                break
+            parent = parent.cpu_parent
+        totals["optimizer" if in_optimizer else category(event.name)] += event.self_cpu_time_total / 1e6
+    # self times of ops run on two threads can exceed wall time; Python is what is left, if anything
+    totals["python and the rest"] = max(0.0, wall - sum(totals.values()))
+    return {k: round(v / steps, 4) for k, v in totals.most_common()} | {"wall_per_step": round(wall / steps, 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--modes", default="fp32,bf16,compile", help=f"comma list of {', '.join(MODES)}")
+    parser.add_argument("--modes", default="auto,fp32,bf16", help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every usable core)")
+    parser.add_argument("--profile", action="store_true", help="also print the profiler breakdown of the first mode")
     parser.add_argument("--vocab-size", type=int, default=None,
                         help="used when the preset leaves it to the tokenizer (default: the preset's tokenizer.vocab_size)")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(args.preset, args.overrides)
+    threads = set_threads(args.threads)
     device = pick_device(cfg.run.device)
     vocab_size = args.vocab_size or cfg.tokenizer.vocab_size
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"preset {args.preset} on {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    print(f"preset {args.preset} on {device} ({name}), torch {torch.__version__}, {threads} threads; "
           f"batch {cfg.pretrain.batch_size}x{cfg.pretrain.grad_accum}x{cfg.pretrain.seq_len} tokens")
+    auto = train_precision("auto", device)
+    print(f"dtype=auto chooses {auto.record()['compute']} (Newton-Schulz {auto.record()['newton_schulz']}): "
+          f"{auto.reason}")
+    if device.type == "cpu":
+        print(f"probe: {json.dumps(cpu_bf16_probe())}")
     rows = []
     for mode in args.modes.split(","):
         try:
@@ -97,16 +168,27 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - one mode failing (e.g. no compiler) must not hide the rest
             rows.append({"mode": mode, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"})
     base = next((r["tokens_per_second"] for r in rows if "tokens_per_second" in r), None)
-    print(f"{'mode':<14}{'tokens/s':>12}{'s/step':>10}{'vs first':>10}{'MFU':>8}{'warmup s':>10}")
+    print(f"{'mode':<14}{'compute':>8}{'tokens/s':>10}{'s/step':>9}{'fwd':>8}{'bwd':>8}{'opt':>8}{'opt %':>7}"
+          f"{'vs first':>9}{'MFU':>7}")
     for r in rows:
         if "error" in r:
             print(f"{r['mode']:<14} failed: {r['error']}")
             continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
-        print(f"{r['mode']:<14}{r['tokens_per_second']:>12,}{r['seconds_per_step']:>10.3f}"
-              f"{r['tokens_per_second'] / base:>9.2f}x{mfu:>8}{r['warmup_seconds']:>10.1f}")
+        print(f"{r['mode']:<14}{r['compute']:>8}{r['tokens_per_second']:>10,}{r['seconds_per_step']:>9.3f}"
+              f"{r['forward']:>8.3f}{r['backward']:>8.3f}{r['optimizer']:>8.3f}{r['optimizer_share']:>7.1%}"
+              f"{r['tokens_per_second'] / base:>8.2f}x{mfu:>7}")
+    result = {"rows": rows, "auto": auto.record()}
+    if args.profile:
+        mode = args.modes.split(",")[0].strip()
+        breakdown = profile(cfg, mode, max(3, args.steps // 2), vocab_size, device)
+        wall = breakdown.pop("wall_per_step")
+        print(f"\nprofile of {mode}: seconds per step by category (wall {wall:.3f} s)")
+        for key, value in breakdown.items():
+            print(f"  {key:<22}{value:>8.4f}  {value / wall:>6.1%}")
+        result["profile"] = {"mode": mode, "wall_per_step": wall, **breakdown}
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

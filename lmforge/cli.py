@@ -145,20 +145,34 @@ def cmd_status(run: RunDir, cfg) -> int:
         print(f"no run at {run.root}")
         return 1
     print(f"run {run.root}")
-    print(f"{'stage':<11} {'state':<9} {'headline':<34} {'time':>8}")
+    print(f"{'stage':<11} {'state':<9} {'headline':<34} {'steps':>17} {'time':>7} {'estimate':>9}")
+    cut = []
     for name in STAGE_NAMES:
         stage = get_stage(name)
         manifest = run.read_manifest(name)
+        steps = estimate = ""
         if manifest is None:
             state, headline, wall = "-", "", ""
         else:
             state = manifest.get("status", "?")
             if state == "done" and stage_state(run, cfg, stage) != "done":
                 state = "stale"
-            value = (manifest.get("metrics") or {}).get(stage.headline)
+            metrics = manifest.get("metrics") or {}
+            value = metrics.get(stage.headline)
             headline = f"{stage.headline}={value}" if value is not None else (manifest.get("error") or "")[:34]
             wall = f"{manifest['wall_seconds']:.0f}s" if "wall_seconds" in manifest else ""
-        print(f"{name:<11} {state:<9} {headline:<34} {wall:>8}")
+            if "planned_steps" in metrics:      # a training stage: planned vs done
+                steps = f"{metrics['steps']}/{metrics['planned_steps']}"
+                if metrics.get("cut_short"):
+                    steps = "CUT " + steps
+                    cut.append(name)
+            if manifest.get("estimate"):
+                e = manifest["estimate"]
+                estimate = f"{e['before'] + e['train'] + e['after']:.0f}s"
+        print(f"{name:<11} {state:<9} {headline:<34} {steps:>17} {wall:>7} {estimate:>9}")
+    for name in cut:
+        print(f"{name}: cut short by {name}.max_minutes before its planned steps; its figures are not the "
+              f"preset's (rerun without the cap: lmforge run --from {name} {name}.max_minutes=0)")
     return 0
 
 

@@ -42,6 +42,10 @@ class RunConfig:
     device: str = opt("auto", choices=["auto", "cpu", "cuda", "mps"])
     threads: int = opt(0, lo=0, help="torch CPU threads, set once per process; 0 = every usable core (shared "
                        "between torchrun's processes); more than the cores is clamped with a warning")
+    estimate: bool = opt(True, help="before `lmforge run` starts, time a few real steps of each stage to run and "
+                         "print the estimated time per stage and for the whole run")
+    reference_minutes: float = opt(0.0, lo=0.0, help="the whole run's time on the machine the preset was tuned "
+                                   "on; `lmforge run` warns when its estimate is more than twice that (0 = never)")
 
 
 @dataclass

@@ -231,7 +231,7 @@ def stage_state(run: RunDir, cfg: Config, stage: Stage) -> str:
     return "resume" if manifest.get("status") in ("running", "failed") else "fresh"
 
 
-def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False) -> dict:
+def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False, estimate: dict | None = None) -> dict:
     """Run one stage (skipping it when it is up to date) and return its manifest."""
     fp, parts = fingerprint(run, cfg, stage)
     state = stage_state(run, cfg, stage)
@@ -243,6 +243,8 @@ def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False) -> di
     started = time.time()
     manifest = {"stage": stage.name, "status": "running", "fingerprint": fp, **parts,
                 "started_at": started, "resumed": resume, "versions": versions()}
+    if estimate:    # what `lmforge run` expected, to set beside what happened
+        manifest["estimate"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in estimate.items()}
     run.write_manifest(stage.name, manifest)
     module_name, func_name = stage.entry.split(":")
     func: Callable[[StageContext], dict] = getattr(importlib.import_module(module_name), func_name)
@@ -279,7 +281,29 @@ def run_pipeline(cfg: Config, run: RunDir, from_stage: str | None = None, to_sta
     run.save_config(cfg)
     upto = select_stages(None, to_stage)
     forced = {s.name for s in select_stages(from_stage, to_stage)} if from_stage else set()
+    plan = {}
+    if cfg.run.estimate and is_main_process():
+        plan = announce_estimate(run, cfg, [s.name for s in upto if s.name in forced
+                                            or stage_state(run, cfg, s) != "done"])
     results = []
-    for stage in upto:
-        results.append(run_stage(run, cfg, stage, force=stage.name in forced))
+    try:
+        for stage in upto:
+            results.append(run_stage(run, cfg, stage, force=stage.name in forced, estimate=plan.get(stage.name)))
+    finally:
+        from . import progress
+        progress.clear()
     return results
+
+
+def announce_estimate(run: RunDir, cfg: Config, names: list[str]) -> dict:
+    """Time a few real steps of the stages about to run, print the estimate, and give the
+    progress bars the whole run's plan (lmforge/estimate.py)."""
+    if not names:
+        return {}
+    from . import progress
+    from .estimate import estimate_run, format_estimate
+    plan = estimate_run(cfg, run, names)
+    for line in format_estimate(plan, cfg, cfg.run.reference_minutes):
+        print(f"[run] {line}", file=sys.stderr, flush=True)
+    progress.set_plan({k: v for k, v in plan.items() if not k.startswith("_")}, names)
+    return plan

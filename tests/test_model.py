@@ -345,3 +345,29 @@ def test_logits_match_transformers(name):
         ours = model(x)
         theirs = hf(input_ids=x).logits
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_chunked_head_loss_equals_the_plain_loss_and_its_gradients(monkeypatch, autocast):
+    """need_logits=False (lmforge/head_loss.py) gives the plain cross-entropy's loss and
+    gradients: chunk boundaries (forced small here), ignored and masked targets, tied head."""
+    import lmforge.head_loss as head_loss
+    monkeypatch.setattr(head_loss, "CHUNK_ROWS", 7)
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=VOCAB, seq_len=16, n_layer=2, n_head=2, d_model=32))
+    x, y = ids(3, 12, seed=3), ids(3, 12, seed=4)
+    y[0, :4] = -100
+    mask = torch.ones_like(y)
+    mask[2, 5:] = 0
+    results = []
+    for need_logits in (True, False):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            _, loss = model(x, targets=y, loss_mask=mask, need_logits=need_logits)
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (plain, plain_grads), (fused, fused_grads) = results
+    tol = 2e-2 if autocast else 1e-5      # bf16 rounds the matmuls' outputs in a different order
+    assert fused == pytest.approx(plain, rel=tol / 10)
+    for name, grad in plain_grads.items():
+        assert (fused_grads[name] - grad).norm() <= tol * grad.norm() + 1e-8, name

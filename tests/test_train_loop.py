@@ -145,3 +145,21 @@ def test_schedules():
     cos = TrainConfig(warmup_steps=0, schedule="cosine", min_lr_ratio=0.1)
     assert lr_multiplier(0, cos, 100) == pytest.approx(1.0)
     assert lr_multiplier(100, cos, 100) == pytest.approx(0.1)
+
+
+def test_a_stage_cut_short_by_max_minutes_says_so(micro_copy):
+    """The budget is steps; a max_minutes cap that stops a stage early is marked in the manifest,
+    in `lmforge status` and in the stage's closing line."""
+    proc = lmforge("pretrain", "--run-dir", str(micro_copy), "pretrain.max_steps=100000", "pretrain.max_minutes=0.005",
+                   "pretrain.eval_every=5", "--force")
+    metrics = json.loads((micro_copy / "stages" / "pretrain.json").read_text())["metrics"]
+    assert metrics["cut_short"] is True and metrics["stop_reason"] == "max_minutes"
+    assert metrics["planned_steps"] == 100000 and 0 < metrics["steps"] < 100000
+    assert "CUT SHORT by max_minutes" in proc.stderr
+    status = lmforge("status", "--run-dir", str(micro_copy)).stdout
+    assert f"CUT {metrics['steps']}/100000" in status and "pretrain: cut short by pretrain.max_minutes" in status
+    lmforge("pretrain", "--run-dir", str(micro_copy), "pretrain.max_minutes=0", "pretrain.max_steps=30",
+            "pretrain.patience=0", "--force")
+    metrics = json.loads((micro_copy / "stages" / "pretrain.json").read_text())["metrics"]
+    assert metrics["cut_short"] is False and metrics["steps"] == metrics["planned_steps"] == 30
+    assert "CUT" not in lmforge("status", "--run-dir", str(micro_copy)).stdout

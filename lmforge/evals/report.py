@@ -94,9 +94,15 @@ def section_pretrain(run: RunDir, cfg) -> str | None:
         return None
     has_plot = plot_losses(run.log_path("pretrain"), run.report_dir / "pretrain_loss.png", "pretraining")
     text = ["## Pretraining: the base model", ""]
-    text.append(markdown_table(["parameters", "tokens seen", "steps", "stop", "val loss", "tokens/s", "train time"], [[
-        f"{m['parameters']:,}", f"{m['tokens_seen']:,}", m["steps"], m["stop_reason"], m["val_loss"],
-        f"{m['tokens_per_second']:,.0f}", f"{m['train_seconds']:.0f}s"]]))
+    text.append(markdown_table(["parameters", "tokens seen", "steps", "stop", "val loss (nats/token)",
+                                "val bits per byte", "tokens/s", "train time"], [[
+        f"{m['parameters']:,}", f"{m['tokens_seen']:,}", f"{m['steps']} of {m.get('planned_steps', m['steps'])}",
+        m["stop_reason"], m["val_loss"], m.get("val_bpb", "-"), f"{m['tokens_per_second']:,.0f}",
+        f"{m['train_seconds']:.0f}s"]]))
+    if m.get("val_bpb") is not None:
+        text += ["", f"Bits per byte is the validation loss summed over the text's UTF-8 bytes instead of its "
+                     f"tokens (over {m.get('val_tokens', 0):,} validation tokens): it does not depend on the "
+                     f"tokenizer, so runs with different vocabularies compare on it."]
     if has_plot:
         text += ["", "![pretraining loss](pretrain_loss.png)"]
     return "\n".join(text)
@@ -168,6 +174,44 @@ def section_sft(run: RunDir, cfg) -> str | None:
     return "\n".join(text)
 
 
+def section_budget(run: RunDir, cfg) -> str | None:
+    """Each training stage's planned steps against the steps it did, why it stopped, its time
+    against the estimate `lmforge run` printed, and the precision it ran in."""
+    rows, cut = [], []
+    for stage in STAGE_NAMES:
+        manifest = run.read_manifest(stage)
+        m = (manifest or {}).get("metrics") or {}
+        if not manifest or manifest.get("status") != "done" or "planned_steps" not in m:
+            continue
+        estimate = manifest.get("estimate") or {}
+        per_step = m.get("seconds_per_step")
+        rows.append([stage, f"{m['steps']} of {m['planned_steps']}",
+                     ("CUT SHORT by max_minutes" if m.get("cut_short") else m["stop_reason"]),
+                     f"{per_step:.3f}s" if per_step is not None else "-",
+                     f"{estimate['per_step']:.3f}s" if estimate.get("per_step") else "-",
+                     f"{manifest.get('wall_seconds', 0):.0f}s",
+                     f"{estimate['before'] + estimate['train'] + estimate['after']:.0f}s" if estimate else "-",
+                     (m.get("precision") or {}).get("compute", "-")])
+        if m.get("cut_short"):
+            cut.append(stage)
+    if not rows:
+        return None
+    text = ["## Budgets: planned and done", "",
+            "Every training stage has a budget in steps, so a run does the same work on any machine, only "
+            "sooner or later; `max_minutes` is an optional cap. Seconds per step and stage time are measured; "
+            "the estimates are what `lmforge run` printed before it started.", "",
+            markdown_table(["stage", "steps", "stopped by", "s/step", "estimated s/step", "stage time",
+                            "estimated", "precision"], rows)]
+    if cut:
+        text += ["", f"**{', '.join(cut)} stopped at the time cap before the planned steps: their figures are "
+                     f"not what this preset gives.**"]
+    pre = stage_metrics(run, "pretrain") or {}
+    reason = (pre.get("precision") or {}).get("reason")
+    if reason:
+        text += ["", f"Precision (chosen once per process): {reason}."]
+    return "\n".join(text)
+
+
 def section_inside(run: RunDir, cfg) -> str | None:
     """A 2-D map of token embeddings and how far sampled answers spread (lmforge/inspect.py)."""
     from ..inspect import report_section
@@ -192,7 +236,7 @@ def section_alignment(run: RunDir, cfg) -> str | None:
 
 
 SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain, section_facts_and_samples,
-            section_sft, section_alignment, section_reasoning, section_inside]
+            section_sft, section_alignment, section_reasoning, section_budget, section_inside]
 
 
 def run_stage(ctx: StageContext) -> dict:

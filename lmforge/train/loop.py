@@ -203,6 +203,8 @@ class Trainer:
         self.forward_model = forward_model
         self.step = 0
         self.items_seen = 0
+        self.time_parts = False        # benchmarks: time forward, backward and optimizer (synchronizing)
+        self.part_seconds = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.best_val = float("inf")
         self.best_eval: dict = {}
         self.evals_without_improvement = 0
@@ -319,16 +321,31 @@ class Trainer:
             sync = self.world_size == 1 or i == len(batches) - 1
             ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
             with ctx, self.precision.autocast_context(self.device):
+                started = self._clock()
                 loss_sum = loss_fn(self.forward_model, batch)
+                forward_done = self._clock()
                 (loss_sum * (self.world_size / global_items)).backward()
             loss_total += loss_sum.detach()
+            self._add_part("forward", started, forward_done)
+            self._add_part("backward", forward_done, self._clock())
+        started = self._clock()
         if self.cfg.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
         for opt in self.optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
+        self._add_part("optimizer", started, self._clock())
         self.items_seen += int(global_items)
         return all_reduce_sums(float(loss_total))[0] / global_items
+
+    def _clock(self) -> float:
+        if self.time_parts and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() if self.time_parts else 0.0
+
+    def _add_part(self, part: str, start: float, end: float) -> None:
+        if self.time_parts:
+            self.part_seconds[part] += end - start
 
     # -- the loop -------------------------------------------------------------------
     def fit(self, batch_fn: Callable, loss_fn: Callable, eval_fn: Callable | None = None,

@@ -57,7 +57,7 @@ def make_batch_fn(tokens: np.ndarray, batch_size: int, grad_accum: int, seq_len:
 
 
 def next_token_loss_sum(model, batch) -> torch.Tensor:
-    _, loss = model(batch["x"], targets=batch["y"])
+    _, loss = model(batch["x"], targets=batch["y"], need_logits=False)
     return loss * batch["n_items"]
 
 

@@ -209,7 +209,7 @@ def collate(rows: list, pad_id: int, device) -> dict:
 
 def masked_loss_sum(model, batch) -> torch.Tensor:
     _, loss = model(batch["x"], targets=batch["y"], loss_mask=batch["loss_mask"],
-                    segment_ids=batch.get("segment_ids"))
+                    segment_ids=batch.get("segment_ids"), need_logits=False)
     return loss * max(batch["n_items"], 1)
 
 
