@@ -49,6 +49,13 @@ class WorldConfig:
     seed: int = opt(7, lo=0)
     n_entities: int = opt(360, lo=20, hi=100_000)
     held_out_fraction: float = opt(0.1, lo=0.0, hi=0.5, help="entities kept out of all training text")
+    extra_held_out: int = opt(264, lo=0, hi=1_000_000,
+                              help="more held-out (unseen) entities, made after the others from a random stream of "
+                                   "their own: no trained entity and no document changes with their number")
+    unseen_train_share: float = opt(0.4, lo=0.0, hi=1.0, help="unseen entities for preference labels and PPO prompts")
+    unseen_dev_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for choosing checkpoints and settings")
+    unseen_test_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for headline figures only; the rest "
+                                   "are reserved for later uses (e.g. a lookup tool's test)")
     languages: list = opt(["en", "nb"], help="subset of en, nb")
     article_variants: int = opt(6, lo=1, hi=200, help="reworded articles per entity and language")
     stories: int = opt(600, lo=0)
@@ -555,6 +562,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.d_model / model.n_head must be even (RoPE rotates pairs)")
     if m.n_head % kv:
         raise ConfigError(f"model.n_head={m.n_head} must be divisible by model.n_kv_head={kv}")
+    w = cfg.world
+    if w.unseen_train_share + w.unseen_dev_share + w.unseen_test_share > 1.0 + 1e-9:
+        raise ConfigError(f"world.unseen_train_share + unseen_dev_share + unseen_test_share = "
+                          f"{w.unseen_train_share + w.unseen_dev_share + w.unseen_test_share:g} exceeds 1")
     bad = [lang for lang in cfg.world.languages if lang not in ("en", "nb")]
     if bad or not cfg.world.languages:
         raise ConfigError(f"world.languages={cfg.world.languages!r}: allowed a non-empty subset of ['en', 'nb']")
