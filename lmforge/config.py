@@ -210,6 +210,8 @@ class SynthConfig:
     """Instruction data made locally from the fact table (lmforge/data/synth.py)."""
     seed: int = opt(11, lo=0)
     held_out_fact_fraction: float = opt(0.15, lo=0.0, hi=0.9, help="trained facts SFT never mentions")
+    held_out_dev_share: float = opt(0.3, lo=0.0, hi=1.0, help="of those, the dev part (choosing SFT settings); "
+                                    "the rest is the test part behind the headline figure")
     repeats: int = opt(1, lo=1, hi=100, help="single-question conversations per usable fact")
     multi_turn_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a multi-turn chat")
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
@@ -313,7 +315,8 @@ class ReasoningConfig:
     seed: int = opt(17, lo=0)
     problems_per_level: int = opt(2000, lo=1, hi=1_000_000, help="distinct problems per language and difficulty")
     max_difficulty: int = opt(3, lo=1, hi=8, help="difficulty = arithmetic steps; levels 1..max_difficulty")
-    test_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="problems held out for evaluation only")
+    test_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="solution chains held out for the headline evaluation only")
+    dev_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="solution chains held out for choosing settings (dev)")
     sft_fraction: float = opt(0.25, lo=0.0, hi=0.9, help="problems whose worked solutions synth may use")
 
 

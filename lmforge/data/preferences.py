@@ -128,11 +128,11 @@ def pairs_from_ranking(item: dict, ranking: list[list[int]], source: str, **extr
     return rows
 
 
-def judged_pairs(item: dict) -> tuple[list[dict], list[float], list[str]]:
+def judged_pairs(item: dict, index=None) -> tuple[list[dict], list[float], list[str]]:
     """The ground-truth judge's ranking of an item's candidates as pairs, best answer chosen:
-    (rows, each row's score gap, each candidate's verdict reason)."""
+    (rows, each row's score gap, each candidate's verdict reason). index: the run's JudgeIndex."""
     from ..evals.judge import judge
-    verdicts = [judge(c["text"], c["ended"], item) for c in item["candidates"]]
+    verdicts = [judge(c["text"], c["ended"], item, index) for c in item["candidates"]]
     by_score: dict[float, list[int]] = {}
     for index, verdict in enumerate(verdicts):
         by_score.setdefault(verdict.score, []).append(index)
@@ -161,13 +161,14 @@ def flip_probabilities(gaps: list[float], noise: float, model: str = "flip") -> 
     return rates(math.sqrt(low * high))
 
 
-def auto_label(items: list[dict], noise: float, rng: random.Random, model: str = "flip") -> tuple[list[dict], Counter]:
+def auto_label(items: list[dict], noise: float, rng: random.Random, model: str = "flip",
+               index=None) -> tuple[list[dict], Counter]:
     """The automatic annotator: rank each item's candidates by the ground-truth judge and get
     pairs wrong (swap chosen and rejected, mark `flipped`) at the rates of flip_probabilities.
     Returns the rows and a count of the candidates' verdicts."""
     rows, gaps, reasons = [], [], Counter()
     for item in items:
-        item_rows, item_gaps, item_reasons = judged_pairs(item)
+        item_rows, item_gaps, item_reasons = judged_pairs(item, index)
         rows += item_rows
         gaps += item_gaps
         reasons.update(r.split(",")[0] for r in item_reasons)

@@ -262,9 +262,10 @@ def reward_normalizer(reference, reward_model, tokenizer, prompts: list[Prompt],
 
 
 def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int,
-             normalizer: tuple[float, float] = (0.0, 1.0)) -> dict:
+             normalizer: tuple[float, float] = (0.0, 1.0), judge_index=None) -> dict:
     """Rollout, rewards, GAE and `iterations` epochs of updates; returns the log row's numbers.
-    The reward is (score - normalizer[0]) / normalizer[1]."""
+    The reward is (score - normalizer[0]) / normalizer[1]; judge_index: the run's JudgeIndex
+    for the monitoring judge."""
     model = trainer.model
     policy, lm_head, device = model.policy, model.policy.lm_head, trainer.device
     started = time.perf_counter()
@@ -344,18 +345,19 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
         "step_seconds": round(time.perf_counter() - started, 3),
         "rollout_tokens_per_second": round(sum(lengths) / max(rollout_seconds, 1e-9), 1),
     }
-    row.update(judge_rollouts(prompts, completions))
+    row.update(judge_rollouts(prompts, completions, judge_index))
     return row
 
 
-def judge_rollouts(prompts: list[Prompt], completions: list[dict]) -> dict:
+def judge_rollouts(prompts: list[Prompt], completions: list[dict], index=None) -> dict:
     """The ground-truth judge's view of the rollouts (monitoring only; training never sees it)."""
     from ..evals.judge import judge, says_idk
     judged = [(p.item, c) for p, c in zip(prompts, completions)
               if isinstance(p.item.get("known"), bool) and (not p.item["known"] or p.item.get("value"))]
     if not judged:
         return {}
-    row = {"judge_score": round(float(np.mean([judge(c["text"], c["ended"], item).score for item, c in judged])), 4)}
+    row = {"judge_score": round(float(np.mean([judge(c["text"], c["ended"], item, index).score
+                                                for item, c in judged])), 4)}
     for known, key in ((False, "idk_on_unknown"), (True, "idk_on_known")):
         texts = [c["text"] for item, c in judged if item["known"] == known]
         if texts:

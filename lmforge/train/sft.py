@@ -304,10 +304,14 @@ def run_stage(ctx: StageContext) -> dict:
         computed, real, labels = computed + batch["n_computed"], real + batch["n_real"], labels + batch["n_items"]
 
     from ..evals.chat import sft_evaluation
+    from ..evals.judge import load_index
     best = load_model(run.model_dir("sft"), device=trainer.device)
-    evaluation = sft_evaluation(best, tokenizer, run.path("datasets", "sft_eval.jsonl"), scfg.eval_limit)
-    ctx.progress(f"val loss {result.best_val_loss:.3f}; trained facts {evaluation['trained_fact_accuracy']:.1%}, "
-                 f"held-out facts {evaluation['held_out_fact_accuracy']:.1%}, "
+    facts_path = run.world_dir / "facts.jsonl"
+    index = load_index(facts_path) if facts_path.exists() else None
+    evaluation = sft_evaluation(best, tokenizer, run.path("datasets", "sft_eval.jsonl"), scfg.eval_limit, index)
+    ctx.progress(f"val loss {result.best_val_loss:.3f} (dev: val conversations); trained facts "
+                 f"{evaluation['trained_fact_accuracy']:.1%}, held-out facts {evaluation['held_out_fact_accuracy']:.1%} "
+                 f"(test; dev {evaluation['held_out_fact_accuracy_dev']:.1%}), "
                  f"ends with <|end|> {evaluation['end_rate']:.1%}")
     return {
         **{k: v for k, v in evaluation.items() if k != "examples"},
