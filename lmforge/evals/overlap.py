@@ -87,19 +87,21 @@ def prompt_overlap(train_texts: Iterable[str], held_prompts: list[str], finder: 
     """How many held-out prompts ask a fact (or the reverse of one) that a training text asks,
     or name an unseen entity that a training text names. train_texts: every training prompt,
     and the answers trained on where there are any."""
-    asked, named = set(), set()
+    asked, named, seen = set(), set(), set()
     for text in train_texts:
         asked |= finder.asked(text)
         named |= finder.names(text)
-    facts = reverse = unseen = known_named = 0
+        seen.add(" ".join(text.split()))
+    same = facts = reverse = unseen = known_named = 0
     for prompt in held_prompts:
+        same += " ".join(prompt.split()) in seen
         keys = finder.asked(prompt)
         facts += bool(keys & asked)
         reverse += any(finder.reverses(key) & asked for key in keys)
         entities = {entity for entity, _ in keys} or finder.names(prompt)
         unseen += bool({e for e in entities if e in finder.unseen} & named)
         known_named += bool({e for e in entities if e not in finder.unseen} & named)
-    return {"held_out_prompts": len(held_prompts), "facts_asked_in_training": facts,
+    return {"held_out_prompts": len(held_prompts), "same_prompt_in_training": same, "facts_asked_in_training": facts,
             "reverse_facts_asked_in_training": reverse, "unseen_entities_named_in_training": unseen,
             "known_entities_named_in_training (informational)": known_named}
 

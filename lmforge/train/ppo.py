@@ -174,12 +174,16 @@ class Prompt:
 
 
 def load_prompts(path: Path, tokenizer: Tokenizer, max_prompt_tokens: int) -> tuple[list[Prompt], Counter]:
-    """Prompt rows ({"prompt": [messages] or "text", ...}); bad or too long ones are counted."""
+    """Prompt rows ({"prompt": [messages] or "text", ...}); bad or too long ones are counted, and
+    so are rows of the dev and test splits, which are left out."""
     if not path.exists():
         raise StageError(f"{path} does not exist; run `lmforge preferences` first or set ppo.data_path")
     rows, bad_json = read_jsonl_lenient(path)
     prompts, stats = [], Counter({"skipped:bad_json": bad_json} if bad_json else {})
     for row in rows:
+        if isinstance(row, dict) and row.get("split") in ("dev", "test"):
+            stats[f"not_trained:{row['split']}_split"] += 1      # label items of dev and test choose and measure only
+            continue
         messages = row.get("prompt") if isinstance(row, dict) else None
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -401,6 +405,7 @@ def curve_summary(rows: list[dict], key: str, points: int = 5) -> dict:
 
 
 def run_stage(ctx: StageContext) -> dict:
+    from ..evals.judge import load_index
     cfg, run, p = ctx.cfg, ctx.run, ctx.cfg.ppo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     if cfg.run.threads:
@@ -414,6 +419,8 @@ def run_stage(ctx: StageContext) -> dict:
         raise StageError(f"no usable prompts in {data_path} ({reasons})")
     ctx.progress(f"{len(prompts):,} prompts ({dict(prompt_stats)}) from {data_path}")
 
+    facts_path = run.world_dir / "facts.jsonl"
+    judge_index = load_index(facts_path) if facts_path.exists() else None
     trainer = make_trainer(model, p, run.model_dir("ppo"), run.log_path("ppo"), cfg.run.seed, device)
     resumed = trainer.start(ctx.resume)
     if resumed:
@@ -431,7 +438,7 @@ def run_stage(ctx: StageContext) -> dict:
         lr_mult = trainer.set_lr(p.max_steps)
         batch = prompts_for_step(prompts, trainer.step, p.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + trainer.step * 10_007
-        row = ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer)
+        row = ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer, judge_index)
         trainer.step += 1
         trainer.train_seconds = seconds_before + time.perf_counter() - session_start
         trainer.log({"step": trainer.step, "lr_multiplier": round(lr_mult, 5), **row,
@@ -464,6 +471,7 @@ def run_stage(ctx: StageContext) -> dict:
         "judge_score_curve": curve_summary(rows, "judge_score"),
         "ended_fraction_final": rows[-1]["ended_fraction"] if rows else None,
         "prompts": dict(sorted(prompt_stats.items())),
+        "overlap": ppo_overlap(run, prompts),
         "reward_normalizer": {"mean": round(normalizer[0], 4), "std": round(normalizer[1], 4)},
         "data": str(data_path),
     }
@@ -477,6 +485,20 @@ def run_stage(ctx: StageContext) -> dict:
                      f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
                      f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}")
     return metrics
+
+
+def ppo_overlap(run, prompts: list[Prompt]) -> dict:
+    """The evaluation prompts (dev, test) against the prompts PPO trains on, from their text."""
+    from ..data.world import read_facts
+    from ..evals.overlap import FactFinder, prompt_overlap
+    eval_path, facts_path = run.path("datasets", "preferences_eval.jsonl"), run.world_dir / "facts.jsonl"
+    if not eval_path.exists():
+        return {}
+    finder = FactFinder(read_facts(facts_path) if facts_path.exists() else [])
+    train = [m["content"] for p in prompts for m in p.messages]
+    rows = read_jsonl(eval_path)
+    return {name: prompt_overlap(train, [r["prompt"][-1]["content"] for r in rows if r.get("split", "test") == name],
+                                 finder) for name in ("dev", "test")}
 
 
 def _read_log(path: Path) -> list[dict]:
