@@ -35,8 +35,11 @@ Each step writes one row to logs/grpo.jsonl: reward mean and std (and per reward
 function), fraction of zero-std groups, completion lengths, entropy, clip fraction, KL,
 time. A reward function that raises or returns a non-number scores 0 for those
 completions; the reason is counted in the row and the manifest, and training goes on.
-Held-out pass@1 (greedy) and pass@k are measured before (the SFT model) and after, per
-difficulty, for the report card (lmforge/evals/reasoning.py).
+Test pass@1 (greedy) and pass@k, and dev pass@1, are measured before (the SFT model) and
+after, per difficulty, for the report card (lmforge/evals/reasoning.py). Test and dev are
+the reasoning stage's chain-split files, grpo.eval_path / grpo.dev_path, or, for your own
+data_path without them, held-out slices of it; the manifest's `overlap` counts held-out
+prompts and solution chains found in the training tasks (0).
 
 Checkpoints are the shared loop's (models/grpo/trainer_state.pt, every `checkpoint_every`
 steps); a killed run resumes from the last one. Rollouts depend on the weights, so a
@@ -221,7 +224,7 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
         "reward_std": round(float(reward_tensor.std()), 4),
         **{f"reward_{name}": round(float(np.mean(values)), 4) for name, values in per_function.items()},
         "zero_std_fraction": round(float(flat.float().mean()), 4),
-        "groups_skipped": int(flat.sum()),
+        "groups_skipped": int(flat.sum()) if cfg.skip_flat_groups else 0,
         "completion_length_mean": round(float(np.mean(lengths)), 2),
         "completion_length_max": int(max(lengths)),
         "truncated_fraction": round(1 - float(np.mean([c["ended"] for c in completions])), 4),
@@ -378,7 +381,8 @@ def run_stage(ctx: StageContext) -> dict:
         "seconds_per_step": round(trainer.train_seconds / max(trainer.step, 1), 3),
         "final_reward_mean": round(float(np.mean([r["reward_mean"] for r in last])), 4) if last else None,
         "first_reward_mean": rows[0]["reward_mean"] if rows else None,
-        "zero_std_group_fraction": round(sum(r["groups_skipped"] for r in rows) / max(groups, 1), 4),
+        "zero_std_group_fraction": round(float(np.mean([r["zero_std_fraction"] for r in rows])), 4) if rows else 0.0,
+        "groups_skipped": sum(r["groups_skipped"] for r in rows),
         "steps_without_update": sum(r["loss"] is None for r in rows),
         "completions": groups * g.group_size,
         "reward_errors": dict(reward_errors),

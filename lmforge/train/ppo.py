@@ -16,7 +16,8 @@ with their own learning rates (ppo.lr, ppo.value_lr) and one checkpoint.
 
 One PPO step:
   1. take `prompts_per_step` prompts (datasets/label_items.jsonl, the preference stage's
-     prompts; a seeded order per epoch, so the step alone fixes them) and sample one answer
+     train prompts: its dev and test items are left out; a seeded order per epoch, so the
+     step alone fixes them) and sample one answer
      each through the shared generation engine, stopping at <|end|>;
   2. score prompt + answer with the reward model, shifted and scaled to mean 0, std 1 on
      the SFT model's own answers (measured once at the start on `reward_norm_samples`
@@ -42,8 +43,9 @@ Each step writes one row to logs/ppo.jsonl: reward-model score, KL to the refere
 answer length, fraction that ended, seconds for rollout and update, and (when the prompts
 carry ground truth, as the built-in ones do) the judge's score of the rollouts, which
 training never sees. A non-finite loss stops the stage with one line. The manifest holds
-the KL and reward curves in brief and the held-out evaluation against SFT
-(lmforge/evals/alignment.py).
+the KL and reward curves in brief, the evaluation against SFT on the test prompts (dev
+beside it; lmforge/evals/alignment.py) and what those share with the training prompts
+(`overlap`, counted from the text: 0).
 
 Checkpoints are the shared loop's (models/ppo/trainer_state.pt: policy, value model, both
 optimizers, step); a killed run resumes from the last one with fresh samples.
