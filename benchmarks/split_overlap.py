@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.data.preferences import fact_splits, make_prompts, preference_overlap  # noqa: E402
+from lmforge.data.preferences import preference_overlap, preference_prompts  # noqa: E402
 from lmforge.data.reasoning import make_problems, trained_people  # noqa: E402
 from lmforge.data.splits import keyed_fraction  # noqa: E402
 from lmforge.data.synth import build_conversations, split_facts, unknown_conversations  # noqa: E402
@@ -62,17 +62,7 @@ def synth_counts_before(cfg, facts: list[dict]) -> dict:
 
 def preference_counts(cfg, facts: list[dict]) -> dict:
     """The preference stage's prompts (no sampled answers) of every split against the train ones."""
-    usable, _ = split_facts(facts, cfg.synth.held_out_fact_fraction, cfg.synth.seed)
-    pool = usable + [f for f in facts if f["held_out"]]
-    by_split: dict[str, list[dict]] = {}
-    for fact, split in zip(pool, fact_splits(pool, cfg)):
-        by_split.setdefault(split, []).append(fact)
-    lcfg = cfg.label
-    items, eval_items = [], []
-    for split, count in (("train", lcfg.prompts), ("dev", lcfg.dev_prompts), ("test", lcfg.test_prompts)):
-        items += make_prompts(by_split.get(split, []), count, lcfg.held_out_entity_share, split, lcfg.seed)
-    for split, count in (("dev", lcfg.eval_dev_prompts), ("test", lcfg.eval_prompts)):
-        eval_items += make_prompts(by_split.get(split, []), count, 0.5, split, lcfg.seed, purpose="eval")
+    items, eval_items = preference_prompts(facts, cfg)
     return {"prompts": {s: sum(i["split"] == s for i in items) for s in ("train", "dev", "test")},
             "eval_prompts": {s: sum(i["split"] == s for i in eval_items) for s in ("dev", "test")},
             "overlap": preference_overlap(items, eval_items, facts), "items": items}

@@ -352,9 +352,9 @@ def load_items(run, name: str) -> list[dict]:
 
 # ---------------------------------------------------------------- the stage
 
-def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list[dict]]:
-    """(label items of every split with sampled candidates, evaluation prompts of dev and test)."""
-    facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
+def preference_prompts(facts: list[dict], cfg) -> tuple[list[dict], list[dict]]:
+    """(label items of every split, evaluation prompts of dev and test), without answers yet.
+    facts: the fact table rows in the run's languages."""
     # Facts SFT held out (known only from pretraining) stay out of labels too, so the SFT
     # evaluation on them keeps its meaning for every later stage.
     usable, _ = split_facts(facts, cfg.synth.held_out_fact_fraction, cfg.synth.seed)
@@ -368,8 +368,16 @@ def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list
         items += make_prompts(by_split.get(split, []), count, lcfg.held_out_entity_share, split, lcfg.seed)
     for split, count in (("dev", lcfg.eval_dev_prompts), ("test", lcfg.eval_prompts)):
         eval_items += make_prompts(by_split.get(split, []), count, 0.5, split, lcfg.seed, purpose="eval")
+    return items, eval_items
+
+
+def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list[dict]]:
+    """(label items of every split with sampled candidates, evaluation prompts of dev and test)."""
+    facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
+    items, eval_items = preference_prompts(facts, cfg)
     if not any(item["split"] == "train" for item in items):
         raise StageError("no training facts to ask about; lower label.dev_fact_share / label.test_fact_share")
+    lcfg = cfg.label
     sample_candidates(model, tokenizer, items, lcfg.candidates, lcfg.temperature, lcfg.max_new_tokens, lcfg.seed)
     return items, eval_items
 
