@@ -993,7 +993,8 @@ def _write_jsonl_atomic(rows: list[dict], path: Path) -> None:
 def world_stats(world: World) -> dict:
     """Counts of entities, facts and documents, and characters, by source and language."""
     stats = {"entities": len(world.entities), "held_out_entities": sum(e["held_out"] for e in world.entities),
-             "unseen_splits": {name: sum(e.get("unseen_split") == name for e in world.entities) for name in UNSEEN_SPLITS},
+             "unseen_splits": {name: sum(e.get("unseen_split") == name for e in world.entities)
+                               for name in UNSEEN_SPLITS},
              "facts": len(world.facts), "trained_facts": len(world.trained_facts()),
              "documents": 0, "characters": 0}
     for source in ("article", "story", "dialogue", "arithmetic"):

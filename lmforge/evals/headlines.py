@@ -51,7 +51,8 @@ def _collect(m: dict) -> list[list]:
 
 
 def _clean(m: dict) -> list[list]:
-    return [count("clean", "documents kept", m.get("kept"), f"{pct(m.get('kept_fraction'))} of {m.get('raw_documents')}")]
+    return [count("clean", "documents kept", m.get("kept"),
+                  f"{pct(m.get('kept_fraction'))} of {m.get('raw_documents')}")]
 
 
 def _tokenizer(m: dict) -> list[list]:
@@ -83,7 +84,8 @@ def _sft(m: dict) -> list[list]:
     f = m.get("figures")
     if not f:
         return [rate_figure("sft", "held-out facts answered right", m.get("held_out_fact_accuracy"), None, "test", ""),
-                rate_figure("sft", "trained facts answered right", m.get("trained_fact_accuracy"), None, "training", "")]
+                rate_figure("sft", "trained facts answered right", m.get("trained_fact_accuracy"), None,
+                            "training", "")]
     return [figure("sft", "held-out facts answered right", f["held_out_facts"], "test", "questions"),
             figure("sft", "held-out facts answered right", f["held_out_facts_dev"], "dev", "questions"),
             figure("sft", "trained facts answered right", f["trained_facts"], "training", "questions"),
@@ -100,7 +102,8 @@ def _reward(m: dict) -> list[list]:
     f = m.get("figures")
     if not f:
         n = m.get("held_out_pairs")
-        return [rate_figure("reward", "pairs ranked like the labels", m.get("held_out_accuracy"), n, "held out", "pairs")]
+        return [rate_figure("reward", "pairs ranked like the labels", m.get("held_out_accuracy"), n, "held out",
+                            "pairs")]
     return [figure("reward", "pairs ranked like the (noisy) labels", f["test_accuracy"], "test", "pairs"),
             figure("reward", "pairs ranked like the truth", f["test_accuracy_vs_truth"], "test", "pairs"),
             figure("reward", "label-noise ceiling (labels not flipped)", f["test_label_ceiling"], "test", "pairs"),

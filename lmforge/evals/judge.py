@@ -86,7 +86,8 @@ class JudgeIndex:
     numeric: set[str]                              # attributes whose values are numbers
     kind_of: dict[str, str] = field(default_factory=dict)                # entity name -> kind
     attributes_of: dict[str, set[str]] = field(default_factory=dict)     # kind -> attributes
-    statements: dict[str, list[tuple[str, str]]] = field(default_factory=dict)   # entity -> (attribute, "relation value")
+    # entity -> (attribute, "relation value") of each of its facts
+    statements: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self):
         self._domain_re = {attr: word_pattern(values) for attr, values in self.domains.items()}

@@ -81,7 +81,8 @@ def section_data(run: RunDir, cfg) -> str | None:
     rows += [[f"language {k}", f"{v:,}"] for k, v in m.get("by_language", {}).items()]
     return (f"## Data\n\n{m['documents']:,} raw documents collected, {m['characters']:,} characters. The "
             f"built-in world behind them has {m.get('entities')} entities, {m.get('held_out_entities')} of them "
-            f"held out of all training text (unseen{unseen}), and {m.get('facts')} facts.\n\n" + markdown_table(["documents", "count"], rows))
+            f"held out of all training text (unseen{unseen}), and {m.get('facts')} facts.\n\n"
+            + markdown_table(["documents", "count"], rows))
 
 
 def section_tokenizer(run: RunDir, cfg) -> str | None:
