@@ -176,7 +176,9 @@ def report_section(run, cfg) -> str | None:
     noise = f"{prefs['noise']:.0%} of pairs flipped" + (
         ", close calls more often" if prefs.get("noise_model") == "gap" else " at random")
     text = ["## Preference tuning: reward model, PPO and DPO", "",
-            f"{prefs['prompts']} prompts ({prefs['unknown_entity_prompts']} about entities the model never saw), "
+            f"{prefs['prompts']} prompts ({prefs['unknown_entity_prompts']} about entities the model never saw; "
+            + ", ".join(f"{v} {k}" for k, v in (prefs.get("prompts_by_split") or {}).items())
+            + ", split by fact and unseen entity), "
             f"{prefs['candidates_per_prompt']} sampled answers each, labeled by the {prefs['annotator']} annotator "
             f"({noise}): {prefs['pairs']:,} preference pairs. The SFT model's sampled answers: "
             + ", ".join(f"{k} {v}" for k, v in prefs.get("candidate_verdicts", {}).items()) + "."]

@@ -15,6 +15,7 @@ while pass@1 uses every held-out problem: more problems, less noise, same time.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from math import comb
 
 from ..data.reasoning import Task, extract_answer
@@ -144,7 +145,8 @@ def held_out_note(m: dict) -> str:
     else:
         where = f"none of their prompts is a training prompt ({overlap.get('same_prompt_in_training')} found)"
     dev = m.get("dev_before", {}).get("n")
-    return f"{source}; {where}; dev problems ({dev}) are for choosing settings"
+    name = Path(source).name if source.endswith(".jsonl") else source
+    return f"{name}; {where}; dev problems ({dev}) are for choosing settings"
 
 
 def report_section(run, cfg) -> str | None:
