@@ -1,13 +1,14 @@
 """GRPO learning curve: held-out greedy pass@1 (and pass@4) every N steps from a run's SFT model.
 
-    python benchmarks/grpo_curve.py --run-dir runs/tiny [--steps 1000] [--every 200] [--minutes 6]
+    python benchmarks/grpo_curve.py --run-dir runs/tiny [--steps 1000] [--every 200] [--minutes 6] [--split dev]
                                     [--set grpo.lr=1e-4 --set grpo.temperature=1.0 ...] [--out curve.json]
 
 The grpo stage measures only its end point; this asks how pass@1 moves along the way and
 whether more steps than a laptop's eight minutes would reach a given gain. It runs the
 stage's own pieces (tasks, rewards, `grpo_step`, the shared Trainer) with the run's
 config plus the `--set` overrides, a constant learning rate (no decay at an arbitrary
-end), and evaluates the first `eval_per_difficulty` held-out problems of each level
+end), and evaluates the first `eval_per_difficulty` dev problems of each level (`--split
+test` for the test problems; compare settings on dev, so the headline set chooses nothing)
 greedily (pass@1) and 60 of each level 4 times at temperature 1 (pass@4); before and after,
 it counts where each wrong greedy answer first leaves the worked solution (an operand read
 wrongly from the question, or a wrong result). It uses the GPU
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=200, help="evaluate every this many GRPO steps")
     ap.add_argument("--minutes", type=float, default=0.0, help="stop training after this long; 0 = no limit")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    ap.add_argument("--split", choices=["dev", "test"], default="dev", help="which held-out problems to evaluate")
     ap.add_argument("--out", default="grpo_curve.json")
     args = ap.parse_args()
 
@@ -87,7 +89,9 @@ def main() -> None:
     policy = load_model(run.model_dir("sft"), device=device)
     max_prompt = policy.cfg.seq_len - g.max_completion_tokens
     tasks, _ = load_tasks(run.path("datasets", "reasoning.jsonl"), tokenizer, max_prompt, g.answer_column)
-    held_out, _ = load_tasks(run.path("datasets", "reasoning_eval.jsonl"), tokenizer, max_prompt, g.answer_column)
+    # settings are compared on the dev problems; the test problems are for the stage's headline only
+    held_file = {"dev": "reasoning_dev.jsonl", "test": "reasoning_eval.jsonl"}[args.split]
+    held_out, _ = load_tasks(run.path("datasets", held_file), tokenizer, max_prompt, g.answer_column)
     held_out = balanced_subset(held_out, g.eval_per_difficulty)
     rewards = build_rewards(g)
 

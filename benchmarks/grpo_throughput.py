@@ -12,6 +12,17 @@ reward scaling and the same correctness reward. The first step of each side is a
 and is not timed. Reported per side: seconds per GRPO step (rollout + rewards + update),
 completions per second over the whole step, and for lmforge the rollout share; then the
 ratio TRL / lmforge. A benchmark, never a test.
+
+The two sides do not do the same work per step, and the result says so (`work`):
+  - lmforge (grpo.skip_flat_groups=true, the stage's default) leaves groups whose G rewards
+    are all equal out of the update: no forward, no backward (their advantages are 0, so
+    they carry no gradient). With a weak model most groups are flat, so this is most of
+    the saving;
+  - lmforge without skipping (`lmforge_no_skip`, grpo.skip_flat_groups=false) computes the
+    forward and backward of every completion, as TRL does;
+  - TRL computes the forward and backward of every completion, flat groups included (their
+    loss terms are 0).
+So the like-for-like ratio is trl / lmforge_no_skip; trl / lmforge adds what skipping buys.
 """
 from __future__ import annotations
 
@@ -49,8 +60,9 @@ def grpo_settings(run: RunDir, args):
     return g
 
 
-def bench_lmforge(run: RunDir, tasks, args) -> dict:
+def bench_lmforge(run: RunDir, tasks, args, skip_flat_groups: bool = True) -> dict:
     g = grpo_settings(run, args)
+    g.skip_flat_groups = skip_flat_groups
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     model = load_model(run.model_dir("sft"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +81,9 @@ def bench_lmforge(run: RunDir, tasks, args) -> dict:
     return {"seconds_per_step": round(seconds, 3), "completions_per_second": round(n / seconds, 1),
             "rollout_seconds_per_step": round(rollout, 3), "rollout_completions_per_second": round(n / rollout, 1),
             "completion_length_mean": round(statistics.mean(r["completion_length_mean"] for r in timed), 1),
-            "reward_mean": round(statistics.mean(r["reward_mean"] for r in timed), 3)}
+            "reward_mean": round(statistics.mean(r["reward_mean"] for r in timed), 3),
+            "flat_group_fraction": round(statistics.mean(r["zero_std_fraction"] for r in timed), 3),
+            "skip_flat_groups": skip_flat_groups}
 
 
 def bench_trl(run: RunDir, tasks, args) -> dict:
@@ -147,8 +161,14 @@ def main() -> None:
               "max_completion_tokens": args.max_completion_tokens, "timed_steps": args.steps,
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "load_average_before": os.getloadavg()}
+    result["work"] = {
+        "lmforge": "rollout + rewards; forward and backward of the completions in groups with unequal rewards only",
+        "lmforge_no_skip": "rollout + rewards; forward and backward of every completion (flat groups too)",
+        "trl": "rollout + rewards; forward and backward of every completion (flat groups too)"}
     result["lmforge"] = bench_lmforge(run, tasks, args)
     print("lmforge:", json.dumps(result["lmforge"]), flush=True)
+    result["lmforge_no_skip"] = bench_lmforge(run, tasks, args, skip_flat_groups=False)
+    print("lmforge, flat groups computed:", json.dumps(result["lmforge_no_skip"]), flush=True)
     if not args.skip_trl:
         import trl
         result["trl_version"] = trl.__version__
@@ -156,6 +176,8 @@ def main() -> None:
         print("trl:    ", json.dumps(result["trl"]), flush=True)
         result["trl_seconds_per_step_over_lmforge"] = round(
             result["trl"]["seconds_per_step"] / result["lmforge"]["seconds_per_step"], 2)
+        result["trl_seconds_per_step_over_lmforge_no_skip"] = round(
+            result["trl"]["seconds_per_step"] / result["lmforge_no_skip"]["seconds_per_step"], 2)
     result["load_average_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
     if args.out:

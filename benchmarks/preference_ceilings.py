@@ -5,10 +5,10 @@
 1. How well the SFT model's own likelihood ranks the reward stage's held-out pairs, before
    any reward training: the answer's mean, minimum and summed token log-probability
    (higher = preferred), as accuracy against the labels and against the annotator's truth
-   (flipped labels reversed). Same split as the reward stage (its seq_len, val_fraction
-   and the run's seed). This is why the reward model reads likelihood features.
+   (flipped labels reversed), on the reward stage's test pairs (the same split, by fact).
+   This is why the reward model reads likelihood features.
 2. The win-rate ceiling of the alignment evaluation: SFT's temperature-1 answers to the
-   held-out prompts (same sampling as lmforge/evals/alignment.py) judged by the ground-truth
+   test prompts (same sampling as lmforge/evals/alignment.py) judged by the ground-truth
    judge. A policy that always got the best score would win every imperfect one and tie
    the rest, so (imperfect + perfect / 2) / n bounds any PPO or DPO win rate.
 
@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lmforge.config import load_config  # noqa: E402
 from lmforge.data.preferences import load_items  # noqa: E402
 from lmforge.evals.alignment import sample_answers  # noqa: E402
-from lmforge.evals.judge import judge  # noqa: E402
+from lmforge.evals.judge import judge, load_index  # noqa: E402
 from lmforge.model import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
-from lmforge.train.pairs import collate_pairs, load_pair_rows  # noqa: E402
+from lmforge.train.pairs import collate_pairs, item_splits, load_pair_rows  # noqa: E402
 from lmforge.train.reward import answer_likelihood  # noqa: E402
 
 
@@ -41,7 +41,9 @@ from lmforge.train.reward import answer_likelihood  # noqa: E402
 def likelihood_ranking(run, cfg, tokenizer, sft) -> dict:
     rcfg = cfg.reward
     path = Path(rcfg.data_path) if rcfg.data_path else run.path("datasets", "preferences.jsonl")
-    _, val, _, flipped = load_pair_rows(path, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed)
+    rows = load_pair_rows(path, tokenizer, rcfg.seq_len, rcfg.val_fraction, rcfg.test_fraction, cfg.run.seed,
+                          item_splits(run.path("datasets", "label_items.jsonl")))
+    val, flipped = rows.test, rows.flipped["test"]
     diffs = []
     for start in range(0, len(val), 32):
         batch = collate_pairs(val[start:start + 32], tokenizer.pad_id, "cpu")
@@ -62,9 +64,10 @@ def likelihood_ranking(run, cfg, tokenizer, sft) -> dict:
 
 
 def win_rate_ceiling(run, cfg, tokenizer, sft) -> dict:
-    items = load_items(run, "preferences_eval.jsonl")
+    items = [r for r in load_items(run, "preferences_eval.jsonl") if r.get("split", "test") == "test"]
     answers = sample_answers(sft, tokenizer, items, 1.0, cfg.run.seed + 1, cfg.label.max_new_tokens)
-    verdicts = [judge(a["text"], a["ended"], item) for item, a in zip(items, answers)]
+    index = load_index(run.world_dir / "facts.jsonl")
+    verdicts = [judge(a["text"], a["ended"], item, index) for item, a in zip(items, answers)]
     best = max(v.score for v in verdicts)
     perfect = sum(v.score == best for v in verdicts)
     n = len(verdicts)

@@ -3,8 +3,7 @@
     python benchmarks/reward_errors.py --run-dir runs/tiny [--reward-dir DIR] [--threads 2] [--out F]
         [--show "idk_unknown > made_up"]      # also print the pairs of that kind it ranks wrong
 
-Takes the reward stage's held-out pairs (same split: its seq_len, val_fraction and the
-run's seed) and groups them by the ground-truth judge's verdicts on the better and the
+Takes the reward stage's test pairs (the same split, by fact) and groups them by the ground-truth judge's verdicts on the better and the
 worse answer ("correct, rambling > wrong" is a right but long answer against a short wrong
 one). For each group: how many pairs, and how many the reward model ranks like the truth
 (flipped labels reversed), worst groups first. Then the same pairs split by whether the
@@ -27,26 +26,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.data.preferences import load_items, load_pairs  # noqa: E402
+from lmforge.data.preferences import load_items  # noqa: E402
 from lmforge.evals.alignment import sample_answers  # noqa: E402
-from lmforge.evals.judge import judge  # noqa: E402
+from lmforge.evals.judge import judge, load_index  # noqa: E402
 from lmforge.model import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
-from lmforge.train.pairs import collate_pairs, encoded_pairs  # noqa: E402
+from lmforge.train.pairs import collate_pairs, load_pair_rows  # noqa: E402
 from lmforge.train.reward import load_reward_model, pair_rewards  # noqa: E402
 
 
 def held_out_pairs(run, cfg, tokenizer, items: dict) -> list[dict]:
-    """The reward stage's validation pairs (its own split) with their row and the judge's verdicts."""
+    """The reward stage's test pairs (its own split, by fact) with their row and the judge's verdicts."""
     rcfg = cfg.reward
-    pairs, stats = load_pairs(run.path("datasets", "preferences.jsonl"))
+    rows = load_pair_rows(run.path("datasets", "preferences.jsonl"), tokenizer, rcfg.seq_len, rcfg.val_fraction,
+                          rcfg.test_fraction, cfg.run.seed, {key: item.get("split", "") for key, item in items.items()})
+    index = load_index(run.world_dir / "facts.jsonl")
     out = []
-    for pair, row, held_out in encoded_pairs(pairs, tokenizer, rcfg.seq_len, rcfg.val_fraction, cfg.run.seed, stats):
-        if not held_out or pair.key not in items:
+    for pair, row in zip(rows.pairs["test"], rows.test):
+        if pair.key not in items:
             continue
         item = items[pair.key]
-        verdicts = (judge(pair.chosen, pair.chosen_ended, item), judge(pair.rejected, pair.rejected_ended, item))
+        verdicts = (judge(pair.chosen, pair.chosen_ended, item, index),
+                    judge(pair.rejected, pair.rejected_ended, item, index))
         better, worse = sorted(verdicts, key=lambda v: -v.score)
         out.append({"row": row, "item": pair.key, "flipped": pair.flipped,
                     "texts": (pair.chosen, pair.rejected) if verdicts[0] is better else (pair.rejected, pair.chosen),
@@ -72,7 +74,8 @@ def sft_knows(run, cfg, tokenizer, items: dict, keys: set) -> dict:
     asked = [items[k] for k in sorted(keys)]
     answers = sample_answers(sft, tokenizer, asked, 0.0, cfg.run.seed, cfg.label.max_new_tokens)
     best = ("correct", "idk_unknown")
-    return {item["id"]: judge(a["text"], a["ended"], item).reason.split(",")[0] in best
+    index = load_index(run.world_dir / "facts.jsonl")
+    return {item["id"]: judge(a["text"], a["ended"], item, index).reason.split(",")[0] in best
             for item, a in zip(asked, answers)}
 
 
@@ -112,7 +115,7 @@ def main() -> int:
                     sorted(by_kind.items(), key=lambda kv: -(kv[1][0] - kv[1][1]))],
         "by_sft_knowledge": [{"pairs": k, "count": c, "wrong": c - g} for k, (c, g) in sorted(by_knowledge.items())],
     }
-    print(f"{n} held-out pairs: {result['accuracy_vs_truth']:.1%} ranked like the truth; "
+    print(f"{n} test pairs: {result['accuracy_vs_truth']:.1%} ranked like the truth; "
           f"label ceiling {result['label_ceiling']:.1%}")
     for row in result["by_kind"]:
         if row["wrong"]:

@@ -100,7 +100,7 @@ def bench_dpo(run: RunDir, cfg, args, device: torch.device) -> dict:
     d = cfg.dpo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     train_rows = load_pair_rows(run.path("datasets", "preferences.jsonl"), tokenizer, d.seq_len,
-                                d.val_fraction, cfg.run.seed)[0]
+                                d.val_fraction, d.test_fraction, cfg.run.seed).train
     per_step = d.batch_size * d.grad_accum
     train_rows = (train_rows * (1 + (args.dpo_steps + 1) * per_step // len(train_rows)))[:(args.dpo_steps + 1) * per_step]
     reference = load_model(run.model_dir("sft"), device=device).eval().requires_grad_(False)

@@ -54,6 +54,13 @@ class WorldConfig:
     seed: int = opt(7, lo=0)
     n_entities: int = opt(360, lo=20, hi=100_000)
     held_out_fraction: float = opt(0.1, lo=0.0, hi=0.5, help="entities kept out of all training text")
+    extra_held_out: int = opt(264, lo=0, hi=1_000_000,
+                              help="more held-out (unseen) entities, made after the others from a random stream of "
+                                   "their own: no trained entity and no document changes with their number")
+    unseen_train_share: float = opt(0.4, lo=0.0, hi=1.0, help="unseen entities for preference labels and PPO prompts")
+    unseen_dev_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for choosing checkpoints and settings")
+    unseen_test_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for headline figures only; the rest "
+                                   "are reserved for later uses (e.g. a lookup tool's test)")
     languages: list = opt(["en", "nb"], help="subset of en, nb")
     article_variants: int = opt(6, lo=1, hi=200, help="reworded articles per entity and language")
     stories: int = opt(600, lo=0)
@@ -211,6 +218,8 @@ class SynthConfig:
     """Instruction data made locally from the fact table (lmforge/data/synth.py)."""
     seed: int = opt(11, lo=0)
     held_out_fact_fraction: float = opt(0.15, lo=0.0, hi=0.9, help="trained facts SFT never mentions")
+    held_out_dev_share: float = opt(0.3, lo=0.0, hi=1.0, help="of those, the dev part (choosing SFT settings); "
+                                    "the rest is the test part behind the headline figure")
     repeats: int = opt(1, lo=1, hi=100, help="single-question conversations per usable fact")
     multi_turn_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a multi-turn chat")
     summary_fraction: float = opt(0.6, lo=0.0, hi=1.0, help="entities that also get a summary request")
@@ -240,13 +249,20 @@ class LabelConfig:
     annotator: str = opt("auto", choices=["auto", "human"],
                          help="auto = judge candidates by the world's ground truth; human = use only labels "
                               "people gave with `lmforge label`")
-    prompts: int = opt(800, lo=1, help="prompts sampled for labeling")
+    prompts: int = opt(800, lo=1, help="training prompts sampled for labeling (reward/DPO train pairs, PPO prompts)")
+    dev_prompts: int = opt(100, lo=1, help="dev prompts labeled too: reward and DPO checkpoint selection")
+    test_prompts: int = opt(200, lo=1, help="test prompts labeled too: the reward model's headline accuracy")
     candidates: int = opt(6, lo=2, hi=16, help="answers sampled per prompt (N)")
     held_out_entity_share: float = opt(0.35, lo=0.0, hi=1.0,
                                        help="share of prompts asking about entities the model never saw")
     eval_entity_fraction: float = opt(0.5, lo=0.0, hi=0.9,
-                                      help="held-out entities reserved for evaluation (never in labels)")
-    eval_prompts: int = opt(200, lo=10, help="held-out prompts in datasets/preferences_eval.jsonl")
+                                      help="unused since unseen entities are partitioned by world.unseen_*_share "
+                                           "(kept so older run folders load)")
+    dev_fact_share: float = opt(0.15, lo=0.0, hi=0.45, help="known-entity facts (with their reverses) asked only "
+                                "by dev prompts")
+    test_fact_share: float = opt(0.25, lo=0.0, hi=0.45, help="known-entity facts asked only by test prompts")
+    eval_prompts: int = opt(200, lo=10, help="test prompts in datasets/preferences_eval.jsonl: PPO/DPO headline")
+    eval_dev_prompts: int = opt(100, lo=1, help="dev prompts there: for tuning PPO/DPO settings")
     noise: float = opt(0.1, lo=0.0, hi=0.5, help="automatic annotator: share of pairs it gets wrong")
     noise_model: str = opt("flip", choices=["flip", "gap"],
                            help="flip = every pair equally likely wrong; gap = Bradley-Terry, close calls "
@@ -261,7 +277,9 @@ class LabelConfig:
 class RewardConfig(TrainConfig):
     """Reward model (lmforge/train/reward.py): the shared loop's settings plus the Bradley-Terry loss's."""
     data_path: str = opt("", help="preference JSONL (prompt/chosen/rejected); empty = datasets/preferences.jsonl")
-    val_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="pairs held out for accuracy (split by prompt)")
+    val_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="your own pairs (no split given): the dev share, by prompt; "
+                              "the world's pairs carry their split (by fact) from the preferences stage")
+    test_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="your own pairs (no split given): the test share, by prompt")
     margin: float = opt(0.0, lo=0.0, hi=100.0, help="required reward gap: -log sigmoid(r_c - r_r - margin)")
     center_coef: float = opt(0.01, lo=0.0, hi=10.0, help="reward centering: coef * (r_c + r_r)^2 keeps rewards near 0")
     likelihood: bool = opt(True, help="add the answer's mean and min log-probability under the backbone's own LM "
@@ -304,8 +322,9 @@ class DPOConfig(TrainConfig):
     rpo_alpha: float = opt(0.0, lo=0.0, hi=100.0,
                            help="add alpha x the chosen answer's per-token NLL (RPO), so chosen answers gain "
                                 "likelihood instead of only losing less than rejected ones")
-    val_fraction: float = opt(0.1, lo=0.01, hi=0.5)
-    eval_prompts: int = opt(200, lo=1, help="held-out prompts in the before/after evaluation")
+    val_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="your own pairs (no split given): the dev share, by prompt")
+    test_fraction: float = opt(0.1, lo=0.01, hi=0.5, help="your own pairs (no split given): the test share, by prompt")
+    eval_prompts: int = opt(200, lo=1, help="test prompts in the before/after evaluation")
 
 
 @dataclass
@@ -314,7 +333,8 @@ class ReasoningConfig:
     seed: int = opt(17, lo=0)
     problems_per_level: int = opt(2000, lo=1, hi=1_000_000, help="distinct problems per language and difficulty")
     max_difficulty: int = opt(3, lo=1, hi=8, help="difficulty = arithmetic steps; levels 1..max_difficulty")
-    test_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="problems held out for evaluation only")
+    test_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="solution chains held out for the headline evaluation only")
+    dev_fraction: float = opt(0.05, lo=0.0, hi=0.5, help="solution chains held out for choosing settings (dev)")
     sft_fraction: float = opt(0.25, lo=0.0, hi=0.9, help="problems whose worked solutions synth may use")
 
 
@@ -323,7 +343,14 @@ class GRPOConfig(TrainConfig):
     """Reasoning RL with verifiable rewards (lmforge/train/grpo.py): the shared loop's settings plus GRPO's.
     batch_size is the number of completions per loss micro-batch; max_steps counts rollout batches."""
     data_path: str = opt("", help="GSM8K-style or prompt-only JSONL; empty = datasets/reasoning.jsonl")
-    eval_path: str = opt("", help="held-out problems, same formats; empty = datasets/reasoning_eval.jsonl")
+    eval_path: str = opt("", help="test problems (the headline), same formats; empty = datasets/reasoning_eval.jsonl, "
+                         "or with your own data_path a held-out slice of it")
+    dev_path: str = opt("", help="dev problems (for tuning); empty = datasets/reasoning_dev.jsonl, or with your own "
+                        "data_path a held-out slice of it")
+    holdout_fraction: float = opt(0.1, lo=0.01, hi=0.4, help="your own data_path without eval_path / dev_path: the "
+                                  "share of its problems held out as each missing split (by a hash of the prompt)")
+    skip_flat_groups: bool = opt(True, help="leave groups whose rewards are all equal out of the update (no forward "
+                                 "or backward); false computes them (they carry zero advantage)")
     answer_column: str = opt("answer")
     rewards: list = opt(["correctness"], help="built-in names (correctness, format) or module:function")
     reward_weights: list = opt([], help="one weight per reward; empty = all 1.0")
@@ -340,7 +367,9 @@ class GRPOConfig(TrainConfig):
     loss_type: str = opt("token_mean", choices=["grpo", "dr_grpo", "token_mean"])
     iterations: int = opt(1, lo=1, hi=64, help="mu: optimizer steps on each rollout batch")
     freeze_embeddings: bool = opt(False, help="keep the token embeddings (and a tied LM head) fixed")
-    eval_per_difficulty: int = opt(60, lo=1, help="held-out problems evaluated (greedy pass@1) per difficulty level")
+    eval_per_difficulty: int = opt(60, lo=1, help="test problems evaluated (greedy pass@1) per difficulty level")
+    dev_per_difficulty: int = opt(60, lo=0, help="dev problems evaluated (greedy pass@1 only) per difficulty level; "
+                                  "0 = no dev evaluation")
     eval_k: int = opt(8, lo=1, hi=256, help="pass@k: samples per held-out problem")
     eval_k_per_difficulty: int = opt(0, lo=0, help="pass@k on only the first this many of each level; 0 = all")
     eval_temperature: float = opt(1.0, lo=0.01, hi=10.0)
@@ -563,6 +592,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.d_model / model.n_head must be even (RoPE rotates pairs)")
     if m.n_head % kv:
         raise ConfigError(f"model.n_head={m.n_head} must be divisible by model.n_kv_head={kv}")
+    w = cfg.world
+    if w.unseen_train_share + w.unseen_dev_share + w.unseen_test_share > 1.0 + 1e-9:
+        raise ConfigError(f"world.unseen_train_share + unseen_dev_share + unseen_test_share = "
+                          f"{w.unseen_train_share + w.unseen_dev_share + w.unseen_test_share:g} exceeds 1")
     bad = [lang for lang in cfg.world.languages if lang not in ("en", "nb")]
     if bad or not cfg.world.languages:
         raise ConfigError(f"world.languages={cfg.world.languages!r}: allowed a non-empty subset of ['en', 'nb']")

@@ -209,3 +209,50 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     run.write_manifest("grpo", {"status": "done", "metrics": metrics})
     section = report_section(run, cfg)
     assert "pass@1 GRPO" in section and "Worked examples" in section and "_broken_reward" in section
+
+
+def test_own_data_without_eval_path_holds_out_a_slice_of_itself(tmp_path, tokenizer):
+    """grpo.data_path with no eval_path / dev_path: test and dev are slices of that file,
+    never the built-in problems, and no held-out prompt is trained on."""
+    from lmforge.train.grpo import held_out_tasks, task_overlap
+    run = _write_run(tmp_path, tokenizer)
+    own = run.path("own.jsonl")
+    problems = make_problems(PEOPLE, ["en", "nb"], [1, 2], 40, seed=9)
+    own.write_text("".join(json.dumps({"question": p.question, "answer": f"{p.solution} #### {p.answer}"}) + "\n"
+                           for p in problems))
+    overrides = ["grpo.max_steps=1", "grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.max_completion_tokens=8",
+                 "grpo.eval_per_difficulty=50", "grpo.dev_per_difficulty=50", "grpo.eval_k=1",
+                 f"grpo.data_path={own}", "grpo.holdout_fraction=0.2"]
+    cfg = load_config("micro", overrides)
+    from lmforge.data.reasoning import load_tasks
+    tasks, _ = load_tasks(own, tokenizer, 100)
+    held, sources = held_out_tasks(run, cfg.grpo, tokenizer, 100, tasks, cfg.run.seed)
+    sizes = {name: len(held[name][0]) for name in ("test", "dev")}
+    assert all(10 <= n <= 50 for n in sizes.values()) and len(held["train"]) + sum(sizes.values()) == len(tasks)
+    assert all("held-out slice of" in sources[name] for name in ("test", "dev"))
+    counts = task_overlap(held["train"], {name: held[name][0] for name in ("test", "dev")})
+    assert counts["test"]["same_prompt_in_training"] == counts["dev"]["same_prompt_in_training"] == 0
+    leak = task_overlap(held["train"], {"test": held["train"][:3]})
+    assert leak["test"]["same_prompt_in_training"] == 3                 # the count can fail
+    metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
+    assert metrics["held_out_source"].startswith("held-out slice of") and metrics["before"]["n"] == sizes["test"]
+    assert metrics["dev_before"]["n"] == sizes["dev"] and metrics["figures"]["test_pass_at_1"]["n"] == sizes["test"]
+
+
+def _constant_reward(prompts, completions, **columns):
+    return [0.5] * len(completions)           # every group flat
+
+
+def test_flat_groups_are_computed_when_skipping_is_off(tokenizer):
+    """skip_flat_groups=false runs the update on every completion (the work TRL does); true skips a flat batch."""
+    from lmforge.data.reasoning import Task
+    prompt = [{"role": "user", "content": "Ada Berg has 3 eggs."}]
+    tasks = [Task(prompt, "3", tokenizer.render_chat(prompt, add_generation_prompt=True)[0], {})] * 2
+    rows = []
+    for skip in (True, False):
+        cfg = grpo_cfg(prompts_per_step=2, group_size=2, max_completion_tokens=4, skip_flat_groups=skip)
+        trainer = Trainer(tiny_model(tokenizer), cfg, out_dir="unused", log_path="unused", device="cpu", stage="grpo")
+        rows.append(grpo_step(trainer, None, tokenizer, tasks, [("const", _constant_reward, 1.0)], cfg, seed=1))
+    assert rows[0]["groups_skipped"] == 2 and rows[0]["loss"] is None and rows[0]["entropy"] is None
+    assert rows[1]["groups_skipped"] == 0 and rows[1]["zero_std_fraction"] == 1.0
+    assert rows[1]["loss"] == 0.0 and rows[1]["entropy"] is not None

@@ -8,8 +8,8 @@ import pytest
 
 from lmforge.config import TokenizerConfig
 from lmforge.data.reasoning import (
-    correctness_reward, extract_answer, format_reward, load_tasks, make_problem, make_problems, normalize_answer,
-    normalize_number, parse_task, resolve_reward, run_stage, score, split_of, steps_reward)
+    correctness_reward, equations, extract_answer, format_reward, load_tasks, make_problem, make_problems, normalize_answer,
+    normalize_number, parse_task, Problem, resolve_reward, run_stage, score, split_of, steps_reward)
 from lmforge.evals.reasoning import pass_at_k
 from lmforge.tokenizer import Tokenizer
 
@@ -41,12 +41,28 @@ def test_worked_solution_is_correct_arithmetic(language, difficulty):
         assert p.question.endswith("?") and (PEOPLE[0]["name"] in p.question or PEOPLE[1]["name"] in p.question)
 
 
-def test_splits_are_a_function_of_the_text_and_never_overlap():
-    problems = make_problems(PEOPLE, ["en", "nb"], [1, 2, 3], 100, seed=3)
+def test_splits_follow_the_solution_chain_not_the_words():
+    problems = make_problems(PEOPLE, ["en", "nb"], [1, 2, 3], 200, seed=3)
     assert len({p.question for p in problems}) == len(problems)
-    splits = Counter(split_of(p.question, 3, 0.1, 0.3) for p in problems)
-    assert set(splits) == {"sft", "rl", "test"}
-    assert all(split_of(p.question, 3, 0.1, 0.3) == split_of(p.question, 3, 0.1, 0.3) for p in problems)
+    splits = {p.question: split_of(p, 3, 0.1, 0.1, 0.3) for p in problems}
+    assert set(Counter(splits.values())) == {"sft", "rl", "test", "dev", None}
+    # problems with one chain (other names, items or language) share their held-out split
+    by_chain: dict[tuple, set] = {}
+    for p in problems:
+        by_chain.setdefault(p.chain, set()).add(splits[p.question] if splits[p.question] in ("test", "dev") else "train")
+    assert all(len(names) == 1 for names in by_chain.values())
+    assert any(len({p.language for p in problems if p.chain == chain}) == 2 for chain in by_chain)
+    # no training problem has a held-out chain as a run of its steps: a test sum is no step of a training problem
+    held = {p.chain for p in problems if splits[p.question] in ("test", "dev")}
+    for p in problems:
+        if splits[p.question] in ("sft", "rl"):
+            runs = {p.chain[i:j] for i in range(len(p.chain)) for j in range(i + 1, len(p.chain) + 1)}
+            assert not runs & held, p
+    # dropped candidates are those that do contain one
+    for p in problems:
+        if splits[p.question] is None:
+            runs = {p.chain[i:j] for i in range(len(p.chain)) for j in range(i + 1, len(p.chain) + 1)} - {p.chain}
+            assert any(split_of(Problem("", 0, "", len(r), "en", r), 3, 0.1, 0.1, 0.3) in ("test", "dev") for r in runs)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -191,11 +207,21 @@ def test_stage_writes_disjoint_splits(tmp_path):
     metrics = run_stage(_Ctx(run, cfg))
     rl = read_jsonl(run.path("datasets", "reasoning.jsonl"))
     test = read_jsonl(run.path("datasets", "reasoning_eval.jsonl"))
+    dev = read_jsonl(run.path("datasets", "reasoning_dev.jsonl"))
     sft = read_jsonl(run.path("datasets", "reasoning_sft.jsonl"))
-    assert len(rl) + len(test) + len(sft) == metrics["problems"] > 0 and test and sft
-    questions = [{r["prompt"][0]["content"] for r in rl}, {r["prompt"][0]["content"] for r in test},
-                 {r["messages"][0]["content"] for r in sft}]
-    assert not (questions[0] & questions[1]) and not (questions[1] & questions[2]) and not (questions[0] & questions[2])
+    assert len(rl) + len(test) + len(dev) + len(sft) == metrics["problems"] > 0 and test and dev and sft
+    questions = [{r["prompt"][0]["content"] for r in rows} for rows in (rl, test, dev)]
+    questions.append({r["messages"][0]["content"] for r in sft})
+    assert sum(map(len, questions)) == len(set().union(*questions))
+    # overlap counted from the text, independently of the split: every held-out chain is new
+    for name in ("test", "dev"):
+        counts = metrics["overlap"][name]
+        assert counts["chains_in_training"] == 0 and counts["solutions_verbatim_in_training"] == 0, counts
+        assert counts["held_out_problems"] == len(test if name == "test" else dev)
+    training = {tuple(equations(r["messages"][1]["content"])) for r in sft} | {tuple(equations(r["solution"])) for r in rl}
+    singles = {eq for chain in training for eq in chain}
+    level_one = [r for r in test + dev if r["difficulty"] == 1]
+    assert level_one and not any(equations(r["solution"])[0] in singles for r in level_one)
     assert all("Ulf Secret" not in q for group in questions for q in group)    # held-out people never appear
     assert {r["difficulty"] for r in rl} == {1, 2, 3} and {r["language"] for r in rl} == {"en", "nb"}
     assert all(extract_answer(r["messages"][1]["content"]) == extract_answer(r["messages"][1]["content"].split()[-1])

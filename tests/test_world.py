@@ -11,9 +11,10 @@ from collections import Counter
 import pytest
 
 from lmforge.config import WorldConfig
-from lmforge.data.world import RELATIONS, build_world, read_facts, world_stats, write_world
+from lmforge.data.world import (
+    FEMALE_FIRST, MALE_FIRST, RELATIONS, build_world, read_facts, world_stats, write_world)
 
-SMALL = dict(n_entities=40, article_variants=2, stories=20, dialogues=20, arithmetic=50)
+SMALL = dict(n_entities=40, article_variants=2, stories=20, dialogues=20, arithmetic=50, extra_held_out=30)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,11 @@ def test_build_is_deterministic(world, docs):
 
 def test_entities_kinds_names_and_links(world):
     names = [e["name"] for e in world.entities]
-    assert len(names) == 40 and len(set(names)) == len(names)
-    assert len({e["id"] for e in world.entities}) == 40
+    assert len(names) == 40 + 30 and len(set(names)) == len(names)
+    assert len({e["id"] for e in world.entities}) == 70
+    # no name is a word of another name (a held-out "Torvik" can't hide in "Ada Torvik")
+    words = Counter(w for name in names for w in name.split() if w not in FEMALE_FIRST + MALE_FIRST)
+    assert max(words.values()) == 1
     kinds = Counter(e["kind"] for e in world.entities)
     assert set(kinds) == set(RELATIONS)
     for entity in world.entities:
@@ -66,10 +70,37 @@ def test_entities_kinds_names_and_links(world):
 
 
 def test_default_world_has_enough_entities():
-    world = build_world(WorldConfig())
-    assert len(world.entities) >= 300
-    assert 0.05 < sum(e["held_out"] for e in world.entities) / len(world.entities) < 0.15
+    cfg = WorldConfig()
+    world = build_world(cfg)
+    first = world.entities[:cfg.n_entities]
+    assert len(first) >= 300 and 0.05 < sum(e["held_out"] for e in first) / len(first) < 0.15
+    assert len(world.entities) == cfg.n_entities + cfg.extra_held_out
+    assert all(e["held_out"] for e in world.entities[cfg.n_entities:])
     assert len({e["name"] for e in world.entities}) == len(world.entities)
+    # the unseen entities are partitioned explicitly, every kind in every split
+    splits = Counter((e["unseen_split"], e["kind"]) for e in world.entities if e["held_out"])
+    assert {s for s, _ in splits} == {"train", "dev", "test", "reserved"}
+    assert all(splits[("test", kind)] > 0 for kind in RELATIONS)
+    held = sum(splits.values())
+    for name, share in (("train", cfg.unseen_train_share), ("dev", cfg.unseen_dev_share),
+                        ("test", cfg.unseen_test_share)):
+        assert abs(sum(v for (s, _), v in splits.items() if s == name) - share * held) <= len(RELATIONS)
+    assert all(f["unseen_split"] == world.by_id[f["entity_id"]]["unseen_split"] for f in world.held_out_facts())
+    assert not any("unseen_split" in f for f in world.trained_facts())
+
+
+def test_extra_unseen_entities_change_no_document_and_no_trained_entity(docs):
+    """The pretraining corpus does not depend on how many extra unseen entities there are."""
+    fewer = build_world(WorldConfig(**{**SMALL, "extra_held_out": 0}))
+    more = build_world(WorldConfig(**{**SMALL, "extra_held_out": 90}))
+    assert list(fewer.documents()) == docs == list(more.documents())
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "unseen_split"} for r in rows]  # noqa: E731
+    assert strip(more.entities[:40]) == strip(fewer.entities) and strip(more.facts[:len(fewer.facts)]) == strip(fewer.facts)
+    for entity in more.entities[40:]:
+        attrs = entity["attributes"]
+        for attr in {"person": ["birthplace"], "place": ["river"], "invention": ["inventor", "origin"],
+                     "company": ["founder", "headquarters"]}.get(entity["kind"], []):
+            assert not more.by_name[attrs[attr]]["held_out"]      # links point at trained entities only
 
 
 def test_held_out_entities_never_appear(world, docs):
@@ -174,7 +205,7 @@ def test_one_language_world():
 def test_write_world_round_trip(world, tmp_path):
     stats = write_world(world, tmp_path / "world")
     assert stats == world_stats(world)
-    assert stats["entities"] == 40 and stats["documents"] == 36 * 4 + 90
+    assert stats["entities"] == 70 and stats["held_out_entities"] == 34 and stats["documents"] == 36 * 4 + 90
     assert stats["article_documents"] == 144 and stats["characters"] > 0
     assert read_facts(tmp_path / "world" / "facts.jsonl") == world.facts
     lines = (tmp_path / "world" / "entities.jsonl").read_text(encoding="utf-8").splitlines()

@@ -141,6 +141,7 @@ def run_stage(ctx: StageContext) -> dict:
         **site_metrics,
         "entities": world_stats.get("entities"),
         "held_out_entities": world_stats.get("held_out_entities"),
+        "unseen_splits": world_stats.get("unseen_splits"),
         "facts": world_stats.get("facts"),
         "world_documents": world_stats.get("documents"),
     }

@@ -22,8 +22,20 @@ datasets/preferences.jsonl in TRL's conversational preference format:
      "rejected": [{"role": "assistant", ...}], "item": ..., "source": "auto"|"human",
      "chosen_ended": true, "rejected_ended": false}
 (`*_ended` false: the answer hit the token limit without <|end|>; TRL ignores the extra
-keys.) A separate set of prompts about other entities, datasets/preferences_eval.jsonl,
-is never labeled; PPO and DPO are evaluated on it against SFT.
+keys; `split` says which split the pair belongs to.)
+
+Splits go by fact, not by wording (lmforge/data/splits.py): a known entity's fact (entity,
+attribute, with its reverse) is train, dev or test by a keyed hash (`label.dev_fact_share`,
+`label.test_fact_share`), an unseen entity is train, dev or test by the world's partition
+(data/world/entities.jsonl `unseen_split`; the reserved ones are never asked here). Label
+items are drawn per split: `label.prompts` train items (reward and DPO train pairs, PPO
+prompts), `label.dev_prompts` dev items (reward and DPO checkpoint selection) and
+`label.test_prompts` test items (the reward model's headline accuracy), each with sampled
+candidates. datasets/preferences_eval.jsonl holds prompts that are never labeled, on which
+PPO and DPO are evaluated against SFT: `label.eval_dev_prompts` dev ones for tuning and
+`label.eval_prompts` test ones for the headline. So no dev or test prompt asks a fact, or
+names an unseen entity, that a training prompt or answer does; the manifest's `overlap`
+counts that from the text, and `judge_check` how the judge did on generated trick answers.
 
 `load_pairs` reads any preference file (ours, TRL's conversational or plain-string
 format, with an explicit or an implicit prompt) and skips bad rows with a counted reason.
@@ -42,41 +54,53 @@ from pathlib import Path
 
 from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
 from ..run import StageContext, StageError
+from .splits import fact_groups, fact_key, keyed_fraction, pick
 from .synth import ask, split_facts
 from .world import read_facts
 
 ROLES = ("system", "user", "assistant")
+SPLITS = ("train", "dev", "test")
 
 
 # ---------------------------------------------------------------- prompts
-
-def _fraction(key: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
 
 def item_id(prompt: list[dict]) -> str:
     return hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def make_prompts(facts: list[dict], cfg, count: int, unknown_share: float, split: str,
-                 seed: int) -> list[dict]:
-    """`count` question prompts for the `split` ("label" or "eval"): trained-entity facts
-    and held-out entities are divided between the splits by a hash, so evaluation asks
-    about facts and unseen entities the labels never mention."""
-    known, unknown = [], []
-    for fact in facts:
-        if fact["held_out"]:
-            in_eval = _fraction(fact["entity_id"], cfg.seed) < cfg.eval_entity_fraction
-            if in_eval == (split == "eval"):
-                unknown.append(fact)
-        else:
-            in_eval = _fraction(f"{fact['entity_id']}/{fact['attribute']}", cfg.seed) < 0.25
-            if in_eval == (split == "eval"):
-                known.append(fact)
-    rng = random.Random(f"{seed}:{split}")
+def unseen_splits(facts: list[dict], world_cfg) -> dict[str, str]:
+    """entity id -> train | dev | test | reserved for the unseen entities: the world's own
+    partition, recomputed for a fact table written before it was recorded."""
+    if all(f.get("unseen_split") for f in facts if f["held_out"]):
+        return {f["entity_id"]: f["unseen_split"] for f in facts if f["held_out"]}
+    from .world import partition_unseen
+    entities = {f["entity_id"]: {"id": f["entity_id"], "kind": f["kind"], "held_out": True}
+                for f in facts if f["held_out"]}
+    return partition_unseen(list(entities.values()), world_cfg)
+
+
+def fact_splits(facts: list[dict], cfg) -> list[str]:
+    """train | dev | test | reserved for each fact a preference prompt may ask: per fact group
+    (with its reverse) for known entities, the world's partition for unseen ones."""
+    groups, unseen = fact_groups(facts), unseen_splits(facts, cfg.world)
+    shares = [("test", cfg.label.test_fact_share), ("dev", cfg.label.dev_fact_share)]
+    return [unseen[f["entity_id"]] if f["held_out"] else
+            pick(keyed_fraction(f"preference:{groups[fact_key(f)]}", cfg.label.seed), shares, "train")
+            for f in facts]
+
+
+def make_prompts(facts: list[dict], count: int, unknown_share: float, split: str, seed: int,
+                 purpose: str = "label") -> list[dict]:
+    """`count` question prompts (fewer when they repeat) about `facts`, the facts of one split:
+    `unknown_share` of them about unseen entities. Items carry the split and the fact they ask."""
+    known = [f for f in facts if not f["held_out"]]
+    unknown = [f for f in facts if f["held_out"]]
+    rng = random.Random(f"{seed}:{purpose}:{split}")
     n_unknown = round(count * unknown_share) if unknown else 0
-    picked = [rng.choice(unknown) for _ in range(n_unknown)] + [rng.choice(known) for _ in range(count - n_unknown)]
+    if not known:
+        n_unknown = count if unknown else 0
+    picked = [rng.choice(unknown) for _ in range(n_unknown)] + [rng.choice(known) for _ in range(count - n_unknown)
+                                                                 if known]
     items, seen = [], set()
     for fact in picked:
         prompt = [{"role": "user", "content": ask(fact, rng)}]
@@ -86,7 +110,8 @@ def make_prompts(facts: list[dict], cfg, count: int, unknown_share: float, split
         seen.add(key)
         items.append({"id": key, "prompt": prompt, "known": not fact["held_out"],
                       "value": fact["value"] if not fact["held_out"] else None,
-                      "entity": fact["entity"], "attribute": fact["attribute"], "language": fact["language"]})
+                      "entity": fact["entity"], "attribute": fact["attribute"], "language": fact["language"],
+                      "split": split})
     rng.shuffle(items)
     return items
 
@@ -106,12 +131,15 @@ def sample_candidates(model, tokenizer, items: list[dict], n: int, temperature: 
 # ---------------------------------------------------------------- labels -> pairs
 
 def pair_row(item: dict, better: dict, worse: dict, source: str, **extra) -> dict:
-    return {"prompt": item["prompt"],
-            "chosen": [{"role": "assistant", "content": better["text"]}],
-            "rejected": [{"role": "assistant", "content": worse["text"]}],
-            "item": item["id"], "source": source,
-            "chosen_ended": bool(better.get("ended", True)), "rejected_ended": bool(worse.get("ended", True)),
-            **extra}
+    row = {"prompt": item["prompt"],
+           "chosen": [{"role": "assistant", "content": better["text"]}],
+           "rejected": [{"role": "assistant", "content": worse["text"]}],
+           "item": item["id"], "source": source,
+           "chosen_ended": bool(better.get("ended", True)), "rejected_ended": bool(worse.get("ended", True)),
+           **extra}
+    if item.get("split"):
+        row["split"] = item["split"]
+    return row
 
 
 def pairs_from_ranking(item: dict, ranking: list[list[int]], source: str, **extra) -> list[dict]:
@@ -128,11 +156,11 @@ def pairs_from_ranking(item: dict, ranking: list[list[int]], source: str, **extr
     return rows
 
 
-def judged_pairs(item: dict) -> tuple[list[dict], list[float], list[str]]:
+def judged_pairs(item: dict, index=None) -> tuple[list[dict], list[float], list[str]]:
     """The ground-truth judge's ranking of an item's candidates as pairs, best answer chosen:
-    (rows, each row's score gap, each candidate's verdict reason)."""
+    (rows, each row's score gap, each candidate's verdict reason). index: the run's JudgeIndex."""
     from ..evals.judge import judge
-    verdicts = [judge(c["text"], c["ended"], item) for c in item["candidates"]]
+    verdicts = [judge(c["text"], c["ended"], item, index) for c in item["candidates"]]
     by_score: dict[float, list[int]] = {}
     for index, verdict in enumerate(verdicts):
         by_score.setdefault(verdict.score, []).append(index)
@@ -161,13 +189,14 @@ def flip_probabilities(gaps: list[float], noise: float, model: str = "flip") -> 
     return rates(math.sqrt(low * high))
 
 
-def auto_label(items: list[dict], noise: float, rng: random.Random, model: str = "flip") -> tuple[list[dict], Counter]:
+def auto_label(items: list[dict], noise: float, rng: random.Random, model: str = "flip",
+               index=None) -> tuple[list[dict], Counter]:
     """The automatic annotator: rank each item's candidates by the ground-truth judge and get
     pairs wrong (swap chosen and rejected, mark `flipped`) at the rates of flip_probabilities.
     Returns the rows and a count of the candidates' verdicts."""
     rows, gaps, reasons = [], [], Counter()
     for item in items:
-        item_rows, item_gaps, item_reasons = judged_pairs(item)
+        item_rows, item_gaps, item_reasons = judged_pairs(item, index)
         rows += item_rows
         gaps += item_gaps
         reasons.update(r.split(",")[0] for r in item_reasons)
@@ -229,6 +258,8 @@ class Pair:
     rejected_ended: bool = True
     source: str = ""
     flipped: bool = False       # the automatic annotator's deliberate mistake (its noise)
+    split: str = ""             # train | dev | test when the row says (the label item's split)
+    item: str = ""              # the label item's id
 
     @property
     def key(self) -> str:
@@ -274,8 +305,10 @@ def parse_pair(row) -> Pair:
         raise ValueError("empty answer")
     if chosen_text.strip() == rejected_text.strip():
         raise ValueError("identical chosen and rejected")
+    split = row.get("split") if row.get("split") in SPLITS else ""
     return Pair(prompt, chosen_text, rejected_text, bool(row.get("chosen_ended", True)),
-                bool(row.get("rejected_ended", True)), str(row.get("source", "")), bool(row.get("flipped", False)))
+                bool(row.get("rejected_ended", True)), str(row.get("source", "")), bool(row.get("flipped", False)),
+                split, str(row.get("item") or ""))
 
 
 def load_pairs(path: Path) -> tuple[list[Pair], Counter]:
@@ -299,9 +332,15 @@ def encode_answer(tokenizer, prompt: list[dict], answer: str, ended: bool, max_t
     return ids[:max_tokens], mask[:max_tokens]
 
 
-def is_validation(pair: Pair, fraction: float, seed: int) -> bool:
-    """Split by prompt, so no validation prompt was trained on."""
-    return _fraction(pair.key, seed) < fraction
+def pair_split(pair: Pair, item_splits: dict[str, str], dev_fraction: float, test_fraction: float, seed: int) -> str:
+    """train | dev | test: the row's own split, else its label item's (datasets/label_items.jsonl,
+    for rows labeled before pairs carried it), else (your own pairs, which name no fact) a keyed
+    hash of the prompt, so at least the same prompt never lands on two sides."""
+    if pair.split:
+        return pair.split
+    if pair.item in item_splits:
+        return item_splits[pair.item]
+    return pick(keyed_fraction(pair.key, seed), [("test", test_fraction), ("dev", dev_fraction)], "train")
 
 
 def load_items(run, name: str) -> list[dict]:
@@ -313,18 +352,47 @@ def load_items(run, name: str) -> list[dict]:
 
 # ---------------------------------------------------------------- the stage
 
-def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list[dict]]:
-    """(label items with sampled candidates, evaluation prompts)."""
-    facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
+def preference_prompts(facts: list[dict], cfg) -> tuple[list[dict], list[dict]]:
+    """(label items of every split, evaluation prompts of dev and test), without answers yet.
+    facts: the fact table rows in the run's languages."""
     # Facts SFT held out (known only from pretraining) stay out of labels too, so the SFT
     # evaluation on them keeps its meaning for every later stage.
     usable, _ = split_facts(facts, cfg.synth.held_out_fact_fraction, cfg.synth.seed)
     pool = usable + [f for f in facts if f["held_out"]]
+    by_split: dict[str, list[dict]] = {}
+    for fact, split in zip(pool, fact_splits(pool, cfg)):
+        by_split.setdefault(split, []).append(fact)
     lcfg = cfg.label
-    items = make_prompts(pool, lcfg, lcfg.prompts, lcfg.held_out_entity_share, "label", lcfg.seed)
-    eval_items = make_prompts(pool, lcfg, lcfg.eval_prompts, 0.5, "eval", lcfg.seed)
+    items, eval_items = [], []
+    for split, count in (("train", lcfg.prompts), ("dev", lcfg.dev_prompts), ("test", lcfg.test_prompts)):
+        items += make_prompts(by_split.get(split, []), count, lcfg.held_out_entity_share, split, lcfg.seed)
+    for split, count in (("dev", lcfg.eval_dev_prompts), ("test", lcfg.eval_prompts)):
+        eval_items += make_prompts(by_split.get(split, []), count, 0.5, split, lcfg.seed, purpose="eval")
+    return items, eval_items
+
+
+def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list[dict]]:
+    """(label items of every split with sampled candidates, evaluation prompts of dev and test)."""
+    facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
+    items, eval_items = preference_prompts(facts, cfg)
+    if not any(item["split"] == "train" for item in items):
+        raise StageError("no training facts to ask about; lower label.dev_fact_share / label.test_fact_share")
+    lcfg = cfg.label
     sample_candidates(model, tokenizer, items, lcfg.candidates, lcfg.temperature, lcfg.max_new_tokens, lcfg.seed)
     return items, eval_items
+
+
+def preference_overlap(items: list[dict], eval_items: list[dict], facts: list[dict]) -> dict:
+    """What the dev and test prompts share with the training ones (prompts and sampled answers),
+    counted from their text (lmforge/evals/overlap.py)."""
+    from ..evals.overlap import FactFinder, prompt_overlap
+    finder = FactFinder(facts)
+    train = [m["content"] for i in items if i.get("split") == "train" for m in i["prompt"]]
+    train += [c["text"] for i in items if i.get("split") == "train" for c in i.get("candidates", [])]
+    held = {f"label_{name}": [i for i in items if i.get("split") == name] for name in ("dev", "test")}
+    held.update({f"eval_{name}": [i for i in eval_items if i.get("split") == name] for name in ("dev", "test")})
+    return {name: prompt_overlap(train, [i["prompt"][-1]["content"] for i in rows], finder)
+            for name, rows in held.items()}
 
 
 def run_stage(ctx: StageContext) -> dict:
@@ -341,12 +409,21 @@ def run_stage(ctx: StageContext) -> dict:
     atomic_write_jsonl(datasets / "label_items.jsonl", items)
     atomic_write_jsonl(datasets / "preferences_eval.jsonl", eval_items)
     ctx.progress(f"{len(items)} prompts x {lcfg.candidates} answers sampled; {len(eval_items)} evaluation prompts")
+    from ..evals.adversarial import check_judge
+    from ..evals.judge import load_index
+    facts = read_facts(run.world_dir / "facts.jsonl")
+    index = load_index(run.world_dir / "facts.jsonl")
+    overlap = preference_overlap(items, eval_items, facts)
+    judge_check = check_judge(facts, index)
+    if judge_check["as_specified"] != judge_check["answers"]:
+        ctx.progress(f"WARNING: the judge gave {judge_check['answers'] - judge_check['as_specified']} generated "
+                     f"trick answers another verdict than specified (see judge_check in the manifest)")
 
     path = datasets / "preferences.jsonl"
     reasons: Counter = Counter()
     auto_rows: list[dict] = []
     if lcfg.annotator == "auto":
-        auto_rows, reasons = auto_label(items, lcfg.noise, random.Random(lcfg.seed), lcfg.noise_model)
+        auto_rows, reasons = auto_label(items, lcfg.noise, random.Random(lcfg.seed), lcfg.noise_model, index)
     with file_lock(path):      # human labels written up to now are kept, none can slip in between
         human, torn = human_rows(path)
         if lcfg.annotator == "human" and not human:
@@ -365,6 +442,12 @@ def run_stage(ctx: StageContext) -> dict:
         "unreadable_lines_dropped": torn,
         "flipped_pairs": sum(bool(r.get("flipped")) for r in auto_rows),
         "prompts": len(items),
+        "prompts_by_split": dict(sorted(Counter(i["split"] for i in items).items())),
+        "pairs_by_split": dict(sorted(Counter(r.get("split", "") for r in human + auto_rows).items())),
+        "eval_prompts_by_split": dict(sorted(Counter(i["split"] for i in eval_items).items())),
+        "split_by": "fact (entity, attribute, with its reverse); unseen entity",
+        "overlap": overlap,
+        "judge_check": judge_check,
         "unknown_entity_prompts": len(unknown),
         "candidates_per_prompt": lcfg.candidates,
         "candidate_verdicts": dict(sorted(reasons.items())),

@@ -1,6 +1,6 @@
 """Verifiable reasoning tasks: arithmetic word problems set in the world, loaders, answer checks, rewards.
 
-    lmforge reasoning --run-dir runs/tiny       # writes datasets/reasoning{,_eval,_sft}.jsonl
+    lmforge reasoning --run-dir runs/tiny       # writes datasets/reasoning{,_eval,_dev,_sft}.jsonl
 
     from lmforge.data.reasoning import load_tasks, extract_answer, correctness_reward
     tasks, stats = load_tasks("gsm8k_train.jsonl", tokenizer, max_prompt_tokens=192)
@@ -13,12 +13,19 @@ them, and difficulty is the number of arithmetic steps:
     -> 7 + 5 = 12. 12 - 3 = 9. The answer is 9.
 
 People are the world's trained persons (data/world/entities.jsonl), items and the "×" sign
-are those of the world's arithmetic worksheets, in English and Norwegian. Every problem
-goes to one split by a keyed hash of its question text, so the same text always lands in
-the same split and the splits never share a question:
+are those of the world's arithmetic worksheets, in English and Norwegian. The splits go by
+what a model can memorise, the solution chain (its operands and operators in order; for
+one step, the single sum), not by the question's text: two problems that differ only in
+the person, the item or the language have the same chain and land in the same split.
+  - test : held-out problems whose chain hashes to the test part of the chain space; only
+           ever evaluated, for the headline figures (datasets/reasoning_eval.jsonl),
+  - dev  : likewise for choosing settings (datasets/reasoning_dev.jsonl),
   - sft  : worked solutions, added to the SFT data by `synth` (datasets/reasoning_sft.jsonl),
-  - rl   : prompts GRPO trains on (datasets/reasoning.jsonl),
-  - test : held-out problems, only ever evaluated (datasets/reasoning_eval.jsonl).
+  - rl   : prompts GRPO trains on (datasets/reasoning.jsonl).
+A training problem (sft or rl) never contains a test or dev chain as a run of its steps
+(a level-1 test sum is no step of any training problem); candidates that would are
+dropped and counted. The manifest's `overlap` counts, from the written text, held-out
+chains and solution strings found in the training solutions (lmforge/evals/overlap.py).
 
 reasoning.jsonl follows TRL's prompt-only convention: {"prompt": [messages], "answer": "9",
 ...extra columns (difficulty, language, solution)}. `load_tasks` also reads your own data:
@@ -35,7 +42,6 @@ on rows without a `solution` column).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import math
@@ -49,6 +55,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..files import atomic_write_jsonl, read_jsonl
+from .splits import keyed_fraction, pick
 from .world import ITEMS
 
 # ---------------------------------------------------------------- the built-in word problems
@@ -72,6 +79,7 @@ class Problem:
     solution: str          # the worked chain, ending with the answer line
     difficulty: int        # number of arithmetic steps
     language: str
+    chain: tuple = ()      # ((a, op, b), ...): what the solution computes, whatever the words
 
     def row(self) -> dict:
         """The prompt-only dataset row (TRL convention) with extra columns."""
@@ -88,7 +96,7 @@ def make_problem(person: dict, difficulty: int, language: str, rng: random.Rando
     name = person["name"]
     pron = PRONOUN[language].get(person.get("gender"), PRONOUN[language]["f"])
     item = rng.choice(ITEMS)[0 if language == "en" else 1]
-    sentences, steps = [], []
+    sentences, steps, chain = [], [], []
     # The first step is either the starting count or, a third of the time, boxes × items per box.
     if rng.random() < 1 / 3:
         boxes, per_box = rng.randint(2, 5), rng.randint(2, 6)
@@ -96,6 +104,7 @@ def make_problem(person: dict, difficulty: int, language: str, rng: random.Rando
         sentences.append(f"{name} has {boxes} boxes with {per_box} {item} in each box." if language == "en" else
                          f"{name} har {boxes} esker med {per_box} {item} i hver eske.")
         steps.append(f"{boxes} × {per_box} = {total}.")
+        chain.append((boxes, "×", per_box))
     else:
         total = rng.randint(2, 20)
         sentences.append(f"{name} has {total} {item}." if language == "en" else f"{name} har {total} {item}.")
@@ -106,11 +115,13 @@ def make_problem(person: dict, difficulty: int, language: str, rng: random.Rando
             n = rng.randint(1, min(10, MAX_TOTAL - total))
             verb, rest = rng.choice(ADD_VERBS[language])
             steps.append(f"{total} + {n} = {total + n}.")
+            chain.append((total, "+", n))
             total += n
         else:
             n = rng.randint(1, min(10, total - 1))
             verb, rest = rng.choice(SUB_VERBS[language])
             steps.append(f"{total} - {n} = {total - n}.")
+            chain.append((total, "-", n))
             total -= n
         rest = rest.format(n=n)
         if len(sentences) == 1:
@@ -122,19 +133,42 @@ def make_problem(person: dict, difficulty: int, language: str, rng: random.Rando
     ask = (f"How many {item} does {pron} have now?" if language == "en" else f"Hvor mange {item} har {pron} nå?")
     question = " ".join(sentences + [ask])
     solution = " ".join(steps + [ANSWER_LINE[language].format(answer=total)])
-    return Problem(question, total, solution, difficulty, language)
+    return Problem(question, total, solution, difficulty, language, tuple(chain))
 
 
-def split_of(question: str, seed: int, test_fraction: float, sft_fraction: float) -> str:
-    """sft | rl | test, from a keyed hash of the question text alone."""
-    digest = hashlib.blake2b(question.encode("utf-8"), digest_size=8, key=str(seed).encode()).digest()
-    u = int.from_bytes(digest, "big") / 2**64
-    return "test" if u < test_fraction else "sft" if u < test_fraction + sft_fraction else "rl"
+def chain_key(chain: tuple) -> str:
+    return " ".join(f"{a}{op}{b}" for a, op, b in chain)
+
+
+def held_out_chain(chain: tuple, seed: int, test_fraction: float, dev_fraction: float) -> str | None:
+    """test | dev | None (a training chain), from a keyed hash of the chain alone."""
+    return pick(keyed_fraction(f"chain:{chain_key(chain)}", seed), [("test", test_fraction), ("dev", dev_fraction)],
+                None)
+
+
+def split_of(problem: Problem, seed: int, test_fraction: float, dev_fraction: float, sft_fraction: float) -> str | None:
+    """test | dev | sft | rl, or None for a training candidate that contains a held-out chain.
+
+    A problem whose chain is held out is test or dev. Any other problem trains, unless some
+    run of its steps is a held-out chain (then the model would see a test sum while training):
+    those are dropped. Training problems go to sft or rl by a keyed hash of the question text,
+    sft_fraction being the share of all problems."""
+    chain = problem.chain
+    held = held_out_chain(chain, seed, test_fraction, dev_fraction)
+    if held:
+        return held
+    if any(held_out_chain(chain[i:j], seed, test_fraction, dev_fraction)
+           for i in range(len(chain)) for j in range(i + 1, len(chain) + 1) if j - i < len(chain)):
+        return None
+    share = sft_fraction / max(1e-9, 1.0 - test_fraction - dev_fraction)
+    return "sft" if keyed_fraction(f"text:{problem.question}", seed) < share else "rl"
 
 
 def make_problems(people: list[dict], languages: list[str], difficulties: list[int], per_level: int,
-                  seed: int) -> list[Problem]:
-    """per_level distinct problems for every (language, difficulty), in a seeded order."""
+                  seed: int, keep=None, dropped: Counter | None = None) -> list[Problem]:
+    """per_level distinct problems for every (language, difficulty), in a seeded order. With
+    `keep`, a candidate for which keep(problem) is false does not count and is tallied per
+    level in `dropped`."""
     if not people:
         raise ValueError("no trained persons to write word problems about")
     rng = random.Random(seed)
@@ -148,6 +182,10 @@ def make_problems(people: list[dict], languages: list[str], difficulties: list[i
                 if problem.question in seen:
                     continue
                 seen.add(problem.question)
+                if keep is not None and not keep(problem):
+                    if dropped is not None:
+                        dropped[f"{language}/{difficulty}"] += 1
+                    continue
                 problems.append(problem)
                 made += 1
     return problems
@@ -448,20 +486,47 @@ def run_stage(ctx) -> dict:
     from ..run import StageError
     if not people:
         raise StageError(f"{run.world_dir / 'entities.jsonl'} has no trained persons to write word problems about")
+    def split(problem: Problem) -> str | None:
+        return split_of(problem, rcfg.seed, rcfg.test_fraction, rcfg.dev_fraction, rcfg.sft_fraction)
+    dropped: Counter = Counter()
     problems = make_problems(people, languages, list(range(1, rcfg.max_difficulty + 1)), rcfg.problems_per_level,
-                             rcfg.seed)
-    splits: dict[str, list[Problem]] = {"sft": [], "rl": [], "test": []}
+                             rcfg.seed, keep=lambda p: split(p) is not None, dropped=dropped)
+    splits: dict[str, list[Problem]] = {"sft": [], "rl": [], "dev": [], "test": []}
     for problem in problems:
-        splits[split_of(problem.question, rcfg.seed, rcfg.test_fraction, rcfg.sft_fraction)].append(problem)
+        splits[split(problem)].append(problem)
     # seeded shuffle so any prefix of a file mixes languages and difficulties
     for name, rows in splits.items():
         random.Random(f"{rcfg.seed}:{name}").shuffle(rows)
     datasets = run.path("datasets")
     atomic_write_jsonl(datasets / "reasoning.jsonl", (p.row() for p in splits["rl"]))
     atomic_write_jsonl(datasets / "reasoning_eval.jsonl", (p.row() for p in splits["test"]))
+    atomic_write_jsonl(datasets / "reasoning_dev.jsonl", (p.row() for p in splits["dev"]))
     atomic_write_jsonl(datasets / "reasoning_sft.jsonl", (p.conversation() for p in splits["sft"]))
+    overlap = reasoning_overlap(run)
     by_level = Counter(f"{p.language}/{p.difficulty}" for p in problems)
     ctx.progress(f"{len(problems):,} problems: {len(splits['rl']):,} for RL, {len(splits['sft']):,} worked for SFT, "
-                 f"{len(splits['test']):,} held out")
+                 f"{len(splits['dev']):,} dev, {len(splits['test']):,} test; {sum(dropped.values()):,} training "
+                 f"candidates dropped for containing a held-out chain; held-out chains in training: "
+                 f"{overlap['test']['chains_in_training']} test, {overlap['dev']['chains_in_training']} dev")
     return {"problems": len(problems), "rl_problems": len(splits["rl"]), "sft_problems": len(splits["sft"]),
-            "test_problems": len(splits["test"]), "people": len(people), "by_level": dict(sorted(by_level.items()))}
+            "dev_problems": len(splits["dev"]), "test_problems": len(splits["test"]), "people": len(people),
+            "by_level": dict(sorted(by_level.items())),
+            "distinct_chains": {name: len({p.chain for p in rows}) for name, rows in splits.items()},
+            "held_out_by_level": {name: {str(level): {"problems": sum(p.difficulty == level for p in splits[name]),
+                                                      "chains": len({p.chain for p in splits[name]
+                                                                     if p.difficulty == level})}
+                                         for level in range(1, rcfg.max_difficulty + 1)}
+                                  for name in ("test", "dev")},
+            "dropped_for_held_out_chain": dict(sorted(dropped.items())), "split_by": "solution chain",
+            "overlap": overlap}
+
+
+def reasoning_overlap(run) -> dict:
+    """Held-out (test, dev) worked solutions against the training ones (SFT worked examples, RL
+    references), counted from the files the stage wrote (lmforge/evals/overlap.py)."""
+    from ..evals.overlap import chain_overlap
+    datasets = run.path("datasets")
+    training = [row["messages"][-1]["content"] for row in read_jsonl(datasets / "reasoning_sft.jsonl")]
+    training += [row.get("solution") or "" for row in read_jsonl(datasets / "reasoning.jsonl")]
+    return {name: chain_overlap(training, [row.get("solution") or "" for row in read_jsonl(datasets / file)])
+            for name, file in (("test", "reasoning_eval.jsonl"), ("dev", "reasoning_dev.jsonl"))}

@@ -16,10 +16,14 @@ the world and answer "I don't know". So the SFT model sometimes rambles, is some
 curt and only sometimes admits ignorance: preference tuning has something to fix.
 
 A share of trained facts (`synth.held_out_fact_fraction`, chosen per entity and
-attribute, in both languages) is never asked about or mentioned in any answer, so the
-SFT evaluation on them measures knowledge the model got from pretraining.
-datasets/sft_eval.jsonl lists the facts the evaluation asks, each marked
-`split: "held_out"` or `"trained"`.
+attribute, in both languages, and together with the fact's reverse: "Ada Berg is known for
+Lumograph" goes wherever "Lumograph was invented by Ada Berg" goes) is never asked about or
+mentioned in any answer, so the SFT evaluation on them measures knowledge the model got
+from pretraining. datasets/sft_eval.jsonl lists the facts the evaluation asks, each marked
+`split: "held_out"` or `"trained"`; held-out facts also carry `subset: "dev"` (for choosing
+SFT settings, `synth.held_out_dev_share` of them) or `"test"` (the headline figure only).
+The manifest's `overlap` counts, from the written conversations, held-out facts stated in
+them, unseen entities named in them and held-out reasoning chains worked in them (all 0).
 
 With `synth.self_instruct > 0` the pretrained model also writes answers itself: it is
 prompted in the world's own "Common questions" style, sampled, and an answer is kept only
@@ -28,13 +32,12 @@ sentence and is not a duplicate.
 """
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 from collections import Counter, defaultdict
 
 from ..files import atomic_write_jsonl
 from ..run import StageContext, StageError
+from .splits import fact_groups, fact_key, keyed_fraction
 from .world import read_facts
 
 SYSTEM_PROMPTS = {
@@ -71,24 +74,21 @@ PERSON_SUMMARY = {"en": "Who was {name}?", "nb": "Hvem var {name}?"}
 THING_SUMMARY = {"en": "What is {name}?", "nb": "Hva er {name}?"}
 
 
-def fact_key(fact: dict) -> str:
-    return f"{fact['entity_id']}/{fact['attribute']}"
-
-
-def is_sft_held_out(fact: dict, fraction: float, seed: int) -> bool:
-    """Deterministic per (entity, attribute): the same fact is held out in every language."""
-    digest = hashlib.sha256(f"{seed}:{fact_key(fact)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
 def split_facts(facts: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(facts SFT may use, facts it must never mention), over trained entities only."""
+    """(facts SFT may use, facts it must never mention), over trained entities only; decided per
+    fact group (a fact with its reverse, lmforge/data/splits.py), the same in every language."""
+    groups = fact_groups(facts)
     usable, held = [], []
     for fact in facts:
         if fact.get("held_out"):
             continue
-        (held if is_sft_held_out(fact, fraction, seed) else usable).append(fact)
+        (held if keyed_fraction(groups[fact_key(fact)], seed) < fraction else usable).append(fact)
     return usable, held
+
+
+def held_out_subset(fact: dict, groups: dict, share: float, seed: int) -> str:
+    """dev | test for an SFT held-out fact, per fact group."""
+    return "dev" if keyed_fraction(f"dev:{groups[fact_key(fact)]}", seed) < share else "test"
 
 
 def user(text: str) -> dict:
@@ -182,12 +182,9 @@ def build_conversations(usable: list[dict], cfg, rng: random.Random) -> list[dic
     return conversations
 
 
-def answer_states_value(answer: str, value: str) -> bool:
-    return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", answer) is not None
-
-
 def self_instruct(run, usable: list[dict], count: int, seed: int) -> tuple[list[dict], dict]:
     """The base model answers questions in its own words; keep only verified, clean answers."""
+    from ..evals.judge import states_value
     from ..generate import generate
     from ..model import load_model
     from ..tokenizer import Tokenizer
@@ -209,7 +206,7 @@ def self_instruct(run, usable: list[dict], count: int, seed: int) -> tuple[list[
             text = tokenizer.decode(out.tokens).split("\n")[0].strip()
             sentence = text.split(". ")[0].strip()
             sentence = sentence if sentence.endswith(".") else sentence + "."
-            if not answer_states_value(sentence, fact["value"]):
+            if not states_value(sentence, fact["value"]):
                 stats["wrong_or_missing_value"] += 1
             elif len(sentence) > 160 or len(sentence) < len(fact["value"]) + 3:
                 stats["bad_length"] += 1
@@ -259,19 +256,45 @@ def run_stage(ctx: StageContext) -> dict:
         rng.shuffle(conversations)
     datasets = run.path("datasets")
     atomic_write_jsonl(datasets / "sft.jsonl", conversations)
-    eval_rows = [{**f, "split": "held_out"} for f in held]
+    groups = fact_groups(facts)
+    eval_rows = [{**f, "split": "held_out", "subset": held_out_subset(f, groups, cfg.held_out_dev_share, cfg.seed)}
+                 for f in held]
     eval_rows += [{**f, "split": "trained"} for f in usable]
     atomic_write_jsonl(datasets / "sft_eval.jsonl", eval_rows)
+    overlap = sft_overlap(run, conversations, held, facts)
     turns = Counter(sum(m["role"] == "user" for m in c["messages"]) for c in conversations)
     with_system = sum(c["messages"][0]["role"] == "system" for c in conversations)
-    ctx.progress(f"{len(conversations):,} conversations; {len(held)} facts held out of SFT")
+    ctx.progress(f"{len(conversations):,} conversations; {len(held)} facts held out of SFT "
+                 f"({sum(r.get('subset') == 'dev' for r in eval_rows)} dev); stated in the conversations: "
+                 f"{overlap['held_out_facts']['stated_in_training']}")
     return {
         "conversations": len(conversations),
         "multi_turn": sum(v for k, v in turns.items() if k > 1),
         "with_system_prompt": with_system,
         "usable_facts": len(usable),
         "held_out_facts": len(held),
+        "held_out_dev_facts": sum(r.get("subset") == "dev" for r in eval_rows),
+        "overlap": overlap,
         "self_instruct": self_stats,
         "worked_problems": len(worked),
         "unknown_entity_conversations": len(unknown),
     }
+
+
+def sft_overlap(run, conversations: list[dict], held: list[dict], facts: list[dict]) -> dict:
+    """What the written SFT data shares with held-out sets, counted from its text
+    (lmforge/evals/overlap.py): SFT held-out facts stated (with their reverses), unseen
+    entities named, and held-out reasoning chains (test, dev) worked in it."""
+    from ..evals.overlap import chain_overlap, names_in, statement_overlap
+    from ..files import read_jsonl
+    texts = [m["content"] for c in conversations for m in c["messages"]]
+    unseen = {f["entity"] for f in facts if f["held_out"]}
+    result = {"held_out_facts": statement_overlap((c["messages"] for c in conversations), held, facts),
+              "unseen_entities_named_in_training": len(names_in(texts, unseen))}
+    answers = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "assistant"]
+    for name, file in (("test", "reasoning_eval.jsonl"), ("dev", "reasoning_dev.jsonl")):
+        path = run.path("datasets", file)
+        if path.exists():
+            counts = chain_overlap(answers, [row.get("solution") or "" for row in read_jsonl(path)])
+            result[f"reasoning_{name}"] = counts
+    return result

@@ -3,8 +3,9 @@
     from lmforge.evals.alignment import alignment_metrics
     metrics = alignment_metrics(run, cfg, policy, tokenizer, device, stage="dpo")
 
-On the held-out prompts of datasets/preferences_eval.jsonl (questions about trained
-facts and about held-out entities that no label ever mentioned):
+On the prompts of datasets/preferences_eval.jsonl, which ask facts (and name unseen
+entities) that no training prompt or answer does (split by fact: lmforge/data/preferences.py),
+the test ones for the headline figures and the dev ones (under "dev") for tuning:
 
 - greedy answers of both models give the "I don't know" rate on unseen entities and the
   accuracy on known ones (lmforge/evals/judge.py decides both);
@@ -21,6 +22,7 @@ import torch
 from ..data.preferences import encode_answer, load_items
 from ..generate import generate
 from .judge import judge
+from .stats import proportion
 
 
 def sample_answers(model, tokenizer, items: list[dict], temperature: float, seed: int, max_new_tokens: int) -> list[dict]:
@@ -57,13 +59,17 @@ def score_answers(items, answers, tokenizer, device, reward_model=None, policy=N
     return {"rewards": rewards, "kls": kls}
 
 
-def _rates(items, answers) -> dict:
-    verdicts = [judge(a["text"], a["ended"], item) for item, a in zip(items, answers)]
+def _rates(items, answers, index=None) -> dict:
+    verdicts = [judge(a["text"], a["ended"], item, index) for item, a in zip(items, answers)]
     unknown = [v for v, item in zip(verdicts, items) if not item["known"]]
     known = [v for v, item in zip(verdicts, items) if item["known"]]
-    return {"idk_rate": round(sum(v.reason.startswith("idk") for v in unknown) / max(len(unknown), 1), 4),
-            "known_accuracy": round(sum(v.reason.startswith("correct") for v in known) / max(len(known), 1), 4),
-            "end_rate": round(sum(a["ended"] for a in answers) / max(len(answers), 1), 4)}
+    idk = sum(v.reason.startswith("idk") for v in unknown)
+    right = sum(v.reason.startswith("correct") for v in known)
+    ended = sum(a["ended"] for a in answers)
+    return {"idk_rate": round(idk / max(len(unknown), 1), 4), "known_accuracy": round(right / max(len(known), 1), 4),
+            "end_rate": round(ended / max(len(answers), 1), 4),
+            "figures": {"idk_rate": proportion(idk, len(unknown)), "known_accuracy": proportion(right, len(known)),
+                        "end_rate": proportion(ended, len(answers))}}
 
 
 def win_rate(ours: list[float], theirs: list[float]) -> tuple[float, dict]:
@@ -74,42 +80,63 @@ def win_rate(ours: list[float], theirs: list[float]) -> tuple[float, dict]:
 
 
 @torch.no_grad()
-def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: int | None = None) -> dict:
-    from ..model import load_model
-    from ..train.reward import load_reward_model
-    items = load_items(run, "preferences_eval.jsonl")[:limit or None]
+def compare(items, policy, sft, reward_model, tokenizer, device, stage: str, cfg, index=None) -> dict:
+    """The policy against SFT on one set of prompts: win rates, rates, KL and examples."""
     max_new = cfg.label.max_new_tokens
-    sft = load_model(run.model_dir("sft"), device=device).eval()
-    was_training = policy.training
-    policy.eval()
-    reward_model = None
-    if (run.model_dir("reward") / "head.safetensors").exists():
-        reward_model = load_reward_model(run.model_dir("reward"), device=device).eval()
-
     greedy = {name: sample_answers(m, tokenizer, items, 0.0, cfg.run.seed, max_new) for name, m in
               (("sft", sft), (stage, policy))}
     sampled = {name: sample_answers(m, tokenizer, items, 1.0, cfg.run.seed + 1, max_new) for name, m in
                (("sft", sft), (stage, policy))}
-    judged = {name: [judge(a["text"], a["ended"], item).score for item, a in zip(items, answers)]
+    judged = {name: [judge(a["text"], a["ended"], item, index).score for item, a in zip(items, answers)]
               for name, answers in sampled.items()}
     judge_rate, judge_counts = win_rate(judged[stage], judged["sft"])
     ours = score_answers(items, sampled[stage], tokenizer, device, reward_model, policy, sft)
     theirs = score_answers(items, sampled["sft"], tokenizer, device, reward_model)
     result = {"win_rate": judge_rate, "judge": judge_counts, "eval_prompts": len(items),
               "unknown_entity_prompts": sum(not i["known"] for i in items)}
+    figures = {"win_rate": proportion(judge_counts["wins"] + judge_counts["ties"] / 2, len(items))}
     if reward_model is not None:
         rm_rate, rm_counts = win_rate(ours["rewards"], theirs["rewards"])
         result.update({"reward_model_win_rate": rm_rate, "reward_model": rm_counts,
-                       "mean_reward": round(sum(ours["rewards"]) / len(items), 4),
-                       "sft_mean_reward": round(sum(theirs["rewards"]) / len(items), 4)})
+                       "mean_reward": round(sum(ours["rewards"]) / max(len(items), 1), 4),
+                       "sft_mean_reward": round(sum(theirs["rewards"]) / max(len(items), 1), 4)})
     result["kl_to_sft"] = round(sum(ours["kls"]) / max(len(ours["kls"]), 1), 4)
     for name, answers in greedy.items():
         prefix = "sft_" if name == "sft" else ""
-        result.update({prefix + k: v for k, v in _rates(items, answers).items()})
+        rates = _rates(items, answers, index)
+        figures.update({prefix + k: v for k, v in rates.pop("figures").items()})
+        result.update({prefix + k: v for k, v in rates.items()})
+    result["figures"] = figures
     result["examples"] = [{"prompt": item["prompt"][-1]["content"], "known": item["known"],
                            "truth": item["value"] if item["known"] else "(unseen entity)",
                            "sft": greedy["sft"][i]["text"], stage: greedy[stage][i]["text"]}
                           for i, item in enumerate(items[:8])]
+    return result
+
+
+@torch.no_grad()
+def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: int | None = None) -> dict:
+    """compare() on the test prompts (the first `limit`; the headline figures) and, under "dev",
+    on the dev prompts. Rows without a split (older files) count as test."""
+    from ..model import load_model
+    from ..train.reward import load_reward_model
+    from .judge import load_index
+    rows = load_items(run, "preferences_eval.jsonl")
+    test = [r for r in rows if r.get("split", "test") == "test"][:limit or None]
+    dev = [r for r in rows if r.get("split") == "dev"]
+    facts_path = run.world_dir / "facts.jsonl"
+    index = load_index(facts_path) if facts_path.exists() else None
+    sft = load_model(run.model_dir("sft"), device=device).eval()
+    was_training = policy.training
+    policy.eval()
+    reward_model = None
+    if (run.model_dir("reward") / "head.safetensors").exists():
+        reward_model = load_reward_model(run.model_dir("reward"), device=device).eval()
+    result = compare(test, policy, sft, reward_model, tokenizer, device, stage, cfg, index)
+    result["split"] = "test"
+    if dev:
+        on_dev = compare(dev, policy, sft, reward_model, tokenizer, device, stage, cfg, index)
+        result["dev"] = {k: v for k, v in on_dev.items() if k != "examples"}
     if was_training:
         policy.train()
     return result
@@ -149,7 +176,9 @@ def report_section(run, cfg) -> str | None:
     noise = f"{prefs['noise']:.0%} of pairs flipped" + (
         ", close calls more often" if prefs.get("noise_model") == "gap" else " at random")
     text = ["## Preference tuning: reward model, PPO and DPO", "",
-            f"{prefs['prompts']} prompts ({prefs['unknown_entity_prompts']} about entities the model never saw), "
+            f"{prefs['prompts']} prompts ({prefs['unknown_entity_prompts']} about entities the model never saw; "
+            + ", ".join(f"{v} {k}" for k, v in (prefs.get("prompts_by_split") or {}).items())
+            + ", split by fact and unseen entity), "
             f"{prefs['candidates_per_prompt']} sampled answers each, labeled by the {prefs['annotator']} annotator "
             f"({noise}): {prefs['pairs']:,} preference pairs. The SFT model's sampled answers: "
             + ", ".join(f"{k} {v}" for k, v in prefs.get("candidate_verdicts", {}).items()) + "."]
@@ -159,9 +188,12 @@ def report_section(run, cfg) -> str | None:
             truth = (f"; against the annotator's truth {reward['held_out_accuracy_vs_truth']:.1%}, and a model "
                      f"always right about the truth would score {reward['held_out_label_ceiling']:.1%} "
                      "against these noisy labels")
-        text += ["", f"Reward model: held-out pair accuracy **{reward['held_out_accuracy']:.1%}** "
+        split = reward.get("held_out_split", "held-out")
+        dev = (f" Checkpoint chosen on {reward['dev_pairs']} dev pairs ({reward['dev_accuracy']:.1%} there); the "
+               "test pairs ask facts and unseen entities no training pair asks." if "dev_pairs" in reward else "")
+        text += ["", f"Reward model: {split} pair accuracy **{reward['held_out_accuracy']:.1%}** "
                      f"({reward['held_out_pairs']} pairs){truth}; mean margin {reward['held_out_mean_margin']:.2f}, "
-                     f"{reward['steps']} steps in {reward['train_seconds']:.0f}s."]
+                     f"{reward['steps']} steps in {reward['train_seconds']:.0f}s.{dev}"]
     if tuned:
         first = next(iter(tuned.values()))
         rows = [["SFT", "-", "-", f"{first['sft_idk_rate']:.1%}", f"{first['sft_known_accuracy']:.1%}",
@@ -171,8 +203,9 @@ def report_section(run, cfg) -> str | None:
                          f"{m['reward_model_win_rate']:.1%}" if "reward_model_win_rate" in m else "-",
                          f"{m['idk_rate']:.1%}", f"{m['known_accuracy']:.1%}", f"{m['end_rate']:.1%}",
                          f"{m['kl_to_sft']:.2f}"])
-        text += ["", f"On {first['eval_prompts']} held-out prompts ({first['unknown_entity_prompts']} about unseen "
-                     "entities); win rate against SFT with ties counted half:", "",
+        text += ["", f"On {first['eval_prompts']} {first.get('split', 'held-out')} prompts "
+                     f"({first['unknown_entity_prompts']} about unseen entities; no training prompt asks their facts "
+                     "or names their unseen entities); win rate against SFT with ties counted half:", "",
                  markdown_table(["model", "win rate (ground truth)", "win rate (reward model)",
                                  "\"I don't know\" on unseen entities", "known-entity accuracy", "answers ending",
                                  "KL to SFT"], rows)]

@@ -15,6 +15,7 @@ while pass@1 uses every held-out problem: more problems, less noise, same time.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from math import comb
 
 from ..data.reasoning import Task, extract_answer
@@ -50,9 +51,10 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
 
     Greedy decoding is k times cheaper than sampling k completions, so pass@1 can use every
     task while pass@k and sampled accuracy use only the first `k_per_difficulty` tasks of
-    each difficulty (0 = all); "n" counts the pass@1 tasks, "n_sampled" the pass@k ones."""
+    each difficulty (0 = all); "n" counts the pass@1 tasks, "n_sampled" the pass@k ones
+    ("correct" the greedy answers that are right). k = 0 samples nothing: pass@1 only."""
     if not tasks:
-        return {"n": 0, "n_sampled": 0, "pass@1": 0.0, "pass@k": 0.0, "k": k, "sampled_accuracy": 0.0,
+        return {"n": 0, "n_sampled": 0, "correct": 0, "pass@1": 0.0, "pass@k": 0.0, "k": k, "sampled_accuracy": 0.0,
                 "by_difficulty": {}, "examples": []}
     was_training = model.training
     model.eval()
@@ -62,7 +64,7 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
     sample_ids = []
     for i, task in enumerate(tasks):
         level = str(task.columns.get("difficulty", "?"))
-        if not k_per_difficulty or seen[level] < k_per_difficulty:
+        if k and (not k_per_difficulty or seen[level] < k_per_difficulty):     # k = 0: greedy pass@1 only
             sample_ids.append(i)
             seen[level] += 1
     texts = _complete(model, tokenizer, [prompts[i] for i in sample_ids for _ in range(k)], max_new_tokens,
@@ -86,7 +88,7 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
 
     def summary(tally):
         n, n_sampled = tally[0], max(tally[2], 1)
-        return {"n": n, "n_sampled": tally[2], "pass@1": round(tally[1] / n, 4),
+        return {"n": n, "n_sampled": tally[2], "correct": tally[1], "pass@1": round(tally[1] / n, 4),
                 "pass@k": round(tally[3] / n_sampled, 4), "sampled_accuracy": round(tally[4] / n_sampled, 4)}
     result = {**summary(tallies["all"]), "k": k, "temperature": temperature,
               "by_difficulty": {key: summary(t) for key, t in sorted(tallies.items()) if key != "all"}}
@@ -130,6 +132,23 @@ def _plot_rewards(log_path, out_png) -> bool:
     return save_figure(fig, out_png)
 
 
+def held_out_note(m: dict) -> str:
+    """Where the test problems came from and what they share with training, in words."""
+    source = m.get("held_out_source")
+    overlap = (m.get("overlap") or {}).get("test") or {}
+    if source is None:
+        return "the held-out split of the run's problems"
+    if "chains_in_training" in overlap:
+        where = ("their solution chains (operands and operators) never occur in the SFT worked examples or "
+                 f"the RL prompts' solutions (found in training: {overlap['chains_in_training']} chains, "
+                 f"{overlap['same_prompt_in_training']} prompts)")
+    else:
+        where = f"none of their prompts is a training prompt ({overlap.get('same_prompt_in_training')} found)"
+    dev = m.get("dev_before", {}).get("n")
+    name = Path(source).name if source.endswith(".jsonl") else source
+    return f"{name}; {where}; dev problems ({dev}) are for choosing settings"
+
+
 def report_section(run, cfg) -> str | None:
     """Markdown for the report card from the grpo manifest (the stage measured before and after)."""
     manifest = run.read_manifest("grpo")
@@ -157,9 +176,9 @@ def report_section(run, cfg) -> str | None:
     text = ["## Reasoning RL (GRPO): the reasoning model", "",
             f"{m.get('steps')} GRPO steps ({m.get('completions', 0):,} sampled completions) in "
             f"{m.get('train_seconds', 0):.0f}s, stop: {m.get('stop_reason')}; {pct(m.get('zero_std_group_fraction'))}"
-            f" of groups had equal rewards and were skipped. Held-out problems (never in SFT or RL data); "
-            f"pass@1 is the greedy answer, pass@{k} the chance that one of {k} samples at temperature "
-            f"{before.get('temperature')} is right{subset}.", "", markdown_table(header, rows)]
+            f" of groups had equal rewards{' and were skipped' if m.get('skip_flat_groups', True) else ''}. "
+            f"Test problems: {held_out_note(m)}; pass@1 is the greedy answer, pass@{k} the chance that one of {k} "
+            f"samples at temperature {before.get('temperature')} is right{subset}.", "", markdown_table(header, rows)]
     errors = m.get("reward_errors") or {}
     if errors:
         text += ["", "Reward function problems (each counted as reward 0): " +

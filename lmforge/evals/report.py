@@ -2,12 +2,13 @@
 
     lmforge report --run-dir runs/tiny
 
-Each section is a function (run, cfg) -> markdown or None; a stage that has not run is
-left out. Later stages add their own section functions to SECTIONS.
+The card opens with every stage's headline figures in words, with the split each is on, its
+size and its 95 % interval (lmforge/evals/headlines.py). Then each section is a function
+(run, cfg) -> markdown or None; a stage that has not run is left out. Later stages add
+their own section functions to SECTIONS.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..files import atomic_write_text, read_jsonl
@@ -73,11 +74,15 @@ def section_data(run: RunDir, cfg) -> str | None:
     m = stage_metrics(run, "collect")
     if m is None:
         return None
+    splits = m.get("unseen_splits") or {}
+    unseen = ("; partitioned " + ", ".join(f"{v} {k}" for k, v in splits.items()) +
+              ": train for labels and PPO, dev for choosing, test for headline figures") if splits else ""
     rows = [[k, f"{v:,}"] for k, v in m.get("by_source", {}).items()]
     rows += [[f"language {k}", f"{v:,}"] for k, v in m.get("by_language", {}).items()]
     return (f"## Data\n\n{m['documents']:,} raw documents collected, {m['characters']:,} characters. The "
             f"built-in world behind them has {m.get('entities')} entities, {m.get('held_out_entities')} of them "
-            f"held out of all training text, and {m.get('facts')} facts.\n\n" + markdown_table(["documents", "count"], rows))
+            f"held out of all training text (unseen{unseen}), and {m.get('facts')} facts.\n\n"
+            + markdown_table(["documents", "count"], rows))
 
 
 def section_tokenizer(run: RunDir, cfg) -> str | None:
@@ -154,9 +159,14 @@ def section_sft(run: RunDir, cfg) -> str | None:
             f"{m['train_conversations']:,} conversations, {m['batching']} rows "
             f"({m['padding_fraction']:.1%} of computed tokens were padding), {m['steps']} steps, "
             f"{m['train_seconds']:.0f}s, stop: {m['stop_reason']}.", "",
-            markdown_table(["", "trained facts", "held-out facts (never in SFT)", "answers ending with <|end|>"],
+            markdown_table(["", "trained facts", "held-out facts, test (never in SFT)", "held-out facts, dev",
+                            "answers ending with <|end|>"],
                    [["SFT model", f"{m['trained_fact_accuracy']:.1%}", f"{m['held_out_fact_accuracy']:.1%}",
-                     f"{m['end_rate']:.1%}"]])]
+                     f"{m['held_out_fact_accuracy_dev']:.1%}" if "held_out_fact_accuracy_dev" in m else "-",
+                     f"{m['end_rate']:.1%}"]]),
+            "", "A fact is held out with its reverse (\"Ada Berg is known for Lumograph\" with \"Lumograph was "
+                "invented by Ada Berg\"); answers are judged by the ground-truth judge, so hedging between values, "
+                "negating the value or saying \"I don't know\" beside it is not correct."]
     if has_plot:
         text += ["", "![SFT loss](sft_loss.png)"]
     eval_path = run.path("datasets", "sft_eval.jsonl")
@@ -240,16 +250,9 @@ SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain,
 
 
 def run_stage(ctx: StageContext) -> dict:
+    from .headlines import headline_table
     run = ctx.run
-    parts = [f"# Report card: {run.root.name}", ""]
-    overview = []
-    for stage in [name for name in STAGE_NAMES if name != "report"]:
-        manifest = run.read_manifest(stage)
-        if manifest and manifest.get("status") == "done":
-            overview.append([stage, f"{manifest.get('wall_seconds', 0):.0f}s",
-                             json.dumps({k: v for k, v in (manifest.get("metrics") or {}).items()
-                                         if isinstance(v, (int, float))})[:160]])
-    parts.append(markdown_table(["stage", "wall time", "metrics"], overview))
+    parts = [f"# Report card: {run.root.name}", "", headline_table(run)]
     written = 0
     for section in SECTIONS:
         body = section(run, ctx.cfg)

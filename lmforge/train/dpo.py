@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..model import load_model, save_model
 from ..run import StageContext
 from .loop import Trainer, budget_line, budget_metrics
-from .pairs import answer_logprob_sums, collate_pairs, mean_pair_loss_fn, split_stats, stage_pairs
+from .pairs import answer_logprob_sums, collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
 from .sft import make_batch_fn
 
 
@@ -92,46 +92,54 @@ def drain(stats: Counter) -> dict:
 
 def run_stage(ctx: StageContext) -> dict:
     from ..evals.alignment import alignment_metrics
+    from ..evals.stats import proportion
     cfg, run, dcfg = ctx.cfg, ctx.run, ctx.cfg.dpo
     data = stage_pairs(ctx, dcfg)
-    tokenizer, path, data_stats, device = data.tokenizer, data.path, data.stats, data.device
-    train_rows, val_rows = data.train, data.val
+    tokenizer, path, rows, device = data.tokenizer, data.path, data.rows, data.device
     reference = load_model(run.model_dir("sft"), device=device).eval()
     reference.requires_grad_(False)
-    train_rows = add_reference_logprobs(reference, train_rows, dcfg.batch_size, tokenizer.pad_id, device)
-    val_rows = add_reference_logprobs(reference, val_rows, dcfg.batch_size, tokenizer.pad_id, device)
+    train_rows, dev_rows, test_rows = (add_reference_logprobs(reference, r, dcfg.batch_size, tokenizer.pad_id, device)
+                                       for r in (rows.train, rows.dev, rows.test))
     del reference
     policy = load_model(run.model_dir("sft"))
     trainer = Trainer(policy, dcfg, out_dir=run.model_dir("dpo"), log_path=run.log_path("dpo"), seed=cfg.run.seed,
                       device=device, save_fn=save_model, stage="dpo")
-    ctx.progress(f"{len(train_rows):,} train / {len(val_rows):,} validation pairs ({split_stats(data_stats)}); "
-                 f"{dcfg.loss_type} loss, beta {dcfg.beta}")
+    ctx.progress(f"{len(train_rows):,} train / {len(dev_rows):,} dev / {len(test_rows):,} test pairs "
+                 f"({split_stats(rows)}); {dcfg.loss_type} loss, beta {dcfg.beta}")
     train_stats, val_stats = Counter(), Counter()
     loss_fn, val_loss_fn = make_loss_fn(dcfg, train_stats), make_loss_fn(dcfg, val_stats)
     batch_fn = make_batch_fn(train_rows, dcfg.batch_size, dcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
                              trainer.device, collate_fn=collate_with_reference)
-    eval_fn = mean_pair_loss_fn(val_rows, val_loss_fn, collate_with_reference, dcfg.batch_size, tokenizer.pad_id,
+    # the checkpoint kept is the one with the lowest loss on the dev pairs
+    eval_fn = mean_pair_loss_fn(dev_rows, val_loss_fn, collate_with_reference, dcfg.batch_size, tokenizer.pad_id,
+                                trainer)
+    test_fn = mean_pair_loss_fn(test_rows, val_loss_fn, collate_with_reference, dcfg.batch_size, tokenizer.pad_id,
                                 trainer)
     result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=ctx.resume, log_extra=lambda: drain(train_stats))
     if not trainer.is_main:
         return {}
     best = load_model(run.model_dir("dpo"), device=trainer.device).eval()
-    val_stats.clear()
-    with torch.no_grad():
-        eval_fn(best)
-    held_out = {f"val_{k}": v for k, v in drain(val_stats).items()}
+    implicit = {}
+    for name, fn in (("val", eval_fn), ("test", test_fn)):     # val_*: the dev pairs (the older name)
+        val_stats.clear()
+        with torch.no_grad():
+            fn(best)
+        correct, n = val_stats["correct"], val_stats["pairs"]
+        implicit.update({f"{name}_{k}": v for k, v in drain(val_stats).items()})
+        implicit[f"{name}_reward_accuracy_figure"] = proportion(correct, n)
     metrics = alignment_metrics(run, cfg, best, tokenizer, trainer.device, stage="dpo", limit=dcfg.eval_prompts)
-    ctx.progress(f"win rate vs SFT {metrics['win_rate']:.1%}; I-don't-know on unseen entities "
+    ctx.progress(f"win rate vs SFT {metrics['win_rate']:.1%} (test); I-don't-know on unseen entities "
                  f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
                  f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}; {budget_line(result)}")
     return {
         **metrics,
-        **held_out,
+        **implicit,
         "val_loss": round(result.best_val_loss, 4),
         **budget_metrics(result),
         "pairs_per_second": result.items_per_second,
         "loss_type": dcfg.loss_type,
         "beta": dcfg.beta,
         "data": str(path),
-        "pairs": split_stats(data_stats),
+        "pairs": split_stats(rows),
+        "overlap": stage_overlap(run, rows),
     }

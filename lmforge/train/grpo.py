@@ -35,8 +35,11 @@ Each step writes one row to logs/grpo.jsonl: reward mean and std (and per reward
 function), fraction of zero-std groups, completion lengths, entropy, clip fraction, KL,
 time. A reward function that raises or returns a non-number scores 0 for those
 completions; the reason is counted in the row and the manifest, and training goes on.
-Held-out pass@1 (greedy) and pass@k are measured before (the SFT model) and after, per
-difficulty, for the report card (lmforge/evals/reasoning.py).
+Test pass@1 (greedy) and pass@k, and dev pass@1, are measured before (the SFT model) and
+after, per difficulty, for the report card (lmforge/evals/reasoning.py). Test and dev are
+the reasoning stage's chain-split files, grpo.eval_path / grpo.dev_path, or, for your own
+data_path without them, held-out slices of it; the manifest's `overlap` counts held-out
+prompts and solution chains found in the training tasks (0).
 
 Checkpoints are the shared loop's (models/grpo/trainer_state.pt, every `checkpoint_every`
 steps); a killed run resumes from the last one. Rollouts depend on the weights, so a
@@ -197,7 +200,9 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
     rewards, per_function = score(reward_fns, [t.prompt for t in tasks for _ in range(g)],
                                   [c["text"] for c in completions], columns, step_errors)
     advantages, flat = group_advantages(rewards, g, cfg.scale_rewards)
-    keep = [i for i in range(len(completions)) if not flat[i // g]]
+    # A flat group's advantages are all 0: it adds nothing to the gradient, so by default it
+    # is not computed at all (skip_flat_groups=false computes it, as TRL does).
+    keep = [i for i in range(len(completions)) if not (cfg.skip_flat_groups and flat[i // g])]
 
     stats: Counter = Counter()
     losses = []
@@ -219,7 +224,7 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
         "reward_std": round(float(reward_tensor.std()), 4),
         **{f"reward_{name}": round(float(np.mean(values)), 4) for name, values in per_function.items()},
         "zero_std_fraction": round(float(flat.float().mean()), 4),
-        "groups_skipped": int(flat.sum()),
+        "groups_skipped": int(flat.sum()) if cfg.skip_flat_groups else 0,
         "completion_length_mean": round(float(np.mean(lengths)), 2),
         "completion_length_max": int(max(lengths)),
         "truncated_fraction": round(1 - float(np.mean([c["ended"] for c in completions])), 4),
@@ -261,24 +266,29 @@ def run_stage(ctx: StageContext) -> dict:
     if not data_path.exists():
         raise StageError(f"{data_path} does not exist; run `lmforge reasoning` or set grpo.data_path")
     tasks, stats = load_tasks(data_path, tokenizer, max_prompt, g.answer_column)
+    held, sources = held_out_tasks(run, g, tokenizer, max_prompt, tasks, cfg.run.seed)
+    tasks = held.pop("train")
     if not tasks:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
-        raise StageError(f"no usable tasks in {data_path} ({reasons})")
-    eval_path = Path(g.eval_path) if g.eval_path else run.path("datasets", "reasoning_eval.jsonl")
-    eval_tasks, eval_stats = (load_tasks(eval_path, tokenizer, max_prompt, g.answer_column)
-                              if eval_path.exists() else ([], Counter()))
-    eval_tasks = balanced_subset(eval_tasks, g.eval_per_difficulty)
-    ctx.progress(f"{len(tasks):,} tasks ({dict(stats)}), {len(eval_tasks)} held-out problems for evaluation")
+        raise StageError(f"no usable training tasks in {data_path} ({reasons})")
+    test_tasks = balanced_subset(held["test"][0], g.eval_per_difficulty)
+    dev_tasks = balanced_subset(held["dev"][0], g.dev_per_difficulty) if g.dev_per_difficulty else []
+    overlap = task_overlap(tasks, {"test": test_tasks, "dev": dev_tasks})
+    ctx.progress(f"{len(tasks):,} training tasks ({dict(stats)}); {len(test_tasks)} test problems "
+                 f"({sources['test']}), {len(dev_tasks)} dev ({sources['dev']}); test overlap with training: "
+                 f"{overlap['test']}")
 
-    def evaluate(model) -> dict:
-        return evaluate_reasoning(model, tokenizer, eval_tasks, g.eval_k, g.eval_temperature,
+    def evaluate(model, eval_tasks, k: int) -> dict:
+        return evaluate_reasoning(model, tokenizer, eval_tasks, k, g.eval_temperature,
                                   g.max_completion_tokens, seed=cfg.run.seed, examples=g.eval_examples,
                                   k_per_difficulty=g.eval_k_per_difficulty)
 
     eval_started = time.perf_counter()
-    before = evaluate(policy)
+    before = evaluate(policy, test_tasks, g.eval_k)
     eval_seconds = time.perf_counter() - eval_started
-    ctx.progress(f"SFT model: held-out pass@1 {before['pass@1']:.1%}, pass@{g.eval_k} {before['pass@k']:.1%}")
+    dev_before = evaluate(policy, dev_tasks, 0)
+    ctx.progress(f"SFT model: test pass@1 {before['pass@1']:.1%}, pass@{g.eval_k} {before['pass@k']:.1%}; "
+                 f"dev pass@1 {dev_before['pass@1']:.1%}")
 
     ref_model = None
     if g.beta > 0:
@@ -308,8 +318,10 @@ def run_stage(ctx: StageContext) -> dict:
         "reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
         "len": f"{row['completion_length_mean']:.0f}"})
 
-    after = evaluate(policy)
-    ctx.progress(f"GRPO model: held-out pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}), "
+    after = evaluate(policy, test_tasks, g.eval_k)
+    dev_after = evaluate(policy, dev_tasks, 0)
+    ctx.progress(f"GRPO model: test pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}; dev "
+                 f"{dev_after['pass@1']:.1%}, was {dev_before['pass@1']:.1%}), "
                  f"pass@{g.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
                  f"{budget_line(result)} in {result.wall_seconds:.0f}s")
     examples = []
@@ -325,7 +337,19 @@ def run_stage(ctx: StageContext) -> dict:
     for r in rows:
         reward_errors.update(r.get("reward_errors", {}))
     groups = len(rows) * g.prompts_per_step
+    from ..evals.stats import proportion
     return {
+        "held_out_split": "test",
+        "held_out_source": sources["test"],
+        "dev_source": sources["dev"],
+        "figures": {"test_pass_at_1": proportion(after["correct"], after["n"]),
+                    "test_pass_at_1_sft": proportion(before["correct"], before["n"]),
+                    "dev_pass_at_1": proportion(dev_after["correct"], dev_after["n"]),
+                    "dev_pass_at_1_sft": proportion(dev_before["correct"], dev_before["n"])},
+        "dev_pass_at_1": dev_after["pass@1"],
+        "dev_pass_at_1_sft": dev_before["pass@1"],
+        "skip_flat_groups": g.skip_flat_groups,
+        "overlap": overlap,
         "held_out_pass_at_1": after["pass@1"],
         "held_out_pass_at_1_sft": before["pass@1"],
         "held_out_pass_at_k": after["pass@k"],
@@ -336,17 +360,73 @@ def run_stage(ctx: StageContext) -> dict:
         "eval_seconds_each": round(eval_seconds, 2),
         "final_reward_mean": round(float(np.mean([r["reward_mean"] for r in last])), 4) if last else None,
         "first_reward_mean": rows[0]["reward_mean"] if rows else None,
-        "zero_std_group_fraction": round(sum(r["groups_skipped"] for r in rows) / max(groups, 1), 4),
+        "zero_std_group_fraction": round(float(np.mean([r["zero_std_fraction"] for r in rows])), 4) if rows else 0.0,
+        "groups_skipped": sum(r["groups_skipped"] for r in rows),
         "steps_without_update": sum(r["loss"] is None for r in rows),
         "completions": groups * g.group_size,
         "reward_errors": dict(reward_errors),
         "tasks": dict(sorted(stats.items())),
-        "eval_tasks": dict(sorted(eval_stats.items())),
+        "eval_tasks": dict(sorted(held["test"][1].items())),
+        "dev_tasks": dict(sorted(held["dev"][1].items())),
         "data": str(data_path),
         "before": strip(before),
         "after": strip(after),
+        "dev_before": strip(dev_before),
+        "dev_after": strip(dev_after),
         "examples": examples,
     }
+
+
+def held_out_tasks(run, g, tokenizer, max_prompt: int, tasks: list[Task], seed: int) -> tuple[dict, dict]:
+    """({"train": tasks, "test": (tasks, load stats), "dev": (tasks, load stats)}, where each came from).
+
+    test and dev come from grpo.eval_path / grpo.dev_path when set; for the built-in problems
+    (no grpo.data_path) from the reasoning stage's reasoning_eval.jsonl / reasoning_dev.jsonl,
+    split by solution chain; for your own data_path, a held-out slice of it
+    (`holdout_fraction` each, by a keyed hash of the prompt: the same prompt never lands on
+    two sides), which then leaves training."""
+    from ..data.splits import keyed_fraction, pick
+    result: dict = {"train": tasks}
+    sources = {}
+    slices = []
+    for name, path_value, default in (("test", g.eval_path, "reasoning_eval.jsonl"),
+                                      ("dev", g.dev_path, "reasoning_dev.jsonl")):
+        if path_value or not g.data_path:
+            path = Path(path_value) if path_value else run.path("datasets", default)
+            result[name] = (load_tasks(path, tokenizer, max_prompt, g.answer_column) if path.exists()
+                            else ([], Counter({f"missing:{path.name}": 1})))
+            sources[name] = str(path)
+        else:
+            slices.append(name)
+            sources[name] = f"held-out slice of {g.data_path} ({g.holdout_fraction:.0%}, by prompt)"
+    if slices:
+        shares = [(name, g.holdout_fraction) for name in slices]
+        picked: dict[str, list[Task]] = {"train": []}
+        for task in tasks:
+            key = " ".join(m["content"] for m in task.prompt)
+            picked.setdefault(pick(keyed_fraction(f"grpo-holdout:{key}", seed), shares, "train"), []).append(task)
+        result["train"] = picked["train"]
+        for name in slices:
+            result[name] = (picked.get(name, []), Counter({"kept": len(picked.get(name, []))}))
+    return result, sources
+
+
+def task_overlap(train: list[Task], held: dict[str, list[Task]]) -> dict:
+    """Held-out tasks against training tasks, from their text (lmforge/evals/overlap.py): the same
+    prompt text and, where rows carry a worked `solution`, its chain of equations."""
+    from ..evals.overlap import FactFinder, chain_overlap, prompt_overlap
+    train_prompts = [" ".join(m["content"] for m in t.prompt) for t in train]
+    train_solutions = [t.columns.get("solution") or "" for t in train]
+    result = {}
+    for name, tasks in held.items():
+        texts = prompt_overlap(train_prompts, [" ".join(m["content"] for m in t.prompt) for t in tasks], FactFinder([]))
+        counts = {key: texts[key] for key in ("held_out_prompts", "same_prompt_in_training")}
+        solutions = [t.columns.get("solution") for t in tasks if t.columns.get("solution")]
+        if solutions:
+            chains = chain_overlap(train_solutions, solutions)
+            counts.update({k: v for k, v in chains.items() if k != "held_out_problems"})
+        result[name] = counts
+    return result
 
 
 def _read_log(path: Path) -> list[dict]:

@@ -16,7 +16,8 @@ with their own learning rates (ppo.lr, ppo.value_lr) and one checkpoint.
 
 One PPO step:
   1. take `prompts_per_step` prompts (datasets/label_items.jsonl, the preference stage's
-     prompts; a seeded order per epoch, so the step alone fixes them) and sample one answer
+     train prompts: its dev and test items are left out; a seeded order per epoch, so the
+     step alone fixes them) and sample one answer
      each through the shared generation engine, stopping at <|end|>;
   2. score prompt + answer with the reward model, shifted and scaled to mean 0, std 1 on
      the SFT model's own answers (measured once at the start on `reward_norm_samples`
@@ -42,8 +43,9 @@ Each step writes one row to logs/ppo.jsonl: reward-model score, KL to the refere
 answer length, fraction that ended, seconds for rollout and update, and (when the prompts
 carry ground truth, as the built-in ones do) the judge's score of the rollouts, which
 training never sees. A non-finite loss stops the stage with one line. The manifest holds
-the KL and reward curves in brief and the held-out evaluation against SFT
-(lmforge/evals/alignment.py).
+the KL and reward curves in brief, the evaluation against SFT on the test prompts (dev
+beside it; lmforge/evals/alignment.py) and what those share with the training prompts
+(`overlap`, counted from the text: 0).
 
 Checkpoints are the shared loop's (models/ppo/trainer_state.pt: policy, value model, both
 optimizers, step); a killed run resumes from the last one with fresh samples.
@@ -175,12 +177,16 @@ class Prompt:
 
 
 def load_prompts(path: Path, tokenizer: Tokenizer, max_prompt_tokens: int) -> tuple[list[Prompt], Counter]:
-    """Prompt rows ({"prompt": [messages] or "text", ...}); bad or too long ones are counted."""
+    """Prompt rows ({"prompt": [messages] or "text", ...}); bad or too long ones are counted, and
+    so are rows of the dev and test splits, which are left out."""
     if not path.exists():
         raise StageError(f"{path} does not exist; run `lmforge preferences` first or set ppo.data_path")
     rows, bad_json = read_jsonl_lenient(path)
     prompts, stats = [], Counter({"skipped:bad_json": bad_json} if bad_json else {})
     for row in rows:
+        if isinstance(row, dict) and row.get("split") in ("dev", "test"):
+            stats[f"not_trained:{row['split']}_split"] += 1      # label items of dev and test choose and measure only
+            continue
         messages = row.get("prompt") if isinstance(row, dict) else None
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -263,9 +269,10 @@ def reward_normalizer(reference, reward_model, tokenizer, prompts: list[Prompt],
 
 
 def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int,
-             normalizer: tuple[float, float] = (0.0, 1.0)) -> dict:
+             normalizer: tuple[float, float] = (0.0, 1.0), judge_index=None) -> dict:
     """Rollout, rewards, GAE and `iterations` epochs of updates; returns the log row's numbers.
-    The reward is (score - normalizer[0]) / normalizer[1]."""
+    The reward is (score - normalizer[0]) / normalizer[1]; judge_index: the run's JudgeIndex
+    for the monitoring judge."""
     model = trainer.model
     policy, lm_head, device = model.policy, model.policy.lm_head, trainer.device
     started = time.perf_counter()
@@ -345,18 +352,19 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
         "step_seconds": round(time.perf_counter() - started, 3),
         "rollout_tokens_per_second": round(sum(lengths) / max(rollout_seconds, 1e-9), 1),
     }
-    row.update(judge_rollouts(prompts, completions))
+    row.update(judge_rollouts(prompts, completions, judge_index))
     return row
 
 
-def judge_rollouts(prompts: list[Prompt], completions: list[dict]) -> dict:
+def judge_rollouts(prompts: list[Prompt], completions: list[dict], index=None) -> dict:
     """The ground-truth judge's view of the rollouts (monitoring only; training never sees it)."""
     from ..evals.judge import judge, says_idk
     judged = [(p.item, c) for p, c in zip(prompts, completions)
               if isinstance(p.item.get("known"), bool) and (not p.item["known"] or p.item.get("value"))]
     if not judged:
         return {}
-    row = {"judge_score": round(float(np.mean([judge(c["text"], c["ended"], item).score for item, c in judged])), 4)}
+    row = {"judge_score": round(float(np.mean([judge(c["text"], c["ended"], item, index).score
+                                                for item, c in judged])), 4)}
     for known, key in ((False, "idk_on_unknown"), (True, "idk_on_known")):
         texts = [c["text"] for item, c in judged if item["known"] == known]
         if texts:
@@ -403,6 +411,7 @@ def curve_summary(rows: list[dict], key: str, points: int = 5) -> dict:
 
 
 def run_stage(ctx: StageContext) -> dict:
+    from ..evals.judge import load_index
     cfg, run, p = ctx.cfg, ctx.run, ctx.cfg.ppo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     set_threads(cfg.run.threads)
@@ -415,6 +424,8 @@ def run_stage(ctx: StageContext) -> dict:
         raise StageError(f"no usable prompts in {data_path} ({reasons})")
     ctx.progress(f"{len(prompts):,} prompts ({dict(prompt_stats)}) from {data_path}")
 
+    facts_path = run.world_dir / "facts.jsonl"
+    judge_index = load_index(facts_path) if facts_path.exists() else None
     trainer = make_trainer(model, p, run.model_dir("ppo"), run.log_path("ppo"), cfg.run.seed, device)
     normalizer = reward_normalizer(reference, reward_model, tokenizer, prompts, p, cfg.run.seed + 1, trainer.device)
     ctx.progress(f"reward model on SFT answers: mean {normalizer[0]:.3f}, std {normalizer[1]:.3f} (the reward is "
@@ -423,7 +434,7 @@ def run_stage(ctx: StageContext) -> dict:
     def step_fn(step: int) -> dict:
         batch = prompts_for_step(prompts, step, p.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + step * 10_007
-        return ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer)
+        return ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer, judge_index)
 
     result = trainer.run(step_fn, resume=ctx.resume, postfix=lambda row: {
         "reward": f"{row['reward']:.2f}", "kl": f"{row['kl']:.2f}", "len": f"{row['response_length']:.0f}"})
@@ -440,6 +451,7 @@ def run_stage(ctx: StageContext) -> dict:
         "judge_score_curve": curve_summary(rows, "judge_score"),
         "ended_fraction_final": rows[-1]["ended_fraction"] if rows else None,
         "prompts": dict(sorted(prompt_stats.items())),
+        "overlap": ppo_overlap(run, prompts),
         "reward_normalizer": {"mean": round(normalizer[0], 4), "std": round(normalizer[1], 4)},
         "data": str(data_path),
     }
@@ -453,6 +465,20 @@ def run_stage(ctx: StageContext) -> dict:
                      f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
                      f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}")
     return metrics
+
+
+def ppo_overlap(run, prompts: list[Prompt]) -> dict:
+    """The evaluation prompts (dev, test) against the prompts PPO trains on, from their text."""
+    from ..data.world import read_facts
+    from ..evals.overlap import FactFinder, prompt_overlap
+    eval_path, facts_path = run.path("datasets", "preferences_eval.jsonl"), run.world_dir / "facts.jsonl"
+    if not eval_path.exists():
+        return {}
+    finder = FactFinder(read_facts(facts_path) if facts_path.exists() else [])
+    train = [m["content"] for p in prompts for m in p.messages]
+    rows = read_jsonl(eval_path)
+    return {name: prompt_overlap(train, [r["prompt"][-1]["content"] for r in rows if r.get("split", "test") == name],
+                                 finder) for name in ("dev", "test")}
 
 
 def _read_log(path: Path) -> list[dict]:

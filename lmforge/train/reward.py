@@ -9,10 +9,14 @@ trained with the Bradley-Terry loss through the shared loop:
     loss = -log sigmoid(r_chosen - r_rejected - margin) + center_coef * (r_chosen + r_rejected)^2
 
 The optional margin asks for a minimum gap; the centering term keeps rewards near zero,
-so PPO's reward scale does not drift. Pairs are split by prompt; the manifest holds
-held-out pair accuracy and the mean margin r_chosen - r_rejected on those pairs. With the
-automatic annotator it also holds the accuracy against the truth it saw and the label
-ceiling, the share of held-out labels it did not flip: no model can beat the labels by more.
+so PPO's reward scale does not drift. Pairs come split by fact (lmforge/train/pairs.py):
+the model trains on the train pairs, the checkpoint kept is the one with the lowest loss
+on the dev pairs, and the headline figures are on the test pairs, which choose nothing.
+The manifest's held_out_* figures are the test split's: pair accuracy against the labels,
+the mean margin r_chosen - r_rejected and, with the automatic annotator, the accuracy
+against the truth it saw and the label ceiling, the share of test labels it did not flip
+(no model can beat the labels by more); `figures` gives each with its size and 95 %
+interval, dev_* the same on the dev pairs, `overlap` what dev and test share with training.
 
 models/reward/ holds backbone/ (a GPT in the usual model.safetensors + config.json
 form) and head.safetensors; with no model.safetensors of its own it is never mistaken
@@ -27,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import GPT, load_model, save_model
-from ..run import StageContext, StageError
+from ..run import StageContext
 from .loop import Trainer, budget_line, budget_metrics
-from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_pairs
+from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
 from .sft import make_batch_fn
 
 
@@ -189,50 +193,64 @@ def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flippe
         reward_sum += float((chosen + rejected).sum())
         total += chosen.numel()
     result = {"accuracy": round(correct / max(total, 1), 4), "mean_margin": round(margin_sum / max(total, 1), 4),
-            "mean_reward": round(reward_sum / max(2 * total, 1), 4), "pairs": total}
+              "mean_reward": round(reward_sum / max(2 * total, 1), 4), "pairs": total, "correct": correct}
     if flipped is not None:
         result["accuracy_vs_truth"] = round(agree_truth / max(total, 1), 4)
+        result["agree_truth"] = agree_truth
         result["flipped_labels"] = int(sum(flipped))
         result["label_ceiling"] = round(1 - sum(flipped) / max(total, 1), 4)
     return result
 
 
 def run_stage(ctx: StageContext) -> dict:
+    from ..evals.stats import proportion
     cfg, run, rcfg = ctx.cfg, ctx.run, ctx.cfg.reward
     data = stage_pairs(ctx, rcfg)
-    tokenizer, path, stats, device = data.tokenizer, data.path, data.stats, data.device
-    train_rows, val_rows, val_flipped = data.train, data.val, data.val_flipped
+    tokenizer, path, rows, device = data.tokenizer, data.path, data.rows, data.device
     model = RewardModel(load_model(run.model_dir("sft")), likelihood=rcfg.likelihood)
     out_dir = run.model_dir("reward")
     trainer = Trainer(model, rcfg, out_dir=out_dir, log_path=run.log_path("reward"), seed=cfg.run.seed,
                       device=device, save_fn=save_reward_model, stage="reward")
-    ctx.progress(f"{len(train_rows):,} train / {len(val_rows):,} validation pairs ({split_stats(stats)})")
-    batch_fn = make_batch_fn(train_rows, rcfg.batch_size, rcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
+    ctx.progress(f"{len(rows.train):,} train / {len(rows.dev):,} dev / {len(rows.test):,} test pairs "
+                 f"({split_stats(rows)})")
+    batch_fn = make_batch_fn(rows.train, rcfg.batch_size, rcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
                              trainer.device, collate_fn=collate_pairs)
     loss_fn = make_loss_fn(rcfg.margin, rcfg.center_coef)
-    eval_fn = mean_pair_loss_fn(val_rows, loss_fn, collate_pairs, rcfg.batch_size, tokenizer.pad_id, trainer)
+    # the kept checkpoint is the one with the lowest loss on the dev pairs; test pairs choose nothing
+    eval_fn = mean_pair_loss_fn(rows.dev, loss_fn, collate_pairs, rcfg.batch_size, tokenizer.pad_id, trainer)
     result = trainer.fit(batch_fn, loss_fn, eval_fn, resume=ctx.resume)
     if not trainer.is_main:
         return {}
     best = load_reward_model(out_dir, device=trainer.device)
-    held_out = pair_metrics(best, val_rows, rcfg.batch_size, tokenizer.pad_id, trainer.device, val_flipped)
-    on_train = pair_metrics(best, train_rows[:len(val_rows) * 2], rcfg.batch_size, tokenizer.pad_id, trainer.device)
-    if held_out["pairs"] == 0:
-        raise StageError("no validation pairs to measure the reward model on")
-    ctx.progress(f"held-out pair accuracy {held_out['accuracy']:.1%}, mean margin {held_out['mean_margin']:.2f}; "
+    test = pair_metrics(best, rows.test, rcfg.batch_size, tokenizer.pad_id, trainer.device, rows.flipped["test"])
+    dev = pair_metrics(best, rows.dev, rcfg.batch_size, tokenizer.pad_id, trainer.device, rows.flipped["dev"])
+    on_train = pair_metrics(best, rows.train[:len(rows.test) * 2], rcfg.batch_size, tokenizer.pad_id, trainer.device)
+    overlap = stage_overlap(run, rows)
+    ctx.progress(f"test pair accuracy {test['accuracy']:.1%} (against the truth {test['accuracy_vs_truth']:.1%}, "
+                 f"label ceiling {test['label_ceiling']:.1%}; {test['pairs']} pairs), dev {dev['accuracy']:.1%}; "
                  f"{budget_line(result)}")
+    n = test["pairs"]
     return {
-        "held_out_accuracy": held_out["accuracy"],
-        "held_out_mean_margin": held_out["mean_margin"],
-        "held_out_mean_reward": held_out["mean_reward"],
-        "held_out_pairs": held_out["pairs"],
-        "held_out_accuracy_vs_truth": held_out["accuracy_vs_truth"],
-        "held_out_flipped_labels": held_out["flipped_labels"],
-        "held_out_label_ceiling": held_out["label_ceiling"],
+        "held_out_accuracy": test["accuracy"],
+        "held_out_mean_margin": test["mean_margin"],
+        "held_out_mean_reward": test["mean_reward"],
+        "held_out_pairs": n,
+        "held_out_accuracy_vs_truth": test["accuracy_vs_truth"],
+        "held_out_flipped_labels": test["flipped_labels"],
+        "held_out_label_ceiling": test["label_ceiling"],
+        "held_out_split": "test",
+        "dev_accuracy": dev["accuracy"],
+        "dev_accuracy_vs_truth": dev["accuracy_vs_truth"],
+        "dev_pairs": dev["pairs"],
+        "figures": {"test_accuracy": proportion(test["correct"], n),
+                    "test_accuracy_vs_truth": proportion(test["agree_truth"], n),
+                    "test_label_ceiling": proportion(n - test["flipped_labels"], n),
+                    "dev_accuracy": proportion(dev["correct"], dev["pairs"])},
         "train_accuracy": on_train["accuracy"],
         "val_loss": round(result.best_val_loss, 4),
         **budget_metrics(result),
         "pairs_per_second": result.items_per_second,
         "data": str(path),
-        "pairs": split_stats(stats),
+        "pairs": split_stats(rows),
+        "overlap": overlap,
     }

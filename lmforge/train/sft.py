@@ -304,10 +304,16 @@ def run_stage(ctx: StageContext) -> dict:
         computed, real, labels = computed + batch["n_computed"], real + batch["n_real"], labels + batch["n_items"]
 
     from ..evals.chat import sft_evaluation
+    from ..evals.judge import load_index
     best = load_model(run.model_dir("sft"), device=trainer.device)
-    evaluation = sft_evaluation(best, tokenizer, run.path("datasets", "sft_eval.jsonl"), scfg.eval_limit)
-    ctx.progress(f"val loss {result.best_val_loss:.3f}; trained facts {evaluation['trained_fact_accuracy']:.1%}, "
-                 f"held-out facts {evaluation['held_out_fact_accuracy']:.1%}, "
+    facts_path = run.world_dir / "facts.jsonl"
+    index = load_index(facts_path) if facts_path.exists() else None
+    eval_path = run.path("datasets", "sft_eval.jsonl")
+    evaluation = sft_evaluation(best, tokenizer, eval_path, scfg.eval_limit, index)
+    overlap = training_overlap(run, data_path, eval_path, facts_path)
+    ctx.progress(f"val loss {result.best_val_loss:.3f} (dev: val conversations); trained facts "
+                 f"{evaluation['trained_fact_accuracy']:.1%}, held-out facts {evaluation['held_out_fact_accuracy']:.1%} "
+                 f"(test; dev {evaluation['held_out_fact_accuracy_dev']:.1%}), "
                  f"ends with <|end|> {evaluation['end_rate']:.1%}; {budget_line(result)}")
     return {
         **{k: v for k, v in evaluation.items() if k != "examples"},
@@ -323,5 +329,25 @@ def run_stage(ctx: StageContext) -> dict:
         "examples": dict(sorted(stats.items())),
         "train_conversations": len(train_examples),
         "val_conversations": len(val_examples),
+        "selection_split": "dev: the validation conversations (checkpoint); held-out facts dev (settings)",
+        "overlap": overlap,
     }
+
+
+def training_overlap(run, data_path: Path, eval_path: Path, facts_path: Path) -> dict:
+    """What the conversations trained on (whatever file they came from) share with the held-out
+    facts, unseen entities and reasoning chains, counted from their text (data/synth.sft_overlap)."""
+    from ..data.synth import sft_overlap
+    from ..data.world import read_facts
+    from ..files import read_jsonl
+    if not facts_path.exists() or not eval_path.exists():
+        return {}
+    conversations = []
+    for row in read_rows(data_path, Counter()):
+        messages, reason = to_messages(row)
+        if reason is None and isinstance(messages, list):
+            conversations.append({"messages": [m for m in messages if isinstance(m, dict)
+                                               and isinstance(m.get("content"), str) and "role" in m]})
+    held = [r for r in read_jsonl(eval_path) if r["split"] == "held_out"]
+    return sft_overlap(run, conversations, held, read_facts(facts_path))
 
