@@ -212,7 +212,8 @@ def address(url) -> tuple[str, int]:
     return host, int(port)
 
 
-def test_a_big_body_without_the_key_is_401_unread_and_with_it_413(monkeypatch):
+def test_a_big_body_without_the_key_is_401_unread_and_with_it_413():
+    import gc
     import tracemalloc
     app, *_ = build_app(api_key="sekret")
     chat = "/v1/chat/completions"
@@ -235,16 +236,23 @@ def test_a_big_body_without_the_key_is_401_unread_and_with_it_413(monkeypatch):
         key = {"Authorization": "Bearer sekret"}
         response, sent = upload(url, chat, {**key, "Content-Length": str(FIFTY_MB)})
         assert response.status_code == 413 and sent < FIFTY_MB / 2, (response.status_code, sent)
+        # (the garbage collector off: a refused body kept alive by a reference cycle shows too)
+        gc.disable()
         tracemalloc.start()
         try:
-            tracemalloc.reset_peak()
-            response, sent = upload(url, chat, key)
-            _, peak = tracemalloc.get_traced_memory()
+            before, _ = tracemalloc.get_traced_memory()
+            for _ in range(4):
+                tracemalloc.reset_peak()
+                response, sent = upload(url, chat, key)
+                _, peak = tracemalloc.get_traced_memory()
+                error = response.json()["error"]
+                assert response.status_code == 413 and error["code"] == "request_too_large"
+                assert "1,048,576" in error["message"] and sent < FIFTY_MB / 2 and peak < 8 * 2**20, (sent, peak)
+            after, _ = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        error = response.json()["error"]
-        assert response.status_code == 413 and error["code"] == "request_too_large" and "1,048,576" in error["message"]
-        assert sent < FIFTY_MB / 2 and peak < 8 * 2**20, (sent, peak)
+            gc.enable()
+        assert after - before < 2 * 2**20, (before, after)
         assert client(url, "sekret").models.list().data[0].id == NAME     # and it keeps serving
 
 

@@ -51,7 +51,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..generate import BackgroundEngine, SamplingParams, Sequence, StreamEvent
 from ..tokenizer import TokenizerError
-from .guard import Guard, Refusal, bearer_matches, error_payload, is_loopback, read_secret, uvicorn_config
+from .guard import (Guard, Refusal, bearer_matches, error_payload, is_loopback, limit_heap_fragmentation, read_secret,
+                    uvicorn_config)
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_SEED = 2**63 - 1
@@ -456,5 +457,6 @@ def cli_serve(args, run, cfg) -> int:
     print(f"serving {name} ({model.num_params():,} parameters) at http://{serve_cfg.host}:{serve_cfg.port}/ "
           f"(OpenAI base_url http://{serve_cfg.host}:{serve_cfg.port}/v1{', API key required' if key else ''})",
           flush=True)
+    limit_heap_fragmentation()
     uvicorn.Server(uvicorn_config(app, serve_cfg.host, serve_cfg.port)).run()
     return 0

@@ -181,17 +181,22 @@ class Guard:
         if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
             raise too_large        # nothing read: the client may not even have sent it yet
         parts, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:       # chunked uploads carry no length: count while reading
-                raise too_large
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(parts)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:       # chunked uploads carry no length: count while reading
+                    raise too_large
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(parts)
+        finally:
+            # the exception's traceback keeps this frame, in a reference cycle that only the
+            # garbage collector's rare full passes free: it must not keep a megabyte with it
+            parts.clear()
 
 
 def _with_headers(send):
@@ -222,6 +227,22 @@ async def _refuse(send, refusal: Refusal) -> None:
                (b"connection", b"close")] + refusal.headers
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def limit_heap_fragmentation() -> None:
+    """Have glibc's malloc serve blocks of 64 KiB and more with mmap, always.
+
+    Its default raises that threshold to the largest block freed so far, so the socket
+    buffers of big uploads (64-256 KiB each; asyncio, h11 and uvicorn make them) end up in
+    the main heap, which they fragment: free memory that the process keeps (malloc_trim
+    gives it back). Two clients sending 50 MB bodies back to back for 60 s took a server
+    from 262 to 297 MiB with the default and to 281 MiB with the threshold fixed. For
+    `lmforge serve` and `label` only; where there is no mallopt (macOS, musl) nothing changes."""
+    import ctypes
+    try:
+        ctypes.CDLL(None).mallopt(-3, 64 * 1024)     # -3 = M_MMAP_THRESHOLD
+    except (AttributeError, OSError):
+        pass
 
 
 # ---------------------------------------------------------------- uvicorn with a header timeout

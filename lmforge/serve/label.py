@@ -357,9 +357,10 @@ def cli_label(args, run, cfg) -> int:
         return label_terminal(labeler)
     import uvicorn
 
-    from .guard import uvicorn_config
+    from .guard import limit_heap_fragmentation, uvicorn_config
     progress = labeler.progress()
     print(f"labeling {progress['total']} items ({progress['remaining']} to go) at http://{host}:{port}/"
           f"{' (password required)' if password else ''}; pairs go to {labeler.preferences_path}", flush=True)
+    limit_heap_fragmentation()
     uvicorn.Server(uvicorn_config(create_label_app(labeler, host, password), host, port)).run()
     return 0
