@@ -363,7 +363,7 @@ class ServeConfig:
     api_key_file: str = opt("", help="file whose first line is the API key")
     max_batch: int = opt(32, lo=1, hi=1024, help="sequences decoded together")
     max_waiting: int = opt(512, lo=1, help="queued sequences before new requests get 503")
-    max_messages: int = opt(64, lo=1, help="messages per chat request")
+    max_messages: int = opt(64, lo=1, hi=1024, help="messages per chat request")
     max_prompt_tokens: int = opt(0, lo=0, help="0 = the model's seq_len - 1")
     max_tokens: int = opt(512, lo=1, help="largest max_tokens a request may ask for")
     default_max_tokens: int = opt(128, lo=1)
