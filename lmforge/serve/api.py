@@ -179,7 +179,7 @@ class Server:
         """Characters are counted before anything is tokenized: tokenizing costs time, counting does not."""
         chars = sum(len(text) for text in texts)
         if chars > self.cfg.max_prompt_chars:
-            raise APIError(400, f"the {param} hold {chars:,} characters; the limit is {self.cfg.max_prompt_chars:,}",
+            raise APIError(400, f"{param}: {chars:,} characters in all; the limit is {self.cfg.max_prompt_chars:,}",
                            param, "limit_exceeded")
 
     async def encode_chat(self, messages: list[Message]) -> list[int]:
