@@ -6,7 +6,7 @@
     lmforge generate "Nikola Tesla was" [--run-dir DIR] [--stage pretrain] [--temperature 0.8] ...
     lmforge next "Det er bedre med en fugl i hånden enn ti på" [--top-k 10] [--temperature 1.0]
     lmforge chat | serve | export --format hf | import FOLDER | compare "prompt" | neighbours WORD
-    lmforge label [--run-dir DIR] [--terminal] [--host H] [--port P] [--stage sft]
+    lmforge label [--run-dir DIR] [--terminal] [--host H] [--port P] [--password-file F] [--stage sft]
 
 Exit codes: 0 done, 1 failed, 2 bad usage or config.
 """
@@ -97,14 +97,20 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--api-key", default=None, help="require this bearer key (default: $LMFORGE_API_KEY, else none)")
+    p.add_argument("--api-key", default=None, help="require this bearer key (shows in `ps`: prefer --api-key-file "
+                   "or $LMFORGE_API_KEY; default none, which a non-loopback --host refuses)")
+    p.add_argument("--api-key-file", default=None, help="require the key on this file's first line")
     p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together")
     p = command("label", "label preference pairs by hand: a web page (or --terminal) over datasets/label_items.jsonl")
     p.add_argument("--stage", help="the model that samples the answers when there are no label items yet "
                    "(default sft)")
     p.add_argument("--terminal", action="store_true", help="label in the terminal instead of a web page")
-    p.add_argument("--host", default=None, help="address to bind (default label.host: 127.0.0.1, this machine only)")
+    p.add_argument("--host", default=None, help="address to bind (default label.host: 127.0.0.1, this machine "
+                   "only; any other needs a password)")
     p.add_argument("--port", type=int, default=None, help="default label.port")
+    p.add_argument("--password", default=None, help="ask for this password (HTTP Basic, any user name); shows in "
+                   "`ps`: prefer --password-file or $LMFORGE_LABEL_PASSWORD")
+    p.add_argument("--password-file", default=None, help="ask for the password on this file's first line")
     p = command("export", "write a Hugging Face transformers folder")
     p.add_argument("--format", default="hf", help="hf (the only format)")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")

@@ -395,15 +395,24 @@ class ServeConfig:
     """`lmforge serve`: where it listens and the limits that keep one request from hurting others."""
     host: str = opt("127.0.0.1", help="bind address; 127.0.0.1 = this machine only")
     port: int = opt(8000, lo=0, hi=65_535)
-    api_key: str = opt("", help="bearer key clients must send; empty = none ($LMFORGE_API_KEY also works)")
+    api_key: str = opt("", help="bearer key clients must send; empty = api_key_file, else $LMFORGE_API_KEY, "
+                                "else none (a key on the command line shows in `ps`: prefer the file or variable)")
+    api_key_file: str = opt("", help="file whose first line is the API key")
     max_batch: int = opt(32, lo=1, hi=1024, help="sequences decoded together")
     max_waiting: int = opt(512, lo=1, help="queued sequences before new requests get 503")
-    max_messages: int = opt(64, lo=1, help="messages per chat request")
+    max_messages: int = opt(64, lo=1, hi=1024, help="messages per chat request")
     max_prompt_tokens: int = opt(0, lo=0, help="0 = the model's seq_len - 1")
     max_tokens: int = opt(512, lo=1, help="largest max_tokens a request may ask for")
     default_max_tokens: int = opt(128, lo=1)
     max_n: int = opt(8, lo=1, help="largest n (choices per request)")
     max_stop: int = opt(4, lo=0, help="stop strings per request")
+    max_request_bytes: int = opt(1 << 20, lo=1024, help="largest request body; larger is 413, checked while reading")
+    max_prompt_chars: int = opt(100_000, lo=1, help="characters of message content (or prompt text) per request, "
+                                                    "checked before tokenizing")
+    max_concurrent_per_key: int = opt(256, lo=1, help="requests in flight per API key (one bucket without a key); "
+                                                      "more get 429 with Retry-After")
+    read_timeout_s: float = opt(30.0, lo=0.1, hi=3600.0, help="a client must send its request headers, and then "
+                                                              "its body, within this many seconds each (slowloris)")
 
 
 @dataclass

@@ -332,10 +332,16 @@ class Tokenizer:
                 raise TokenizerError(f"chat message {index}: unknown role {role!r}; allowed: system, user, assistant")
             if not isinstance(content, str):
                 raise TokenizerError(f"chat message {index}: content is a {type(content).__name__}, not a str")
-
-            # Content is encoded as plain text, so whatever a user types can never
-            # become a control token.
-            content_ids = self.encode(content)
+        # Content is encoded as plain text, so whatever a user types can never become a
+        # control token. One batch call: unlike encode(), it lets go of the GIL while the
+        # Rust side works, so the server's event loop runs on meanwhile (api.py).
+        try:
+            contents = self.encode_batch([message["content"] for message in messages])
+        except TokenizerError:
+            raise TokenizerError("a chat message's content is not valid Unicode (it contains a lone surrogate)") \
+                from None
+        for message, content_ids in zip(messages, contents):
+            role = message["role"]
             learn = 1 if role == "assistant" else 0
             ids += [self._role_ids[role], *content_ids, self.end_id]
             # The model is not asked to predict the role token (the renderer places it),

@@ -1,11 +1,14 @@
 """Tests for `lmforge label` (lmforge/serve/label.py): the HTTP API on a real uvicorn server,
 the page in headless Chromium, the terminal mode, resume, and bad input that writes nothing.
 No model: the label items are written by hand into a temporary run folder."""
+import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,19 +88,32 @@ def test_parse_terminal_answers():
 
 # ---------------------------------------------------------------- the HTTP API on a real server
 
-def serving(labeler):
+def serving(labeler, **options):
     # importing tests.test_serve skips the test when the serving extras are missing
     from lmforge.serve.label import create_label_app
     from tests.test_serve import serve_in_thread
-    return serve_in_thread(create_label_app(labeler))
+    return serve_in_thread(create_label_app(labeler, **options))
+
+
+def page_token(url, **kwargs) -> str:
+    """The write token, read from the page as the page's own script reads it."""
+    import httpx
+    html = httpx.get(url + "/", **kwargs).text
+    return re.search(r'<meta name="label-token" content="([^"]+)">', html).group(1)
+
+
+def page_client(url, **kwargs):
+    """An HTTP client that writes like the page: with the page's token."""
+    import httpx
+    return httpx.Client(base_url=url, headers={"X-Label-Token": page_token(url, **kwargs)}, **kwargs)
 
 
 def test_http_api(tmp_path):
-    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("httpx")
     run = make_run(tmp_path)
     prefs, log = files(run)
-    with serving(labeler_for(run)) as url:
-        first = httpx.get(url + "/label/next").json()
+    with serving(labeler_for(run)) as url, page_client(url) as c:
+        first = c.get("/label/next").json()
         assert first["progress"]["total"] == 3 and first["progress"]["labeled"] == 0
         item = first["item"]
         assert item["id"] == "a" * 12 and set(item) == {"id", "prompt", "candidates"}   # no ground truth
@@ -115,32 +131,93 @@ def test_http_api(tmp_path):
                ("a" * 12, {"kind": "vote"}, 400), ("a" * 12, [1, 2], 400)]
         for item_id, body, status in bad:
             content = body if isinstance(body, str) else json.dumps(body)
-            response = httpx.post(f"{url}/label/{item_id}", content=content,
-                                  headers={"Content-Type": "application/json"})
+            response = c.post(f"/label/{item_id}", content=content, headers={"Content-Type": "application/json"})
             assert response.status_code == status, (item_id, body, response.text)
             assert response.json()["error"]["message"]
-        assert httpx.get(url + "/no/such/page").status_code == 404
+        assert c.get("/no/such/page").status_code == 404
         assert not prefs.exists() and not log.exists()
 
-        result = httpx.post(f"{url}/label/{'a' * 12}", json={"kind": "best", "best": 1}).json()
+        result = c.post(f"/label/{'a' * 12}", json={"kind": "best", "best": 1}).json()
         assert result["pairs"] == 3 and result["progress"]["labeled"] == 1
-        assert httpx.post(f"{url}/label/{'a' * 12}", json={"kind": "skip"}).status_code == 409
-        assert httpx.get(url + "/label/next").json()["item"]["id"] == "b" * 12
+        assert c.post(f"/label/{'a' * 12}", json={"kind": "skip"}).status_code == 409
+        assert c.get("/label/next").json()["item"]["id"] == "b" * 12
     check_pairs(run, 3)
 
     # restart: labeled items are not shown again; a skip and a label without pairs count as decided
-    with serving(labeler_for(run)) as url:
-        assert httpx.get(url + "/label/next").json()["item"]["id"] == "b" * 12
-        assert httpx.post(f"{url}/label/{'b' * 12}", json={"kind": "skip"}).json()["pairs"] == 0
-        result = httpx.post(f"{url}/label/{'c' * 12}", json={"kind": "thumbs", "thumbs": ["up", "up"]}).json()
+    with serving(labeler_for(run)) as url, page_client(url) as c:
+        assert c.get("/label/next").json()["item"]["id"] == "b" * 12
+        assert c.post(f"/label/{'b' * 12}", json={"kind": "skip"}).json()["pairs"] == 0
+        result = c.post(f"/label/{'c' * 12}", json={"kind": "thumbs", "thumbs": ["up", "up"]}).json()
         assert result["pairs"] == 0
-        assert httpx.get(url + "/label/next").json()["item"] is None
+        assert c.get("/label/next").json()["item"] is None
     labeler = labeler_for(run)
     assert labeler.next_item() is None
     assert labeler.progress() == {"labeled": 2, "skipped": 1, "total": 3, "remaining": 0, "pairs_this_session": 0}
     check_pairs(run, 3)
     assert [(r["item"], r["label"], r["pairs"]) for r in read_rows(log)] == [
         ("a" * 12, "best", 3), ("b" * 12, "skip", 0), ("c" * 12, "thumbs", 0)]
+
+
+def test_cross_site_writes_are_refused_and_write_nothing(tmp_path):
+    httpx = pytest.importorskip("httpx")
+    run = make_run(tmp_path)
+    prefs, log = files(run)
+    with serving(labeler_for(run)) as url:
+        page = httpx.get(url + "/")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff" and page.headers["cache-control"] == "no-store"
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text) and " style=" not in page.text
+        token, port = page_token(url), url.rsplit(":", 1)[1]
+        label = json.dumps({"kind": "best", "best": 0})
+        good = {"Content-Type": "application/json", "X-Label-Token": token}
+        refused = [
+            ({**good, "Origin": "http://evil.example"}, 403, "cross_origin"),
+            ({**good, "Origin": "null"}, 403, "cross_origin"),                    # a sandboxed frame, a file
+            ({**good, "Origin": f"http://localhost:{port}"}, 403, "cross_origin"),   # another origin, same host
+            ({"Content-Type": "application/json"}, 403, "invalid_token"),
+            ({**good, "X-Label-Token": "guess"}, 403, "invalid_token"),
+            ({**good, "Content-Type": "text/plain"}, 415, "unsupported_media_type"),       # what a form can send
+            ({**good, "Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+            ({**good, "Host": f"evil.example:{port}"}, 403, "host_not_allowed"),       # DNS rebinding
+        ]
+        for headers, status, code in refused:
+            response = httpx.post(f"{url}/label/{'a' * 12}", content=label, headers=headers)
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code), (headers, response.text)
+        # through a rebound name the page (and its token) cannot be read either
+        assert httpx.get(url + "/", headers={"Host": f"evil.example:{port}"}).status_code == 403
+        assert not prefs.exists() and not log.exists()
+        # the same write from the page's own origin, with its token, is taken
+        assert httpx.post(f"{url}/label/{'a' * 12}", content=label, headers={**good, "Origin": url}).status_code == 200
+    check_pairs(run, 3)
+
+
+def test_password(tmp_path):
+    httpx = pytest.importorskip("httpx")
+    run = make_run(tmp_path)
+    with serving(labeler_for(run), password="open sesame") as url:
+        for auth in (None, ("anyone", "wrong")):
+            response = httpx.get(url + "/", auth=auth)
+            assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Basic")
+        assert httpx.get(url + "/health").json() == {"status": "ok"}    # no progress without the password
+        auth = ("anyone", "open sesame")
+        with page_client(url, auth=auth) as c:
+            assert c.get("/health").json()["progress"]["total"] == 3
+            assert c.post(f"/label/{'a' * 12}", json={"kind": "skip"}).status_code == 200
+        # the password does not stand in for the token
+        assert httpx.post(f"{url}/label/{'b' * 12}", json={"kind": "skip"}, auth=auth).status_code == 403
+
+
+def test_a_non_loopback_bind_without_a_password_is_refused_with_one_line(tmp_path):
+    run = make_run(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "LMFORGE_LABEL_PASSWORD"}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    for args, message in ((["--host", "0.0.0.0"], "refusing to serve on 0.0.0.0"),
+                          (["--host", "192.168.1.10", "--password-file", str(tmp_path / "missing")],
+                           "cannot read the password file")):
+        proc = subprocess.run([sys.executable, "-m", "lmforge", "label", "--run-dir", str(run.root), *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_resume_survives_a_torn_last_line(tmp_path):
@@ -155,16 +232,66 @@ def test_resume_survives_a_torn_last_line(tmp_path):
 
 # ---------------------------------------------------------------- the page in headless Chromium
 
+ATTACK = """<!doctype html><title>attacker</title>
+<form id="form" method="POST" action="LABEL/label/aaaaaaaaaaaa" enctype="text/plain">
+<input name='{"kind": "best", "best": 0, "x": "' value='"}'></form>
+<script>
+const body = JSON.stringify({kind: "best", best: 0});
+Promise.allSettled([
+  fetch("LABEL/label/aaaaaaaaaaaa", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body}),
+  fetch("LABEL/label/aaaaaaaaaaaa", {method: "POST", headers: {"Content-Type": "application/json",
+                                                                "X-Label-Token": "guess"}, body}),
+]).then(() => { document.title = "tried"; });
+</script>"""
+
+
+@contextlib.contextmanager
+def attacker_site(label_url):
+    """Another origin on this machine (127.0.0.1, another port) serving ATTACK; yields its URL."""
+    import http.server
+    page = ATTACK.replace("LABEL", label_url).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
 def test_label_page_end_to_end(tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
     run = make_run(tmp_path)
-    with serving(labeler_for(run)) as url, playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+    from tests.test_web import launch, watch_csp
+    prefs, log = files(run)
+    with serving(labeler_for(run)) as url, attacker_site(url) as attacker, \
+            playwright_api.sync_playwright() as p:
+        browser = launch(p)
         try:
             page = browser.new_page()
+            # another site the labeller visits tries to label item a: a form (text/plain, which
+            # can carry JSON), a no-cors fetch and a fetch that needs a preflight
+            page.goto(attacker)
+            page.wait_for_function("document.title === 'tried'")
+            with page.expect_navigation() as navigation:
+                page.evaluate("() => document.getElementById('form').submit()")
+            assert navigation.value.status == 403
+            assert not prefs.exists() and not log.exists()
+
+            violations = watch_csp(page)
             page.goto(url + "/")
             page.wait_for_selector(".candidate")
             assert page.locator(".candidate").count() == 4
@@ -176,7 +303,7 @@ def test_label_page_end_to_end(tmp_path):
             # pick the best: click the third answer's card
             page.locator(".candidate").nth(2).click()
             page.click("#submit")
-            page.wait_for_function("document.getElementById('item').dataset.id === 'bbbbbbbbbbbb'")
+            page.wait_for_selector("#item[data-id='bbbbbbbbbbbb']")
             assert "1 / 3 labeled" in page.inner_text("#progress")
             assert "3 preference pairs" in page.inner_text("#status")
 
@@ -185,7 +312,7 @@ def test_label_page_end_to_end(tmp_path):
             for index, rank in ((0, "2"), (1, "2"), (2, "1")):
                 page.select_option(f"#rank-{index}", rank)
             page.click("#submit")
-            page.wait_for_function("document.getElementById('item').dataset.id === 'cccccccccccc'")
+            page.wait_for_selector("#item[data-id='cccccccccccc']")
 
             # thumbs, and the keyboard-free path to the end
             page.check("#mode-thumbs")
@@ -194,6 +321,7 @@ def test_label_page_end_to_end(tmp_path):
             page.click("#submit")
             page.wait_for_selector("#done", state="visible")
             assert "3 / 3 labeled" in page.inner_text("#progress")
+            assert not violations
             page.screenshot(path=os.environ.get("LMFORGE_LABEL_SCREENSHOT", str(tmp_path / "label.png")))
         finally:
             browser.close()

@@ -1,14 +1,15 @@
 """The OpenAI-compatible HTTP API and the web chat page, on FastAPI + uvicorn.
 
-    lmforge serve --run-dir runs/tiny [--stage sft] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
-    open http://127.0.0.1:8000/            # the chat page
+    lmforge serve --run-dir runs/tiny [--stage sft] [--host 127.0.0.1] [--port 8000] [--api-key-file FILE]
+    open http://127.0.0.1:8000/            # the chat page (static/index.html, chat.js, chat.css)
 
     from openai import OpenAI
     client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="KEY or anything")
     client.chat.completions.create(model="tiny-pretrain", messages=[{"role": "user", "content": "Hi"}])
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions (both with stream=true as
-server-sent events ending in `data: [DONE]`), GET /v1/models, GET /health, GET / (the page).
+server-sent events ending in `data: [DONE]`), GET /v1/models, GET /health, GET / (the page),
+GET /static/* (its script and style).
 Sampling fields: temperature, top_p, seed, n, stop, max_tokens (or max_completion_tokens),
 stream_options.include_usage, and the extras top_k and min_p.
 
@@ -18,6 +19,13 @@ sequence's callback, which hands them to the request's asyncio queue. A client t
 away cancels its sequences: a streaming response's generator is closed by the server,
 and a non-streaming request polls for the disconnect while it waits.
 
+Before any of that, guard.py's middleware checks the key from the headers (a missing or
+wrong key on /v1/ is 401 and its body is never read), holds each key to
+`serve.max_concurrent_per_key` requests in flight (429 + Retry-After), and reads the body
+within `serve.max_request_bytes` (413) and `serve.read_timeout_s` (408). Message content is
+then limited in characters (`serve.max_prompt_chars`) before it is tokenized, and
+tokenizing and chat rendering run in a small thread pool, never on the event loop.
+
 Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`: malformed
 JSON or a wrong type is 400, out-of-range values and over-long prompts are 400 with the
 limit named, an unknown model is 404, a missing or wrong key is 401, a full queue is 503.
@@ -26,21 +34,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, Union
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..generate import BackgroundEngine, SamplingParams, Sequence, StreamEvent
 from ..tokenizer import TokenizerError
+from .guard import (Guard, Refusal, bearer_matches, error_payload, is_loopback, limit_heap_fragmentation, read_secret,
+                    uvicorn_config)
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_SEED = 2**63 - 1
@@ -54,8 +66,7 @@ class APIError(Exception):
 
 
 def error_response(status: int, message: str, param=None, code=None, kind="invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status)
+    return JSONResponse(error_payload(message, kind, param, code), status_code=status)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -97,8 +108,25 @@ class SamplingRequest(BaseModel):
     user: str | None = None
 
 
+# Validating a message or content part costs pydantic some 5 µs, on the event loop: 1 MiB of
+# tiny messages would hold it for 150 ms. This many, together, is the most a request may hold.
+MAX_CHAT_ITEMS = 1024
+
+
 class ChatRequest(SamplingRequest):
     messages: list[Message] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def few_enough_items(cls, data):
+        """Counted on the raw JSON, before any of it is validated."""
+        messages = data.get("messages") if isinstance(data, dict) else None
+        if isinstance(messages, list):
+            items = sum(1 + (len(m["content"]) if isinstance(m, dict) and isinstance(m.get("content"), list) else 0)
+                        for m in messages)
+            if items > MAX_CHAT_ITEMS:
+                raise ValueError(f"messages: {items} messages and content parts; the limit is {MAX_CHAT_ITEMS}")
+        return data
 
 
 class CompletionRequest(SamplingRequest):
@@ -115,7 +143,10 @@ class Server:
         self.engine = engine or BackgroundEngine(model, max_batch=cfg.max_batch)
         self.max_prompt_tokens = cfg.max_prompt_tokens or model.cfg.seq_len - 1
         self.created = int(time.time())
-        self.api_key = cfg.api_key or os.environ.get("LMFORGE_API_KEY", "")
+        self.api_key = api_key(cfg)
+        # tokenizing and chat rendering happen here, off the event loop, so a long prompt
+        # never stalls other clients' streams; a few threads bound how many run at once
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lmforge-tokenize")
         # a chat model that starts another turn has finished its own
         self.chat_stop_ids = (tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id,
                               tokenizer.assistant_id)
@@ -144,22 +175,32 @@ class Server:
                               max_tokens=max_tokens, stop_ids=tuple(stop_ids), stop=tuple(s for s in stop if s),
                               seed=body.seed)
 
-    def encode_chat(self, messages: list[Message]) -> list[int]:
+    def check_chars(self, texts: list[str], param: str) -> None:
+        """Characters are counted before anything is tokenized: tokenizing costs time, counting does not."""
+        chars = sum(len(text) for text in texts)
+        if chars > self.cfg.max_prompt_chars:
+            raise APIError(400, f"{param}: {chars:,} characters in all; the limit is {self.cfg.max_prompt_chars:,}",
+                           param, "limit_exceeded")
+
+    async def encode_chat(self, messages: list[Message]) -> list[int]:
         if len(messages) > self.cfg.max_messages:
             raise APIError(400, f"{len(messages)} messages; the limit is {self.cfg.max_messages}", "messages",
                            "limit_exceeded")
         # "developer" is OpenAI's newer name for the system role
         plain = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
-        ids = self._encode(lambda: self.tokenizer.render_chat(plain, add_generation_prompt=True)[0], "messages")
+        self.check_chars([m["content"] for m in plain], "messages")
+        ids = await self._encode("messages", lambda: self.tokenizer.render_chat(plain, add_generation_prompt=True)[0])
         return self.check_prompt_length(ids, "messages")
 
-    def encode_prompt(self, text: str) -> list[int]:
-        ids = self._encode(lambda: [self.tokenizer.bos_id] + self.tokenizer.encode(text), "prompt")
-        return self.check_prompt_length(ids, "prompt")
+    async def encode_prompts(self, texts: list[str]) -> list[list[int]]:
+        self.check_chars(texts, "prompt")
+        # encode_batch, not encode: the batch call lets go of the GIL while it works
+        encoded = await self._encode("prompt", self.tokenizer.encode_batch, texts)
+        return [self.check_prompt_length([self.tokenizer.bos_id] + ids, "prompt") for ids in encoded]
 
-    def _encode(self, fn, param: str) -> list[int]:
+    async def _encode(self, param: str, fn, *args) -> list[int]:
         try:
-            return fn()
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
         except TokenizerError as err:
             raise APIError(400, str(err), param) from None
 
@@ -238,6 +279,11 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"internal error: {type(err).__name__}", None, None, "server_error")
 
 
+def api_key(cfg) -> str:
+    """serve.api_key, else the first line of serve.api_key_file, else $LMFORGE_API_KEY; "" = no key."""
+    return read_secret(cfg.api_key, cfg.api_key_file, "LMFORGE_API_KEY", "API key")
+
+
 def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None) -> FastAPI:
     """The FastAPI app serving `model`; the engine thread starts with the app and stops with it."""
     server = Server(model, tokenizer, model_name, cfg, engine)
@@ -250,31 +296,43 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
             server.engine.start()
         yield
         server.engine.stop()
+        server.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="lmforge", version="1", lifespan=lifespan,
+    # no /docs or /redoc: their pages load scripts from a CDN, which the CSP forbids
+    app = FastAPI(title="lmforge", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="OpenAI-compatible API for a model trained with lmforge.")
     app.state.server = server
+    app.state.read_timeout_s = cfg.read_timeout_s
 
     add_error_handlers(app)
 
-    # a dependency rather than an HTTP middleware: Starlette's middleware wrapper hides the
-    # client's disconnect from the endpoint, and cancelling on disconnect needs to see it
-    async def require_key(request: Request):
-        if server.api_key and request.headers.get("authorization", "") != f"Bearer {server.api_key}":
-            raise APIError(401, "missing or wrong API key (send Authorization: Bearer KEY)", None,
-                           "invalid_api_key", "authentication_error")
-    keyed = [Depends(require_key)]
+    def check(scope) -> str | None:
+        """/v1/ needs the key (from the headers, before any body byte is read) and counts
+        against the key's concurrency limit; the page, its files and /health do not."""
+        if not scope["path"].startswith("/v1/"):
+            return None
+        if server.api_key and not bearer_matches(scope, server.api_key):
+            raise Refusal(401, "missing or wrong API key (send Authorization: Bearer KEY)", "invalid_api_key",
+                          "authentication_error")
+        return server.api_key
+    app.add_middleware(Guard, max_body_bytes=cfg.max_request_bytes, read_timeout_s=cfg.read_timeout_s, check=check,
+                       max_concurrent=cfg.max_concurrent_per_key)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # ------------------------------------------------------------ plain endpoints
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        """ok / stopped for anyone; the details (model, load, last engine error) need the key."""
         engine = server.engine
-        return {"status": "ok" if engine.thread.is_alive() else "stopped", "model": server.model_name,
-                "active": len(engine.engine.rows), "waiting": len(engine.engine.waiting),
-                "last_error": engine.last_error}
+        ok = engine.thread.is_alive()
+        status = {"status": "ok" if ok else "stopped"}
+        if not server.api_key or bearer_matches(request.scope, server.api_key):
+            status.update(model=server.model_name, active=len(engine.engine.rows),
+                          waiting=len(engine.engine.waiting), last_error=engine.last_error)
+        return JSONResponse(status, status_code=200 if ok else 503)
 
-    @app.get("/v1/models", dependencies=keyed)
+    @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": server.created,
                                             "owned_by": "lmforge"}]}
@@ -285,14 +343,14 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
 
     # ------------------------------------------------------------ completions
 
-    @app.post("/v1/chat/completions", dependencies=keyed)
+    @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
         server.check_model(body.model)
         params = server.params(body, server.chat_stop_ids)
-        prompts = [server.encode_chat(body.messages)]
+        prompts = [await server.encode_chat(body.messages)]
         return await respond(request, body, prompts, params, chat=True)
 
-    @app.post("/v1/completions", dependencies=keyed)
+    @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
         server.check_model(body.model)
         params = server.params(body, (tokenizer.bos_id, tokenizer.end_id))
@@ -302,7 +360,7 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
         if len(texts) * body.n > server.cfg.max_n:
             raise APIError(400, f"{len(texts)} prompts x n={body.n} is above the limit of {server.cfg.max_n} choices",
                            "n", "limit_exceeded")
-        prompts = [server.encode_prompt(text) for text in texts]
+        prompts = await server.encode_prompts(texts)
         return await respond(request, body, prompts, params, chat=False)
 
     async def respond(request: Request, body: SamplingRequest, prompts, params, chat: bool):
@@ -398,17 +456,22 @@ def cli_serve(args, run, cfg) -> int:
 
     from ..generate import load_for_sampling
     serve_cfg = cfg.serve
-    for name in ("host", "port", "api_key", "max_batch"):
+    for name in ("host", "port", "api_key", "api_key_file", "max_batch"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(serve_cfg, name, value)
+    key = api_key(serve_cfg)      # before loading the model: a bad key file fails at once
+    if not key and not is_loopback(serve_cfg.host):
+        print(f"lmforge serve: refusing to serve on {serve_cfg.host} (reachable from other machines) without an "
+              "API key; give --api-key-file FILE or set LMFORGE_API_KEY", file=sys.stderr)
+        return 2
     tokenizer, model, stage = load_for_sampling(run, args.stage)
     model.eval()
     name = f"{run.root.name}-{stage}"
     app = create_app(model, tokenizer, name, serve_cfg)
-    key = serve_cfg.api_key or os.environ.get("LMFORGE_API_KEY", "")
     print(f"serving {name} ({model.num_params():,} parameters) at http://{serve_cfg.host}:{serve_cfg.port}/ "
           f"(OpenAI base_url http://{serve_cfg.host}:{serve_cfg.port}/v1{', API key required' if key else ''})",
           flush=True)
-    uvicorn.run(app, host=serve_cfg.host, port=serve_cfg.port, log_level="warning")
+    limit_heap_fragmentation()
+    uvicorn.Server(uvicorn_config(app, serve_cfg.host, serve_cfg.port)).run()
     return 0

@@ -1,7 +1,7 @@
 """`lmforge label`: people label preference items in a web page or in the terminal.
 
-    lmforge label --run-dir runs/tiny [--stage sft] [--host 127.0.0.1] [--port 8100]
-    open http://127.0.0.1:8100/          # the labeling page (static/label.html)
+    lmforge label --run-dir runs/tiny [--stage sft] [--host 127.0.0.1] [--port 8100] [--password-file F]
+    open http://127.0.0.1:8100/          # the labeling page (static/label.html, label.js, label.css)
     lmforge label --run-dir runs/tiny --terminal
 
 The items are datasets/label_items.jsonl, written by the `preferences` stage: a prompt and
@@ -23,12 +23,23 @@ HTTP API (candidate indices are 0-based; the page and the terminal show them fro
                                {"kind": "thumbs", "thumbs": ["up", "down", null, "up"]}
                                {"kind": "skip"}
                             -> {"item", "label", "pairs", "progress"}
-    GET  /health, GET / (the page)
+    GET  /health, GET / (the page), GET /static/* (its script and style)
 Ground truth (known, value, entity, ...) never leaves the server. Errors are api.py's
 JSON errors and write nothing: an unknown item is 404, an item already labeled 409, a
 malformed body or an out-of-range index 400.
+
+The app has no login of its own unless --password is given, so other web pages the
+labeller visits must not be able to write labels (cross-site request forgery) or read the
+page through a name that resolves to 127.0.0.1 (DNS rebinding). guard.py's middleware
+checks, from the headers and before reading any body: the Host is a loopback name (when
+bound to loopback); the password, when there is one (HTTP Basic, any user name; /health
+answers only {"status": "ok"} without it); and for a write (any method but GET and HEAD),
+an Origin, when sent, equal to the page's own, `Content-Type: application/json`, and the
+header `X-Label-Token` equal to the random token of this process, which the page carries in
+a meta tag. A form or a "simple" cross-site request can do neither of the last two.
 """
 import json
+import secrets
 import sys
 import threading
 import time
@@ -178,23 +189,68 @@ def ensure_items(run, cfg, stage: str = "sft", out=sys.stdout) -> Path:
 
 # ---------------------------------------------------------------- the web page
 
-def create_label_app(labeler: Labeler):
-    """The FastAPI app of the labeling page; errors are api.py's JSON errors."""
+# a label is a few hundred bytes; the page fetches nothing slow
+MAX_BODY_BYTES = 64 * 1024
+READ_TIMEOUT_S = 30.0
+TOKEN_HEADER = b"x-label-token"
+
+
+def label_check(token: str, host: str, password: str):
+    """The header checks of the module docstring, in that order, as a Guard `check`."""
+    from .guard import Refusal, basic_password_matches, header, host_name, is_loopback, secret_matches
+    loopback_only = is_loopback(host)
+
+    def check(scope) -> None:
+        if loopback_only and not is_loopback(host_name(header(scope, b"host"))):
+            raise Refusal(403, "this labeling server answers only to localhost / 127.0.0.1 (Host header)",
+                          "host_not_allowed", "permission_error")
+        if password and scope["path"] != "/health" and not basic_password_matches(scope, password):
+            raise Refusal(401, "this labeling server needs its password", "invalid_password", "authentication_error",
+                          [(b"www-authenticate", b'Basic realm="lmforge label", charset="UTF-8"')])
+        if scope["method"] in ("GET", "HEAD"):
+            return None
+        origin = header(scope, b"origin")
+        if origin is not None and origin != f"{scope['scheme']}://".encode() + (header(scope, b"host") or b""):
+            raise Refusal(403, "cross-origin writes are refused (Origin is not this page's)", "cross_origin",
+                          "permission_error")
+        media_type = (header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+        if media_type != b"application/json":
+            raise Refusal(415, "a label must be sent as Content-Type: application/json", "unsupported_media_type")
+        if not secret_matches(header(scope, TOKEN_HEADER), token):
+            raise Refusal(403, "missing or wrong X-Label-Token (reload the page: the server has restarted)",
+                          "invalid_token", "permission_error")
+        return None
+    return check
+
+
+def create_label_app(labeler: Labeler, host: str = "127.0.0.1", password: str = ""):
+    """The FastAPI app of the labeling page as bound to `host`; errors are api.py's JSON errors."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
 
     from .api import STATIC_DIR, APIError, add_error_handlers
+    from .guard import Guard, basic_password_matches
 
-    app = FastAPI(title="lmforge label", version="1", description="Preference labeling for lmforge.")
-    app.state.labeler = labeler
+    token = secrets.token_urlsafe(32)
+    page_html = (STATIC_DIR / "label.html").read_text(encoding="utf-8").replace("{{LABEL_TOKEN}}", token)
+    app = FastAPI(title="lmforge label", version="1", description="Preference labeling for lmforge.",
+                  docs_url=None, redoc_url=None)
+    app.state.labeler, app.state.token, app.state.read_timeout_s = labeler, token, READ_TIMEOUT_S
     add_error_handlers(app)
+    app.add_middleware(Guard, max_body_bytes=MAX_BODY_BYTES, read_timeout_s=READ_TIMEOUT_S,
+                       check=label_check(token, host, password))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     async def page():
-        return FileResponse(STATIC_DIR / "label.html", media_type="text/html")
+        # not cached: a page kept from before a restart would carry a stale token
+        return HTMLResponse(page_html, headers={"Cache-Control": "no-store"})
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        if password and not basic_password_matches(request.scope, password):
+            return {"status": "ok"}
         return {"status": "ok", "progress": labeler.progress()}
 
     @app.get("/label/next")
@@ -284,6 +340,15 @@ def _leave(labeler: Labeler, say) -> int:
 # ---------------------------------------------------------------- `lmforge label`
 
 def cli_label(args, run, cfg) -> int:
+    from .guard import is_loopback, read_secret
+    host = args.host if args.host is not None else cfg.label.host
+    port = args.port if args.port is not None else cfg.label.port
+    password = "" if args.terminal else read_secret(args.password or "", args.password_file or "",
+                                                     "LMFORGE_LABEL_PASSWORD", "password")
+    if not args.terminal and not password and not is_loopback(host):
+        print(f"lmforge label: refusing to serve on {host} (reachable from other machines) without a password; "
+              "give --password-file FILE or set LMFORGE_LABEL_PASSWORD", file=sys.stderr)
+        return 2
     ensure_items(run, cfg, args.stage or "sft")
     labeler = labeler_for(run)
     if labeler.bad_items:
@@ -291,10 +356,11 @@ def cli_label(args, run, cfg) -> int:
     if args.terminal:
         return label_terminal(labeler)
     import uvicorn
-    host = args.host if args.host is not None else cfg.label.host
-    port = args.port if args.port is not None else cfg.label.port
+
+    from .guard import limit_heap_fragmentation, uvicorn_config
     progress = labeler.progress()
-    print(f"labeling {progress['total']} items ({progress['remaining']} to go) at http://{host}:{port}/; "
-          f"pairs go to {labeler.preferences_path}", flush=True)
-    uvicorn.run(create_label_app(labeler), host=host, port=port, log_level="warning")
+    print(f"labeling {progress['total']} items ({progress['remaining']} to go) at http://{host}:{port}/"
+          f"{' (password required)' if password else ''}; pairs go to {labeler.preferences_path}", flush=True)
+    limit_heap_fragmentation()
+    uvicorn.Server(uvicorn_config(create_label_app(labeler, host, password), host, port)).run()
     return 0
