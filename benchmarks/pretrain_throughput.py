@@ -3,6 +3,7 @@ step and tokens/s (MFU on a GPU), for each precision side by side, and what `dty
 
     python benchmarks/pretrain_throughput.py --preset tiny                       # auto, fp32, bf16
     python benchmarks/pretrain_throughput.py --preset tiny --profile             # + where a step's time goes
+    python benchmarks/pretrain_throughput.py --preset tiny --modes auto,auto+plain-loss   # the chunked head loss vs logits
     python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes auto,compile+bf16
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         python benchmarks/pretrain_throughput.py --preset tiny                   # a CPU without native bf16
@@ -38,13 +39,18 @@ from lmforge.model import GPT  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
 from lmforge.train.pretrain import make_batch_fn, next_token_loss_sum  # noqa: E402
 
-MODES = {  # name -> (dtype setting, compile)
-    "auto": ("auto", False),
+MODES = {  # name -> (dtype setting, compile); "+plain-loss" after any: the loss from full (B, T, V)
+    "auto": ("auto", False),            # logits instead of lmforge/head_loss.py's chunks
     "fp32": ("fp32", False),
     "bf16": ("bf16", False),
     "compile": ("auto", True),
     "compile+bf16": ("bf16", True),
 }
+
+
+def plain_loss_sum(model, batch):
+    _, loss = model(batch["x"], targets=batch["y"])
+    return loss * batch["n_items"]
 
 # profiler op name -> category (the rest is "other ops")
 CATEGORIES = [
@@ -57,7 +63,9 @@ CATEGORIES = [
 
 
 def build(cfg, mode: str, vocab_size: int, device, steps: int):
-    setting, compile_ = MODES[mode]
+    base = mode.removesuffix("+plain-loss")
+    setting, compile_ = MODES[base]
+    loss_fn = plain_loss_sum if mode.endswith("+plain-loss") else next_token_loss_sum
     tcfg = dataclasses.replace(cfg.pretrain, dtype=setting, compile=compile_, max_steps=10**9,
                                warmup_steps=0, log_every=10**9, eval_every=10**9, checkpoint_every=10**9)
     model_cfg = dataclasses.replace(cfg.model, vocab_size=cfg.model.vocab_size or vocab_size)
@@ -72,7 +80,7 @@ def build(cfg, mode: str, vocab_size: int, device, steps: int):
     def run(n: int) -> None:
         for _ in range(n):
             batches = [batch_fn(trainer.step, m, 0, 1) for m in range(tcfg.grad_accum)]
-            trainer.train_step(batches, next_token_loss_sum)
+            trainer.train_step(batches, loss_fn)
             trainer.step += 1
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
@@ -139,7 +147,7 @@ def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--modes", default="auto,fp32,bf16", help=f"comma list of {', '.join(MODES)}")
+    parser.add_argument("--modes", default="auto,fp32,bf16", help=f"comma list of {', '.join(MODES)}, each optionally +plain-loss")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = every usable core)")
