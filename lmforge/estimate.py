@@ -15,8 +15,12 @@ on what the numbers are), each through the code the stage itself runs:
   * batched decoding through lmforge.generate, at one row and at 64 rows, for everything that
     generates: RL rollouts, the evaluations, the preference candidates.
 What is modelled: how many steps (the budget: max_steps, never minutes), how many answers each
-evaluation generates and how long they are. Answers to one-fact questions are taken as
-ANSWER_TOKENS long and worked solutions as their whole budget, so sampling estimates lean high.
+evaluation generates and how long they are, and how much of an RL step's work the data
+leaves: answers to one-fact questions are taken as ANSWER_TOKENS long, a preference pair as
+padded to a prompt plus the answer budget (the batch's longest answer), worked solutions as
+COMPLETION_SHARE of their budget, and GRPO's update as NON_FLAT_SHARE of its completions (flat
+groups are skipped). Those shares were measured at tiny (docs/ARCHITECTURE.md) and are
+what the estimate cannot know before the models exist.
 The data stages (collect, clean, tokenizer, ...) run no model; their figures scale reference
 times with the world's size and are marked as not measured.
 """
@@ -35,11 +39,13 @@ from .config import Config
 from .device import pick_device
 
 ANSWER_TOKENS = 16          # a one-fact answer and its <|end|>; rambling ones run longer
-PROMPT_TOKENS = 24          # a chat question rendered with its role tokens
+PROMPT_TOKENS = 16          # a chat question rendered with its role tokens (15 on average at tiny)
+COMPLETION_SHARE = 0.65     # GRPO completions at tiny: 25 of 40 tokens on average
+NON_FLAT_SHARE = 0.45       # GRPO groups at tiny whose rewards differ (the rest are skipped)
 TIMED_STEPS = 2             # after one warm-up step
 # seconds per stage at the tiny preset's world (360 entities) on the reference machine
-DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 16.0, "tokenizer": 3.0, "reasoning": 2.0, "synth": 3.0,
-                      "report": 12.0}
+DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 17.0, "tokenizer": 3.0, "reasoning": 14.0, "synth": 7.0,
+                      "report": 5.0}
 
 
 def _vocab_size(cfg: Config, run) -> int:
@@ -176,7 +182,7 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
         sampling = probe.generation(lab.prompts * lab.candidates, min(lab.max_new_tokens, 2 * ANSWER_TOKENS),
                                     lab.prompts * lab.candidates)
         return {"before": 0.0, "per_step": 0.0, "steps": 0, "after": sampling}
-    pair_len = min(seq, PROMPT_TOKENS + ANSWER_TOKENS)
+    pair_len = min(seq, PROMPT_TOKENS + cfg.label.max_new_tokens)
     alignment = 4 * probe.generation(cfg.label.eval_prompts, min(cfg.label.max_new_tokens, 2 * ANSWER_TOKENS),
                                      cfg.label.eval_prompts)
     if name == "reward":
@@ -189,19 +195,21 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
                 "after": alignment}
     if name == "ppo":
         t = cfg.ppo
-        length = PROMPT_TOKENS + t.max_completion_tokens
-        rollout = probe.generation(t.prompts_per_step, t.max_completion_tokens, t.prompts_per_step)
+        answer = min(t.max_completion_tokens, ANSWER_TOKENS)
+        rollout = probe.generation(t.prompts_per_step, answer, t.prompts_per_step)
         # policy and value are each updated on every micro-batch, for `iterations` epochs
         updates = t.iterations * math.ceil(t.prompts_per_step / t.batch_size)
-        update = updates * 2 * probe.masked_step(t, t.batch_size, length)
+        update = updates * 2 * probe.masked_step(t, t.batch_size, PROMPT_TOKENS + answer)
         normalizer = probe.generation(t.reward_norm_samples, t.max_completion_tokens, t.reward_norm_samples)
         return {"before": normalizer, "per_step": rollout + update, "steps": t.max_steps, "after": alignment}
     if name == "grpo":
         g = cfg.grpo
         rows = g.prompts_per_step * g.group_size
-        rollout = probe.generation(rows, g.max_completion_tokens, rows)
-        update = g.iterations * math.ceil(rows / g.batch_size) * probe.masked_step(
-            g, min(g.batch_size, rows), PROMPT_TOKENS * 2 + g.max_completion_tokens)
+        completion = max(1, round(g.max_completion_tokens * COMPLETION_SHARE))
+        rollout = probe.generation(rows, completion, rows)
+        updated = max(1, round(rows * NON_FLAT_SHARE))
+        update = g.iterations * math.ceil(updated / g.batch_size) * probe.masked_step(
+            g, min(g.batch_size, updated), 3 * PROMPT_TOKENS + completion)
         levels = cfg.reasoning.max_difficulty
         evaluation = (probe.generation(g.eval_per_difficulty * levels, g.max_completion_tokens, 128)
                       + probe.generation((g.eval_k_per_difficulty or g.eval_per_difficulty) * levels * g.eval_k,
