@@ -205,6 +205,10 @@ class TrainConfig:
                      help="auto = bf16 on CUDA and on CPUs where bf16 is measured fast, else fp32 everywhere "
                           "(Muon's Newton-Schulz included); recorded in the manifest, not fingerprinted")
     compile: bool = opt(False)
+    parallel: str = opt("ddp", choices=["ddp", "fsdp"],
+                        help="under torchrun: ddp = a whole model per process; fsdp = FSDP2, parameters, gradients "
+                             "and optimizer state sharded across processes, with sharded (DCP) checkpoints that "
+                             "resume at any process count (pretrain only)")
     eval_every: int = opt(50, lo=1)
     eval_batches: int = opt(8, lo=1, help="validation size, in global batches")
     patience: int = opt(4, lo=0, help="evals without val improvement before stopping; 0 = never stop early")
@@ -612,6 +616,10 @@ def validate(cfg: Config) -> None:
         t = getattr(cfg, name)
         if t.seq_len > m.seq_len:
             raise ConfigError(f"{name}.seq_len={t.seq_len} exceeds model.seq_len={m.seq_len}")
+    for name in ("sft", "reward", "ppo", "dpo", "grpo"):
+        if getattr(cfg, name).parallel != "ddp":
+            raise ConfigError(f"{name}.parallel={getattr(cfg, name).parallel!r}: only pretrain can run sharded "
+                              f"(fsdp); the later stages fit one process's memory and use ddp")
     g = cfg.grpo
     if g.reward_weights and len(g.reward_weights) != len(g.rewards):
         raise ConfigError(f"grpo.reward_weights has {len(g.reward_weights)} entries for {len(g.rewards)} "
