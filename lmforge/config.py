@@ -395,6 +395,24 @@ class ReportConfig:
 
 
 @dataclass
+class EvalConfig:
+    """`lmforge eval`: standard benchmarks (lmforge/evals/standard.py)."""
+    tasks: list = opt(["bpb", "hellaswag", "arc_easy", "arc_challenge", "mmlu", "gsm8k"],
+                      help="bpb (validation bits per byte), hellaswag, arc_easy, arc_challenge, mmlu, gsm8k; "
+                           "name=PATH reads that file or folder instead of looking in data_dir")
+    data_dir: str = opt("", help="folder with the official files (hellaswag_val.jsonl, ARC-Easy-Test.jsonl, "
+                        "ARC-Challenge-Test.jsonl, mmlu/*_test.csv, gsm8k test.jsonl); empty = <run>/eval_data")
+    hub: bool = opt(False, help="a task with no local file is read from the Hugging Face hub (needs `datasets` "
+                    "and a network)")
+    limit: int = opt(0, lo=0, help="items per task (evenly spread); 0 = all")
+    batch_size: int = opt(32, lo=1, help="continuations scored per forward")
+    bpb_windows: int = opt(64, lo=1, help="validation windows of seq_len tokens for bits per byte")
+    gsm8k_max_new_tokens: int = opt(192, lo=1, help="answer budget per GSM8K problem (greedy)")
+    gsm8k_shots: int = opt(0, lo=0, hi=16, help="worked examples from the file's first rows put before each "
+                           "question (those rows are then not scored)")
+
+
+@dataclass
 class ServeConfig:
     """`lmforge serve`: where it listens and the limits that keep one request from hurting others."""
     host: str = opt("127.0.0.1", help="bind address; 127.0.0.1 = this machine only")
@@ -449,6 +467,7 @@ class Config:
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -31,6 +31,7 @@ import contextlib
 import json
 import random
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -245,7 +246,7 @@ def cli_convert(args, run, cfg) -> int:
     try:
         step = convert_checkpoint(run.model_dir(stage), out)
     except ShardedCheckpointError as err:
-        print(f"lmforge: {err}")
+        print(f"lmforge: {err}", file=sys.stderr)
         return 1
     print(f"step {step} of {stage} -> {out}/model.safetensors")
     return 0
