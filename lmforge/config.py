@@ -44,6 +44,8 @@ class RunConfig:
                        "between torchrun's processes); more than the cores is clamped with a warning")
     estimate: bool = opt(True, help="before `lmforge run` starts, time a few real steps of each stage to run and "
                          "print the estimated time per stage and for the whole run")
+    corrupt_shards: str = opt("stop", choices=["stop", "skip"], help="a token shard that does not match "
+                              "meta.json: stop with its path, or skip it (named in a warning and the manifest)")
     reference_minutes: float = opt(0.0, lo=0.0, help="the whole run's time on the machine the preset was tuned "
                                    "on; `lmforge run` warns when its estimate is more than twice that (0 = never)")
 
@@ -163,6 +165,8 @@ class TokenizerConfig:
     vocab_size: int = opt(4096, lo=300, hi=262_144)
     val_fraction: float = opt(0.02, lo=0.001, hi=0.5, help="documents held out for validation")
     min_frequency: int = opt(2, lo=1)
+    workers: int = opt(0, lo=0, hi=1024, help="processes tokenizing document files into token shards in parallel; "
+                       "0 = one per CPU core (clean.executor=ray runs them on Ray)")
 
 
 @dataclass
@@ -198,6 +202,9 @@ class TrainConfig:
     decay_fraction: float = opt(0.3, lo=0.0, hi=1.0, help="wsd: final fraction of steps spent decaying")
     min_lr_ratio: float = opt(0.0, lo=0.0, hi=1.0)
     max_steps: int = opt(1000, lo=1)
+    tokens_per_param: float = opt(0.0, lo=0.0, hi=100_000.0, help="pretrain: plan ceil(ratio x parameters / tokens "
+                                  "per step) steps instead of max_steps (Chinchilla's 20, nanochat's ratio); "
+                                  "0 = max_steps")
     max_minutes: float = opt(0.0, lo=0.0, help="optional wall-time cap; the budget is max_steps, and a stage "
                              "the cap cuts short says so; 0 = no cap")
     clip_grad: float = opt(1.0, lo=0.0, help="0 = no clipping")
