@@ -247,7 +247,11 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
                                        prompt_tokens=3 * PROMPT_TOKENS)
                       + probe.generation((g.eval_k_per_difficulty or g.eval_per_difficulty) * levels * g.eval_k,
                                          completion, 128, prompt_tokens=3 * PROMPT_TOKENS))
-        return {"before": evaluation, "per_step": rollout + update, "steps": g.max_steps, "after": evaluation}
+        # dev validation every eval_every steps inside the loop (its time counts as training time)
+        validations = math.ceil(g.max_steps / g.eval_every)
+        validation = probe.generation(g.dev_per_difficulty * levels, completion, 128, prompt_tokens=3 * PROMPT_TOKENS)
+        per_step = rollout + update + validation * validations / max(1, g.max_steps)
+        return {"before": evaluation, "per_step": per_step, "steps": g.max_steps, "after": evaluation}
     raise KeyError(name)
 
 

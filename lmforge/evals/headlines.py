@@ -138,7 +138,10 @@ def _grpo(m: dict) -> list[list]:
     where = "test" if m.get("held_out_source", "").endswith(".jsonl") else "test (held-out slice)"
     return [figure("grpo", "problems solved, greedy (pass@1)", f["test_pass_at_1"], where, "problems"),
             figure("grpo", "the SFT model on the same problems", f["test_pass_at_1_sft"], where, "problems"),
-            figure("grpo", "problems solved, greedy (pass@1)", f["dev_pass_at_1"], "dev", "problems")]
+            figure("grpo", "problems solved, greedy (pass@1)", f["dev_pass_at_1"], "dev", "problems")] + (
+        [count("grpo", "output chosen on dev", "the SFT weights" if m["chosen_step"] == 0
+               else f"step {m['chosen_step']}", "best dev pass@1 of the SFT weights and each validation")]
+        if m.get("chosen_step") is not None else [])
 
 
 HEADLINES = {"collect": _collect, "clean": _clean, "tokenizer": _tokenizer, "pretrain": _pretrain,
