@@ -533,6 +533,7 @@ def run_stage(ctx) -> dict:
         "skipped_documents": meta["skipped_documents"],
         "bytes_per_token": round(meta["bytes_per_token_val"], 3),
         "parts": len(meta["parts"]),
+        "documents_per_cpu_second": meta["documents_per_cpu_second"],
         "dtype": meta["dtype"],
         "source": str(docs_dir.relative_to(run.root)),
     }

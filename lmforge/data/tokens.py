@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +45,11 @@ def _tokenize_file(task: dict) -> dict:
     """Worker: one document file -> part-<k>/{train,val}.bin + meta.json."""
     from ..files import read_documents
     from ..tokenizer import Tokenizer, write_token_shards
+    started = time.process_time()
     tokenizer = Tokenizer.load(task["tokenizer_dir"])
     texts = (doc["text"] for doc in read_documents(task["file"], columns=("text",)))
     meta = write_token_shards(tokenizer, texts, Path(task["out_dir"]), task["val_fraction"], task["seed"])
-    return {"part": Path(task["out_dir"]).name, **meta}
+    return {"part": Path(task["out_dir"]).name, **meta, "cpu_seconds": time.process_time() - started}
 
 
 @contextlib.contextmanager
@@ -95,6 +97,10 @@ def write_token_parts(tokenizer_dir: Path, files: list[Path], out_dir: Path, val
             "skipped_documents": total("skipped_documents"),
             "bytes_per_token_val": val_bytes / val_text_tokens if val_text_tokens else 0.0,
             "val_fraction": val_fraction, "seed": seed,
+            # CPU seconds of the workers: documents per CPU-second is a per-core rate whatever else runs
+            "cpu_seconds": round(total("cpu_seconds"), 2),
+            "documents_per_cpu_second": round((total("train_documents") + total("val_documents"))
+                                              / max(total("cpu_seconds"), 1e-9), 1),
             "parts": [{"dir": p["part"], "train_tokens": p["train_tokens"], "val_tokens": p["val_tokens"]}
                       for p in parts]}
     atomic_write_json(out_dir / "meta.json", meta)
