@@ -27,10 +27,24 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-NOUNS = ("river village teacher market winter garden engine library harbour forest bridge doctor "
-         "student mountain kitchen letter window farmer city museum painter island factory season").split()
-VERBS = "visits describes repairs follows crosses studies builds protects remembers explains paints watches".split()
-ADJS = "old quiet busy narrow bright careful distant modern gentle famous northern small".split()
+NOUNS = ("river village teacher market winter garden engine library harbour forest bridge doctor student mountain "
+         "kitchen letter window farmer city museum painter island factory season council railway castle orchard "
+         "newspaper festival hospital canal quarry lighthouse bakery vineyard glacier theatre chapel monastery "
+         "shipyard meadow tunnel observatory warehouse cathedral fortress lagoon printer weaver sailor miner "
+         "merchant scholar architect surgeon gardener carpenter blacksmith fisherman shepherd poet composer").split()
+VERBS = ("visits describes repairs follows crosses studies builds protects remembers explains paints watches "
+         "measures sells borrows records questions admires replaces finds carries opens closes maps").split()
+ADJS = ("old quiet busy narrow bright careful distant modern gentle famous northern small wooden crowded "
+        "ancient empty noisy patient rural coastal").split()
+TEMPLATES = [
+    "The {a} {n1} {v} the {n2} near the {n3}.",
+    "In {y}, a {a} {n1} from the {n2} {v} an {n3} for the first time.",
+    "Nobody expected that the {n1} would {v0} the {a} {n2} before {y}.",
+    "According to the {n1}, every {n2} in the {a} {n3} was built around {y}.",
+    "Why does the {n1} keep the {n2} so {a}? Because the {n3} asked for it.",
+    "After the {n1} had {v0} the {n2}, the {a} {n3} grew by {k} percent.",
+    "Her {n1} said the {n2} was {a}, yet {k} people came to see it.",
+]
 
 
 def document(rng: np.random.Generator) -> str:
@@ -38,9 +52,11 @@ def document(rng: np.random.Generator) -> str:
     for _ in range(int(rng.integers(3, 7))):
         sentences = []
         for _ in range(int(rng.integers(4, 9))):
-            a, b, c = rng.choice(NOUNS, 3)
-            sentences.append(f"The {rng.choice(ADJS)} {a} {rng.choice(VERBS)} the {b} of the {c} "
-                             f"in {int(rng.integers(1800, 2024))}, and it is {rng.choice(ADJS)} again.")
+            n1, n2, n3 = rng.choice(NOUNS, 3)
+            verb = str(rng.choice(VERBS))
+            sentences.append(str(rng.choice(TEMPLATES)).format(
+                a=rng.choice(ADJS), n1=n1, n2=n2, n3=n3, v=verb, v0=verb.removesuffix("es").removesuffix("s"),
+                y=int(rng.integers(1500, 2025)), k=int(rng.integers(2, 900))))
         paragraphs.append(" ".join(sentences))
     return "\n\n".join(paragraphs)
 
@@ -132,7 +148,8 @@ def main() -> None:
             row["documents"] = metrics["documents"]
         elif stage == "clean":
             row["kept"] = metrics["kept"]
-            row["docs_per_cpu_second"] = {k: v["docs_per_second"] for k, v in metrics["steps"].items()}
+            row["docs_per_cpu_second"] = {k: v.get("docs_per_second") for k, v in metrics["steps"].items()}
+            row["removed"] = metrics["removed"]
         else:
             row["documents_per_cpu_second"] = metrics["documents_per_cpu_second"]
             row["train_tokens"] = metrics["train_tokens"]
