@@ -143,7 +143,8 @@ def main() -> None:
     for stage in ("collect", "clean", "tokenizer"):
         manifest = json.loads((run_dir / "stages" / f"{stage}.json").read_text())
         metrics = manifest["metrics"]
-        row = {"wall_seconds": manifest.get("wall_seconds"), "peak_rss_mb": manifest.get("peak_rss_mb")}
+        row = {"wall_seconds": manifest.get("wall_seconds"),
+               "peak_rss_mb": manifest.get("peak_rss_mb") or metrics.get("peak_rss_mb")}
         if stage == "collect":
             row["documents"] = metrics["documents"]
         elif stage == "clean":
