@@ -202,12 +202,12 @@ class C4Lines(Filter):
 
     def __init__(self, min_words_per_line=3, max_word_length=1000, min_sentences=5, terminal_punctuation=False,
                  drop_lorem_ipsum=True, drop_curly_bracket=True, drop_javascript_lines=True, drop_policy_lines=True,
-                 remove_citations=True):
+                 remove_citations=True, line_rules=True):
         self.min_words_per_line, self.max_word_length = min_words_per_line, max_word_length
         self.min_sentences, self.terminal_punctuation = min_sentences, terminal_punctuation
         self.drop_lorem_ipsum, self.drop_curly_bracket = drop_lorem_ipsum, drop_curly_bracket
         self.drop_javascript_lines, self.drop_policy_lines = drop_javascript_lines, drop_policy_lines
-        self.remove_citations = remove_citations
+        self.remove_citations, self.line_rules = remove_citations, line_rules
 
     def process(self, doc: dict) -> dict | Drop:
         if is_math(doc):
@@ -218,6 +218,11 @@ class C4Lines(Filter):
             return Drop("lorem_ipsum")
         if self.drop_curly_bracket and "{" in text:
             return Drop("curly_bracket")
+        if not self.line_rules:
+            # Page rules only (the code-docs profile): every line stays as it is.
+            if self.min_sentences and len(SENTENCE_END.findall(text)) < self.min_sentences:
+                return Drop("too_few_sentences")
+            return doc
         kept_lines = []
         for line in text.split("\n"):
             line = line.strip()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -97,17 +97,21 @@ class Outcome:
     detail: str = ""
 
 
-def run_steps(steps: list[Step], docs: Iterable[dict], stats: dict[str, StepStats] | None = None) -> Iterator[Outcome]:
-    """Run every document through the steps in order; yield one Outcome per input document."""
+def run_steps(steps: list[Step] | Callable[[dict], list[Step]], docs: Iterable[dict],
+              stats: dict[str, StepStats] | None = None) -> Iterator[Outcome]:
+    """Run every document through the steps in order; yield one Outcome per input document.
+    `steps` may be a function of the document (its source's profile decides its steps)."""
     if stats is None:
         stats = {}
-    for step in steps:
-        stats.setdefault(step.name, StepStats(step.name))
+    steps_for = steps if callable(steps) else (lambda doc, fixed=list(steps): fixed)
+    if not callable(steps):
+        for step in steps:
+            stats.setdefault(step.name, StepStats(step.name))
     clock = time.process_time   # CPU seconds of this process: per-core cost, whatever else runs
     for doc in docs:
         outcome = None
-        for step in steps:
-            st = stats[step.name]
+        for step in steps_for(doc):
+            st = stats.get(step.name) or stats.setdefault(step.name, StepStats(step.name))
             st.docs_in += 1
             before = doc["text"]
             started = clock()
