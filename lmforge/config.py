@@ -156,9 +156,9 @@ class CleanConfig:
     classifier_threshold: float = opt(0.5, lo=0.0, hi=1.0, help="a page goes when one of its passages scores this")
     classifier_train: str = opt("<site>", help="labelled slice to train on: <site> = the built-in stand-in "
                                 "generators' slice, or a JSONL file of {text, label} rows (label 1 = unwanted)")
-    classifier_window: int = opt(48, lo=4, hi=100_000, help="words per scored passage, one every eighth of a window; a page "
-                                 "scores as its highest passage")
-    classifier_hash_bits: int = opt(18, lo=10, hi=24, help="2^bits hashed features (words, character 3-5-grams)")
+    classifier_window: int = opt(48, lo=4, hi=100_000, help="words per scored passage, one every eighth of a "
+                                 "window; a page scores as its highest passage")
+    classifier_hash_bits: int = opt(18, lo=10, hi=24, help="2^bits hashed features (character 4- and 5-grams)")
     # personal data
     pii_email: bool = opt(True)
     pii_phone: bool = opt(True)

@@ -234,10 +234,14 @@ def training_slice(seed: int = 1_000_003, pages: int = 400, max_words: int = 40,
                    entities: int = 200) -> list[tuple[str, int]]:
     """Labelled passages (text, 1 = unwanted) from the seen generators and a world of their own.
 
-    Pages of four kinds, cut into passages of at most `max_words` words, each labelled by
+    Pages of five kinds, cut into passages of at most `max_words` words, each labelled by
     whether it holds an unwanted sentence: seen unwanted pages (both routes), the same
     templates with harmless words, prose of a small world built from a seed of its own (so no
-    page of the run's site is in the slice), and that prose with a seen unwanted passage in it."""
+    page of the run's site is in the slice), that prose with a seen unwanted passage in it,
+    and generic English prose (lmforge/data/prose.py), alone and with an unwanted sentence in
+    it, so that ordinary words sharing a few letters with the lexicon ("blanket", "painter")
+    are known to be harmless without prose itself counting against a page."""
+    from .prose import sentence
     from ..config import WorldConfig
     from .world import build_world
     rng = random.Random(f"unwanted-slice:{seed}")
@@ -260,4 +264,8 @@ def training_slice(seed: int = 1_000_003, pages: int = 400, max_words: int = 40,
         unwanted = [(s, 1) for s in seen_sentences("words", words, name, rng)[:rng.randint(2, 3)]]
         at = rng.randint(0, len(prose))
         out += passages(prose[:at] + unwanted + prose[at:], max_words)
+        english = [(sentence(rng), 0) for _ in range(rng.randint(3, 6))]
+        out += passages(english, max_words)
+        at = rng.randint(0, len(english))
+        out += passages(english[:at] + unwanted[:1] + english[at:], max_words)
     return out
