@@ -168,8 +168,8 @@ def filter_shard(task: dict) -> dict:
     np.savez(work / f"index-{shard:05d}.npz", chars=np.array(chars, dtype=np.int64),
              source=np.array(source_ids, dtype=np.int32), names=np.array(names or [""], dtype=str))
     step_stats = {name: st.to_dict() for name, st in stats.items()}
-    step_stats["dedup_keys"] = {"name": "dedup_keys", "docs_in": kept, "kept": kept, "modified": 0, "dropped": {},
-                                "unreadable": {}, "seconds": round(dedup_seconds, 4)}
+    step_stats["dedup_keys"] = {"name": "dedup_keys", "docs_in": kept, "chars_in": int(sum(chars)), "kept": kept,
+                                "modified": 0, "dropped": {}, "unreadable": {}, "seconds": round(dedup_seconds, 4)}
     # Documents lost with a damaged shard were never yielded: count them as inputs too.
     lost = unreadable.get("bad_raw_shard", 0)
     if lost:
@@ -423,6 +423,7 @@ def run_stage(ctx: StageContext) -> dict:
     for name, st in steps.items():
         row = st.to_dict()
         row["docs_per_second"] = round(st.docs_in / st.seconds, 1) if st.seconds > 0 else None
+        row["mb_per_second"] = round(st.chars_in / st.seconds / 1e6, 2) if st.seconds > 0 else None
         step_rows[name] = row
     sources = _source_rows(results.values(), finished, collect_metrics, {**task_profiles}, default_profile, rates)
     step_rows["dedup_merge"] = {"name": "dedup_merge", "docs_in": sum(r["kept"] for r in results.values()),

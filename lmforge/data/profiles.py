@@ -128,7 +128,10 @@ def resolve_profile(name: str, clean: CleanConfig) -> Profile:
     for key, value in definition["thresholds"].items():
         if key in RUN_FIELDS:
             raise ConfigError(f"cleaning profile {name}: clean.{key} is set for the whole run, not per profile")
-        _set_field(own, str(key), value, f"clean.{key} (cleaning profile {name})")
+        try:
+            _set_field(own, str(key), value, f"clean.{key}")
+        except ConfigError as err:
+            raise ConfigError(f"cleaning profile {name}: {err}") from None
     return Profile(name, rules, dict(definition["thresholds"]), own)
 
 

@@ -38,9 +38,10 @@ class Unreadable(Exception):
 
 @dataclass
 class StepStats:
-    """What one step saw: documents in, kept, dropped by reason, unreadable, CPU seconds spent."""
+    """What one step saw: documents and characters in, kept, dropped by reason, unreadable, CPU seconds spent."""
     name: str
     docs_in: int = 0
+    chars_in: int = 0
     kept: int = 0
     modified: int = 0
     dropped: Counter = field(default_factory=Counter)
@@ -48,12 +49,14 @@ class StepStats:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "docs_in": self.docs_in, "kept": self.kept, "modified": self.modified,
+        return {"name": self.name, "docs_in": self.docs_in, "chars_in": self.chars_in, "kept": self.kept,
+                "modified": self.modified,
                 "dropped": dict(self.dropped), "unreadable": dict(self.unreadable),
                 "seconds": round(self.seconds, 4)}
 
     def merge(self, other: dict) -> None:
         self.docs_in += other["docs_in"]
+        self.chars_in += other.get("chars_in", 0)
         self.kept += other["kept"]
         self.modified += other["modified"]
         self.dropped.update(other["dropped"])
@@ -114,6 +117,7 @@ def run_steps(steps: list[Step] | Callable[[dict], list[Step]], docs: Iterable[d
             st = stats.get(step.name) or stats.setdefault(step.name, StepStats(step.name))
             st.docs_in += 1
             before = doc["text"]
+            st.chars_in += len(before)
             started = clock()
             try:
                 out = step.process(doc)
