@@ -116,8 +116,13 @@ def filter_shard(task: dict) -> dict:
     c = task["clean_cfg"]
     profiles, default = task["profiles"], task["default_profile"]
 
+    by_name: dict[str, list[Step]] = {}
+
     def steps_for(doc: dict) -> list[Step]:
-        return _cached_steps(profiles.get(doc.get("source", ""), default), task["classifier"])
+        source = doc.get("source", "")
+        if source not in by_name:      # the cache key is a JSON of the profile: built once per source
+            by_name[source] = _cached_steps(profiles.get(source, default), task["classifier"])
+        return by_name[source]
 
     stats: dict[str, StepStats] = {}
     by_source: dict[str, dict] = {}
