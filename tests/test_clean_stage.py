@@ -90,9 +90,11 @@ def test_output_does_not_depend_on_workers_or_on_crawling(cleaned, tmp_path):
     assert texts(other, "clean") == texts(run, "clean")
     assert texts(other, "removed") == texts(run, "removed")
     assert one["removed"] == m["removed"] and one["workers"] == 1 and m["workers"] == 2
-    # The same site read from its WARC file instead of over HTTP: the same kept text.
+    # The same site read from its WARC file instead of over HTTP: the same kept text. The WARC
+    # holds pages in the order the site made them (the boards last), the crawl meets them after
+    # the original that links them, so the shards, and the order of kept rows, differ.
     warc_run, warc = collect_and_clean(tmp_path / "warc", "clean.workers=2", "collect.sources=[site_warc]")
-    assert texts(warc_run, "clean") == texts(run, "clean")
+    assert sorted(texts(warc_run, "clean")) == sorted(texts(run, "clean"))
     assert warc["kept"] == m["kept"]
 
 

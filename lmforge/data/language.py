@@ -124,6 +124,9 @@ class LanguageFilter(Step):
         self.languages = list(languages)
         self.threshold, self.max_chars = threshold, max_chars
         self.labels = {lang: ALIASES.get(lang, (lang,)) for lang in self.languages}
+        # Load the model now, not in the first document's step time: the stage builds its steps
+        # before forking workers, which then share the loaded model.
+        _identifier()
 
     def process(self, doc: dict) -> dict | Drop:
         text = doc["text"]

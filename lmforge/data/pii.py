@@ -15,7 +15,7 @@ Like FineWeb, the document stays and the data is swapped for a harmless stand-in
 sentence still reads naturally: addresses reserved for documentation (example.com, 192.0.2.1)
 and a fictional phone number (555-0100). The stand-ins are never replaced again, so the step is
 idempotent. The patterns are deliberately narrow for phones (8 to 15 digits in phone-like
-groups), so years, populations and sums ("12 + 5 = 17") are never mistaken for numbers.
+groups), so years, populations, dates and sums ("12 + 5 = 17") are never mistaken for numbers.
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ PHONE = re.compile(rf"""(?<![\w+.])(?:
     | \(\d{{2,4}}\)\s?\d{{3,5}}[ .-]?\d{{3,4}}                                # (555) 013-2477, (11) 91234-5678
     | \d{{2,4}}(?:[ .-]\d{{2,5}}){{2,5}}                                      # 555-013-2477, 312 341 8971
 )(?![\w]|[.-]\d)""", re.VERBOSE)
+# ISO and European calendar dates have a phone's digit count and separators: never a number
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}/\d{2}/\d{2}|\d{2}\.\d{2}\.\d{4}")
 DEFAULT_REPLACEMENTS = {"email": "email@example.com", "phone": "555-0100", "ip": "192.0.2.1", "ipv6": "2001:db8::1"}
 
 
@@ -58,7 +60,7 @@ def _counts(kind: str, value: str, stand_ins: set) -> bool:
     if value in stand_ins:
         return False
     if kind == "phone":
-        return 8 <= _digits(value) <= 15
+        return 8 <= _digits(value) <= 15 and not DATE.fullmatch(value)
     if kind == "ipv6":
         return _is_ipv6(value)
     return True

@@ -7,7 +7,8 @@ It shares no pattern with the replacer (lmforge/data/pii.py), so it can find wha
 misses instead of re-running the replacer's own regexes (which can only find nothing):
 
   phone    digit runs joined by at most one separator (space . - / or a parenthesis) holding 8
-           to 15 digits, an optional "+" in front: any grouping, any country
+           to 15 digits, an optional "+" in front: any grouping, any country; not a calendar
+           date (2024-05-01, 01.05.2024)
   ip       whitespace tokens, stripped of punctuation at their edges, that `ipaddress` parses
            as IPv4 or IPv6
   email    tokens with "@" and a dot after it, and token sequences written to dodge scrapers:
@@ -26,6 +27,8 @@ from .pii import DEFAULT_REPLACEMENTS
 STAND_INS = frozenset(DEFAULT_REPLACEMENTS.values())
 DIGIT_RUN = re.compile(r"\d+")
 JOINERS = frozenset(" .-/()")
+# a calendar date joined the same way (2024-05-01, 01.05.2024, 2024/5/1) is not a phone number
+DATE = re.compile(r"(?:\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2\d{4})")
 AT_WORDS = frozenset({"at", "[at]", "(at)", "{at}", "<at>", "@"})
 DOT_WORDS = frozenset({"dot", "[dot]", "(dot)", "{dot}", "<dot>", "."})
 EDGE = "\"'.,;:!?()[]{}<>«»“”‘’"
@@ -52,7 +55,7 @@ def _phones(text: str) -> list[str]:
         if begin and text[begin - 1] == "(":
             begin -= 1
         value = text[begin:runs[j][1]]
-        if 8 <= digits <= 15 and value not in STAND_INS and not _is_ip(value):
+        if 8 <= digits <= 15 and value not in STAND_INS and not _is_ip(value) and not DATE.fullmatch(value):
             out.append(value)
         i = j + 1
     return out

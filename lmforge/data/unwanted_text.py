@@ -64,7 +64,7 @@ def compounds(roots, tails, every: int = 3) -> list[str]:
 
 BENIGN_SLICE = ["fishing", "baking", "knitting", "chess", "sailing", "gardening", "hiking", "pottery", "kites",
                 "puzzles", "stamps", "woodwork", "cycling", "choir", "tea", "origami"] + compounds(BENIGN_ROOTS, SEEN_TAILS)
-BENIGN_SITE = ["birdwatching", "canoeing", "quilting", "beekeeping", "calligraphy", "orienteering", "bread",
+BENIGN_SITE = ["birdwatching", "canoeing", "quilting", "beekeeping", "calligraphy", "orienteering", "kayaks",
                "lanterns", "rowing", "mosaics", "harmonicas", "sourdough", "fossils", "telescopes", "yarn",
                "tulips"] + compounds(BENIGN_ROOTS, HELD_OUT_TAILS)
 
