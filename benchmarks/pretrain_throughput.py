@@ -55,7 +55,9 @@ def plain_loss_sum(model, batch):
 # profiler op name -> category (the rest is "other ops")
 CATEGORIES = [
     ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention")),
-    ("cross-entropy", ("cross_entropy", "log_softmax", "nll_loss", "_log_softmax")),
+    ("cross-entropy", ("cross_entropy", "log_softmax", "nll_loss", "_log_softmax", "logsumexp")),
+    # autocast's and the chunked loss's dtype conversions
+    ("dtype casts", ("aten::copy_", "aten::_to_copy", "aten::to")),
     ("norms", ("rms_norm", "vector_norm", "linalg_vector_norm", "rsqrt", "norm")),
     ("matmuls", ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear",
                  "mkldnn", "aten::_mm")),
@@ -129,6 +131,7 @@ def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
         run(steps)
         wall = time.perf_counter() - started
     totals: Counter = Counter()
+    other: Counter = Counter()   # which ops make up "other ops", to name the largest
     for event in prof.events():
         if event.name.startswith(("Optimizer.", "ProfilerStep")) or event.device_type != torch.autograd.DeviceType.CPU:
             continue
@@ -138,10 +141,14 @@ def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
                 in_optimizer = True
                 break
             parent = parent.cpu_parent
-        totals["optimizer" if in_optimizer else category(event.name)] += event.self_cpu_time_total / 1e6
+        label = "optimizer" if in_optimizer else category(event.name)
+        totals[label] += event.self_cpu_time_total / 1e6
+        if label == "other ops":
+            other[event.name] += event.self_cpu_time_total / 1e6
     # self times of ops run on two threads can exceed wall time; Python is what is left, if anything
     totals["python and the rest"] = max(0.0, wall - sum(totals.values()))
-    return {k: round(v / steps, 4) for k, v in totals.most_common()} | {"wall_per_step": round(wall / steps, 4)}
+    return ({k: round(v / steps, 4) for k, v in totals.most_common()} | {"wall_per_step": round(wall / steps, 4)}
+            | {"largest_other_ops": {k: round(v / steps, 4) for k, v in other.most_common(6)}})
 
 
 def main() -> None:
@@ -191,9 +198,12 @@ def main() -> None:
         mode = args.modes.split(",")[0].strip()
         breakdown = profile(cfg, mode, max(3, args.steps // 2), vocab_size, device)
         wall = breakdown.pop("wall_per_step")
+        largest = breakdown.pop("largest_other_ops")
         print(f"\nprofile of {mode}: seconds per step by category (wall {wall:.3f} s)")
         for key, value in breakdown.items():
             print(f"  {key:<22}{value:>8.4f}  {value / wall:>6.1%}")
+        print("  largest of the other ops: " + ", ".join(f"{k} {v:.4f}" for k, v in largest.items()))
+        breakdown["largest_other_ops"] = largest
         result["profile"] = {"mode": mode, "wall_per_step": wall, **breakdown}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -163,3 +163,34 @@ def test_a_stage_cut_short_by_max_minutes_says_so(micro_copy):
     metrics = json.loads((micro_copy / "stages" / "pretrain.json").read_text())["metrics"]
     assert metrics["cut_short"] is False and metrics["steps"] == metrics["planned_steps"] == 30
     assert "CUT" not in lmforge("status", "--run-dir", str(micro_copy)).stdout
+
+
+@pytest.mark.parametrize("toward", [False, True])
+def test_eval_start_keeps_the_starting_weights_unless_training_beats_them(tmp_path, toward):
+    """With eval_start the starting weights are a candidate output: a run whose validation
+    only gets worse ends with them (best_step 0); one that improves ends with its best step."""
+    torch.manual_seed(0)
+    model = TinyModel()
+    start = model.proj.weight.detach().clone()
+    target = start + (0.5 if toward else -0.5)
+    saved = {}
+    cfg = TrainConfig(max_steps=6, eval_every=2, patience=0, warmup_steps=0, lr=0.05, matrix_lr=0.05)
+    trainer = Trainer(model, cfg, out_dir=tmp_path, log_path=tmp_path / "log.jsonl", device="cpu",
+                      save_fn=lambda m, _: saved.update(w=m.proj.weight.detach().clone()))
+
+    def loss_fn(m, batch):   # pulls proj.weight toward start + 0.5
+        return ((m.proj.weight - (start + 0.5)) ** 2).sum()
+
+    def step_fn(step):
+        return {"loss": trainer.train_step([{"n_items": 1}], loss_fn)}
+
+    def eval_fn(m):
+        return float(((m.proj.weight - target) ** 2).sum())
+
+    result = trainer.run(step_fn, eval_fn=eval_fn, eval_start=True)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and "val_loss" in rows[0]
+    if toward:
+        assert result.best_step == 6 and not torch.equal(saved["w"], start)
+    else:
+        assert result.best_step == 0 and torch.equal(saved["w"], start)

@@ -314,12 +314,23 @@ def run_stage(ctx: StageContext) -> dict:
                          f"{row['reward_errors']}")
         return row
 
-    result = trainer.run(step_fn, resume=ctx.resume, postfix=lambda row: {
-        "reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
-        "len": f"{row['completion_length_mean']:.0f}"})
+    def dev_fn(model) -> dict:
+        # the output is the dev-best of the SFT weights (step 0) and every validation after it:
+        # at tiny a few dozen RL steps can as well lose a point as win one
+        result = dev_before if trainer.step == 0 else evaluate(model, dev_tasks, 0)   # step 0: measured above
+        return {"loss": -result["pass@1"], "pass_at_1": result["pass@1"]}
 
+    result = trainer.run(step_fn, resume=ctx.resume, eval_fn=dev_fn if dev_tasks else None,
+                         eval_start=True, postfix=lambda row: {
+                             "reward": f"{row['reward_mean']:.3f}", "zero_std": f"{row['zero_std_fraction']:.2f}",
+                             "len": f"{row['completion_length_mean']:.0f}"})
+    if dev_tasks:
+        policy = load_model(run.model_dir("grpo"), device=device)   # the dev-best weights
     after = evaluate(policy, test_tasks, g.eval_k)
     dev_after = evaluate(policy, dev_tasks, 0)
+    chosen = ("the SFT weights (no validation beat them)" if result.best_step == 0
+              else f"step {result.best_step}'s weights" if result.best_step else "the last weights")
+    ctx.progress(f"GRPO output, chosen on dev: {chosen}")
     ctx.progress(f"GRPO model: test pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}; dev "
                  f"{dev_after['pass@1']:.1%}, was {dev_before['pass@1']:.1%}), "
                  f"pass@{g.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
@@ -331,7 +342,8 @@ def run_stage(ctx: StageContext) -> dict:
     for e in examples:
         del e["completion"], e["correct"]
     strip = lambda result: {k: v for k, v in result.items() if k != "examples"}  # noqa: E731
-    rows = _read_log(trainer.log_path)      # the whole run, also across a resume
+    # the whole run, also across a resume; training rows only (validation-only rows have no reward)
+    rows = [r for r in _read_log(trainer.log_path) if "reward_mean" in r]
     last = rows[-10:]
     reward_errors: Counter = Counter()
     for r in rows:
@@ -355,6 +367,7 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_pass_at_k": after["pass@k"],
         "held_out_pass_at_k_sft": before["pass@k"],
         "pass_at_1_gain": round(after["pass@1"] - before["pass@1"], 4),
+        "chosen_step": result.best_step,   # 0: no dev validation beat the SFT weights
         "k": g.eval_k,
         **budget_metrics(result),
         "eval_seconds_each": round(eval_seconds, 2),

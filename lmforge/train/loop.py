@@ -144,6 +144,7 @@ class TrainResult:
     mfu: float | None
     precision: dict
     resumed: bool = False     # continued from a checkpoint
+    best_step: int | None = None   # the step whose weights are the output (0: the starting weights)
     @property
     def cut_short(self) -> bool:
         """The max_minutes cap, not the plan or early stopping, ended the stage."""
@@ -207,6 +208,7 @@ class Trainer:
         self.part_seconds = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.best_val = float("inf")
         self.best_eval: dict = {}
+        self.best_step: int | None = None
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
 
@@ -214,7 +216,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step, "items_seen": self.items_seen, "best_val": self.best_val,
-            "best_eval": json.dumps(self.best_eval),
+            "best_eval": json.dumps(self.best_eval), "best_step": -1 if self.best_step is None else self.best_step,
             "evals_without_improvement": self.evals_without_improvement, "train_seconds": self.train_seconds,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizers": [opt.state_dict() for opt in self.optimizers],
@@ -248,6 +250,8 @@ class Trainer:
         self.items_seen = state["items_seen"]
         self.best_val = state["best_val"]
         self.best_eval = json.loads(state.get("best_eval", "{}"))
+        best_step = int(state.get("best_step", -1))
+        self.best_step = None if best_step < 0 else best_step
         self.evals_without_improvement = state["evals_without_improvement"]
         self.train_seconds = state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -366,19 +370,28 @@ class Trainer:
 
     def run(self, step_fn: Callable[[int], dict], total_steps: int | None = None,
             eval_fn: Callable | None = None, resume: bool = True,
-            postfix: Callable[[dict], dict] | None = None) -> TrainResult:
+            postfix: Callable[[dict], dict] | None = None, eval_start: bool = False) -> TrainResult:
         """Train to total_steps (default max_steps), early stopping or the max_minutes cap.
 
         step_fn(step) does one step's work, updating through train_step, and returns the
         step's log fields ("loss" is checked for being finite when present). The loop owns the
         step counter, the time, the schedule, logging, validation, checkpoints and the bar;
-        postfix(row) picks what the bar shows (default: loss and items/s)."""
+        postfix(row) picks what the bar shows (default: loss and items/s). eval_start also
+        validates the starting weights, so that they stay the output unless training beats
+        them on validation (for stages that may not improve on their start, such as RL)."""
         cfg = self.cfg
         total_steps = total_steps or cfg.max_steps
         resumed = self.start(resume)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
         last_val = float("nan")
+        if eval_fn is not None and eval_start and self.step == 0:
+            figures = self.evaluate(eval_fn)
+            last_val = figures["loss"]
+            self.best_val, self.best_eval, self.best_step = last_val, figures, 0
+            if self.save_fn and self.is_main:
+                self.save_fn(self.model, self.out_dir)
+            self.log({"step": 0, **{f"val_{k}": round(v, 5) for k, v in figures.items()}})
         bar = None
         if self.is_main:
             from tqdm import tqdm
@@ -415,7 +428,7 @@ class Trainer:
                 row.update({f"val_{k}": round(v, 5) for k, v in figures.items()})
                 evaluated = True
                 if last_val < self.best_val - cfg.min_delta:
-                    self.best_val, self.best_eval = last_val, figures
+                    self.best_val, self.best_eval, self.best_step = last_val, figures, self.step
                     self.evals_without_improvement = 0
                     if self.save_fn and self.is_main:
                         self.save_fn(self.model, self.out_dir)   # the best weights are the stage's output
@@ -452,6 +465,7 @@ class Trainer:
             # Never evaluated (e.g. zero steps left): evaluate once so there is an output.
             self.best_eval = self.evaluate(eval_fn)
             self.best_val = last_val = self.best_eval["loss"]
+            self.best_step = self.step
             if self.save_fn and self.is_main:
                 self.save_fn(self.model, self.out_dir)
         self.save_checkpoint()
@@ -461,4 +475,5 @@ class Trainer:
                            best_val_loss=self.best_val, best_eval=dict(self.best_eval), last_val_loss=last_val, stopped_early=stopped_early,
                            stop_reason=stop_reason, wall_seconds=round(self.train_seconds, 2),
                            items_per_second=round(items_per_second, 1), mfu=mfu_total,
-                           precision=self.precision.record(), resumed=resumed)
+                           precision=self.precision.record(), resumed=resumed,
+                           best_step=self.best_step if eval_fn is not None else None)
