@@ -1,11 +1,13 @@
 """Cleaning throughput: documents and MB of text per CPU-second (= per core) for each step and
 overall, and peak memory, on the built-in site (at `tiny` size and larger) with both HTML
 extractors side by side, on generated long plain-text documents (64 KB each), and the two
-extractors' quality on the site's ground truth (boilerplate left, main text kept).
+extractors' quality on the site's ground truth (boilerplate left, main text kept); and the
+curated-profile bar on a folder of long books with planted near-duplicate copies (every
+distinct book kept, unchanged apart from PII masking; every copy removed).
 
     OMP_NUM_THREADS=1 python benchmarks/clean_throughput.py                 # scale 1, both extractors, long docs
     OMP_NUM_THREADS=1 python benchmarks/clean_throughput.py --scales 1,10 --extractors resiliparse
-    OMP_NUM_THREADS=1 python benchmarks/clean_throughput.py --scales "" --long-docs 40   # long documents only
+    OMP_NUM_THREADS=1 python benchmarks/clean_throughput.py --scales "" --no-quality --curated 0   # long documents only
 
 MB here is a million characters of the step's input text (bytes for ASCII).
 
@@ -154,6 +156,67 @@ def long_documents(count: int, chars: int) -> dict:
     return {"documents": count, "mean_chars": total // count, "steps": rows}
 
 
+def curated_folder(count: int, copies: int, chars: int, workers: int) -> dict:
+    """A folder of long plain-text books (prose and play-like dialogue, lmforge/data/prose.py),
+    every fourth with personal data in formats the PII rules were not tuned on, and `copies`
+    near-duplicate copies (a few words changed), through the real collect and clean stages with
+    the folder's default profile (curated). Checks the quality bar: every distinct file kept,
+    its text unchanged apart from PII masking; every copy removed as a near duplicate."""
+    import random
+
+    from lmforge.data.pii import DEFAULT_REPLACEMENTS
+    from lmforge.data.prose import long_document, near_copy
+    from lmforge.data.site_pii import unseen_line, unseen_pii
+    from lmforge.files import read_documents
+    from lmforge.run import get_stage, run_stage
+    stand_in = {"email": DEFAULT_REPLACEMENTS["email"], "phone": DEFAULT_REPLACEMENTS["phone"],
+                "ipv6": DEFAULT_REPLACEMENTS["ipv6"]}
+    rng = random.Random(22)
+    with tempfile.TemporaryDirectory(prefix="clean-bench-curated-") as tmp:
+        books = Path(tmp) / "books"
+        books.mkdir()
+        texts, expected, planted = {}, {}, 0
+        for i in range(count):
+            text = long_document(random.Random(i), chars)
+            masked = text
+            if i % 4 == 1:      # personal data in a paragraph of its own, after the first paragraph
+                items = unseen_pii(f"reader{i}", random.Random(f"pii{i}"))
+                line = unseen_line(items, "en")
+                text = text.replace("\n\n", f"\n\n{line}\n\n", 1)
+                for item in items:
+                    line = line.replace(item["value"], stand_in[item["kind"].split("_")[0]])
+                masked = masked.replace("\n\n", f"\n\n{line}\n\n", 1)
+                planted += len(items)
+            texts[f"book{i:03d}.txt"], expected[f"book{i:03d}.txt"] = text, masked
+        for j, i in enumerate(rng.sample(range(count), copies)):
+            texts[f"copy{j:02d}-of-book{i:03d}.txt"] = near_copy(texts[f"book{i:03d}.txt"], rng)
+        for name, text in texts.items():
+            (books / name).write_text(text, encoding="utf-8")
+        run = RunDir(Path(tmp) / "run")
+        cfg = load_config("micro", [f"collect.sources=[books=folder:{books}]", f"clean.workers={workers}"])
+        run_stage(run, cfg, get_stage("collect"))
+        m = run_stage(run, cfg, get_stage("clean"))["metrics"]
+        kept = {d["meta"]["path"]: d["text"] for d in read_documents(run.path("data", "clean"))}
+        removed = {d["meta"]["path"]: d["meta"]["reason"] for d in read_documents(run.path("data", "removed"))}
+    distinct = [name for name in texts if name.startswith("book")]
+    copy_names = [name for name in texts if name.startswith("copy")]
+    unchanged = sum(kept.get(name) == texts[name] for name in distinct)
+    masked_only = sum(kept.get(name) == expected[name] != texts[name] for name in distinct)
+    steps = {name: {"docs_in": st["docs_in"], "cpu_seconds": st["seconds"],
+                    "docs_per_cpu_second": round(st["docs_in"] / st["seconds"], 1) if st["seconds"] else None,
+                    "mb_per_cpu_second": round(st.get("chars_in", 0) / st["seconds"] / 1e6, 2)
+                    if st["seconds"] and st.get("chars_in") else None}
+             for name, st in m["steps"].items()}
+    return {"files": len(texts), "distinct": len(distinct), "copies": len(copy_names),
+            "mean_chars": sum(len(t) for t in texts.values()) // len(texts), "profile": m["sources"]["books"]["profile"],
+            "distinct_kept": sum(name in kept for name in distinct), "kept_unchanged": unchanged,
+            "kept_changed_only_by_pii_masking": masked_only, "pii_items_planted": planted,
+            "kept_changed_otherwise": sorted(n for n in distinct if n in kept and kept[n] not in (texts[n], expected[n])),
+            "distinct_removed": {n: removed[n] for n in distinct if n in removed},
+            "copies_removed_as_near_duplicates": sum(removed.get(n) == "near_dedup:duplicate" for n in copy_names),
+            "copies_kept": sorted(n for n in copy_names if n in kept), "steps": steps}
+
+
 def run_clean(run: RunDir, workers: int, extractor: str = "resiliparse") -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -179,6 +242,8 @@ def main() -> None:
     parser.add_argument("--shard-docs", type=int, default=1000)
     parser.add_argument("--long-docs", type=int, default=40, help="generated 64 KB documents (0: skip)")
     parser.add_argument("--long-chars", type=int, default=64_000)
+    parser.add_argument("--curated", type=int, default=72, help="books in the curated folder (0: skip)")
+    parser.add_argument("--curated-copies", type=int, default=6, help="planted near-duplicate copies among them")
     parser.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True,
                         help="score both extractors on the site's truth")
     parser.add_argument("--out", default="", help="also write the results as JSON here")
@@ -223,6 +288,16 @@ def main() -> None:
         ld = results["long_documents"]
         print(f"\n== {ld['documents']} generated long documents of {ld['mean_chars']:,} characters, each step alone")
         print_steps(ld["steps"])
+    if args.curated:
+        results["curated"] = cur = curated_folder(args.curated, args.curated_copies, args.long_chars, args.workers)
+        print(f"\n== a curated folder: {cur['distinct']} books of about {cur['mean_chars']:,} characters and "
+              f"{cur['copies']} near-duplicate copies, profile {cur['profile']}")
+        print(f"   distinct books kept {cur['distinct_kept']} of {cur['distinct']}: {cur['kept_unchanged']} unchanged, "
+              f"{cur['kept_changed_only_by_pii_masking']} changed only by PII masking ({cur['pii_items_planted']} items), "
+              f"otherwise changed: {cur['kept_changed_otherwise'] or 'none'}; removed: {cur['distinct_removed'] or 'none'}")
+        print(f"   copies removed as near duplicates: {cur['copies_removed_as_near_duplicates']} of {cur['copies']}"
+              f"{'; kept: ' + ', '.join(cur['copies_kept']) if cur['copies_kept'] else ''}")
+        print_steps(cur["steps"])
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
