@@ -124,6 +124,10 @@ def test_pipeline_trains_on_clean_text(micro_run):
     assert tokenizer["inputs"]["clean"] == clean["output_id"]
     report = (micro_run / "report" / "report.md").read_text()
     assert "## Collect and clean" in report and "Every input accounted for" in report
+    # each source's profile and kept share, and the dirt the cleaner saw beside the dirt it never saw
+    assert "| source | profile | inputs | kept | kept share |" in report
+    assert "| dirt | seen by the cleaner | never seen (held out) |" in report
+    assert "The classifier on the held-out generators: recall" in report
 
 
 def test_interrupted_clean_resumes_from_finished_shards(cleaned, tmp_path, monkeypatch):
