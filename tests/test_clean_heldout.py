@@ -107,3 +107,21 @@ def test_unseen_pii_formats_are_masked_and_the_detector_is_independent():
     harmless = ("Ada Berg (1843–1901) lived in Torvik, population 219700, for 58 years. 12 + 5 = 17, 6 × 7 = 42. "
                 "The meeting is at 12:30 on 2024-05-01. We arrived at home at night. Version 1.2.3 is out.")
     assert audit(harmless) == [] and step.process({"id": "h", "text": harmless, "meta": {}})["text"] == harmless
+
+
+def test_test_generators_are_new_to_the_slice_the_lists_and_the_dev_generators():
+    """The test generators (written after the classifier was fixed) share no word, tail or
+    template with the slice, the word lists or the held-out (dev) generators."""
+    test_words = {w for words in ut.TEST_WORDS.values() for w in words}
+    dev_words = {w for words in ut.HELD_OUT_WORDS.values() for w in words} | set(ut.BENIGN_SITE)
+    _, url_words, listed = unwanted_lists(CleanConfig())
+    slice_words = words_of(t for t, _ in ut.training_slice())
+    assert not test_words & (slice_words | dev_words | {w for ws in listed.values() for w in ws} | set(url_words))
+    assert not set(ut.BENIGN_TEST) & (slice_words | dev_words)
+    assert not set(ut.TEST_TAILS) & (set(ut.SEEN_TAILS) | set(ut.HELD_OUT_TAILS))
+    joined = "\n".join(t for t, _ in ut.training_slice())
+    for template in [t for ts in ut.TEST_PAGES.values() for t in ts]:
+        fixed = max(re.split(r"\{\w+\}", template), key=len).strip()
+        assert fixed not in joined, template
+    page = ut.fresh_page("mixed", ut.TEST_WORDS["adult"], "Vellag", random.Random(0))
+    assert any(w in page for w in ut.TEST_WORDS["adult"]) and ut.TEST_HOST[-1] in page

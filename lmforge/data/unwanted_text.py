@@ -23,6 +23,7 @@ character n-grams can. Which routes generalise, and how far, is measured, not as
 (`clean.truth`: recall per held-out family).
 
     from lmforge.data.unwanted_text import held_out_page, training_slice
+    python -m lmforge.data.unwanted_text     # the classifier on the test generators (scored once)
 """
 from __future__ import annotations
 
@@ -269,3 +270,90 @@ def training_slice(seed: int = 1_000_003, pages: int = 400, max_words: int = 40,
         at = rng.randint(0, len(english))
         out += passages(english[:at] + unwanted[:1] + english[at:], max_words)
     return out
+
+
+# ---------------------------------------------------------------- test generators (scored once)
+# Written after the classifier's features, slice and threshold were fixed (issue 22), because
+# the held-out generators above were in view while those were chosen: for that choice they are
+# dev, these are test. New tails, new page kinds, a new host for the mixed passage; the same
+# roots (the only thing an invented word can share with a known one). Never in the slice or on
+# the site; `python -m lmforge.data.unwanted_text` scores the `<site>` classifier on them.
+TEST_TAILS = ("drift", "bloom", "spire", "knot", "thorn", "wisp", "gleam", "rook")
+TEST_WORDS = {
+    "adult": ["velvetdrift", "lustbloom", "skinwisp", "flirtknot", "smutgleam", "nakedthorn", "velvetrook",
+              "lustspire"],
+    "violence": ["goredrift", "bonethorn", "bloodspire", "skullknot", "maimrook", "gutgleam", "gorewisp",
+                 "bloodbloom"],
+    "self_harm": ["scardrift", "painthorn", "hurtwisp", "razorbloom", "woundknot", "bleakspire", "selfgleam",
+                  "painrook"],
+}
+TEST_PAGES = {
+    "guestbook": ["Signed by {user}: thanks for the {a} evening, see you at the next {b} night.",
+                  "{user} wrote: the {a} corner was packed again, bring more {b} next time.",
+                  "Left by {user}: came all the way from {name} just for the {a}.",
+                  "{user} says the {b} was even better than last year.",
+                  "Signed by {user}: any chance of a {a} weekend in {name}?"],
+    "faq": ["Q: Where can I find {a}? A: Ask at the counter for the {b} menu.",
+            "Q: Is {a} allowed on the terrace? A: Only after ten, and {b} never.",
+            "Q: Can I bring friends from {name}? A: Yes, if they like {a}.",
+            "Q: How much is the {b} pass? A: Ask {user}, who runs the {a} desk.",
+            "Q: What if I lose my {a} ticket? A: The {b} stamp on your hand counts too."],
+    "listing": ["Friday: {a} from dusk till late, {b} upstairs.", "Saturday: the great {a} market in {name}.",
+                "Sunday: quiet {b} session for regulars only.", "Monday: closed, except for the {a} club.",
+                "Every night: ask {user} about the {b} special."],
+}
+TEST_HOST = ["Day three of our walk took us from {name} along the coast.",
+             "The path was muddy, so we stopped often to look at the birds.",
+             "Lunch was soup and dark bread in a small inn by the harbour.",
+             "In the afternoon the fog lifted and the islands came into view.",
+             "We reached the lighthouse just before the rain started again.",
+             "Tomorrow we plan to take the ferry and rest our feet.",
+             "The innkeeper lent us maps and told us about the old mill."]
+BENIGN_TEST = ["stargazing", "bouldering", "glassblowing", "kite flying", "bookbinding", "birdsong", "bellringing",
+               "falconry"] + compounds(BENIGN_ROOTS, TEST_TAILS)
+
+
+def fresh_page(family: str, words: list[str], name: str, rng: random.Random) -> str:
+    """A test page's text: one of the new page kinds filled with `words`, or ("mixed") a travel
+    diary with a short passage of them (two or three sentences of a new page kind) inside."""
+    def filled(templates: list[str], count: int) -> list[str]:
+        return [_fill(t, *rng.sample(words, 2), name, rng) for t in rng.sample(templates, count)]
+    if family == "mixed":
+        host = [t.format(name=name) for t in TEST_HOST]
+        at = rng.randint(1, len(host) - 1)
+        return " ".join(host[:at] + filled(TEST_PAGES[rng.choice(sorted(TEST_PAGES))], rng.randint(2, 3)) + host[at:])
+    return " ".join(filled(TEST_PAGES[family], len(TEST_PAGES[family])))
+
+
+def score_test_generators(model, threshold: float = 0.5, pages: int = 600, seed: int = 2026) -> dict:
+    """The classifier on the test generators: recall per family on unwanted pages, and false
+    positives on as many benign pages of the same kinds (benign words, and plain travel diaries)."""
+    from ..evals.stats import wilson
+    rng = random.Random(f"unwanted-test:{seed}")
+    names = ["Vellag", "Torvik", "Ada Berg", "Kaldland", "Rune Holt", "Selvik"]
+    families = (*sorted(TEST_PAGES), "mixed")
+    caught: dict[str, list[int]] = {f: [0, 0] for f in families}
+    false_pos = benign = 0
+    for i in range(pages):
+        family = families[i % len(families)]
+        words = TEST_WORDS[sorted(TEST_WORDS)[(i // len(families)) % 3]]
+        caught[family][0] += 1
+        caught[family][1] += model.score(fresh_page(family, words, rng.choice(names), rng)) >= threshold
+        text = fresh_page(family, BENIGN_TEST, rng.choice(names), rng) if family != "mixed" else \
+            " ".join(t.format(name=rng.choice(names)) for t in TEST_HOST)
+        benign += 1
+        false_pos += model.score(text) >= threshold
+    hits = sum(c for _, c in caught.values())
+    recall_ci, fp_ci = wilson(hits, pages), wilson(false_pos, benign)
+    return {"unwanted_pages": pages, "caught": hits, "recall": round(hits / pages, 4),
+            "recall_interval": [round(x, 4) for x in recall_ci],
+            "by_family": {f: {"pages": n, "recall": round(c / n, 4)} for f, (n, c) in caught.items()},
+            "benign_pages": benign, "false_positives": false_pos, "false_positive_interval": [round(x, 4) for x in fp_ci],
+            "precision": round(hits / (hits + false_pos), 4) if hits + false_pos else None}
+
+
+if __name__ == "__main__":
+    import json
+
+    from .classifier import model_for
+    print(json.dumps(score_test_generators(model_for("<site>", 48, 18)), indent=2))
