@@ -299,6 +299,9 @@ def test_micro_run_splits_and_the_judge(micro_run):
     assert reward["figures"]["test_accuracy_vs_truth"]["n"] == reward["held_out_pairs"]
     grpo = metrics("grpo")
     assert grpo["held_out_source"].endswith("reasoning_eval.jsonl") and grpo["dev_source"].endswith("reasoning_dev.jsonl")
+    # the output is the dev-best of the SFT weights and each validation, measured as the final evaluation measures
+    assert grpo["chosen_step"] is not None and grpo["chosen_dev_pass_at_1"] == grpo["dev_pass_at_1"]
+    assert grpo["dev_pass_at_1"] >= grpo["dev_pass_at_1_sft"]
     sft = metrics("sft")
     assert sft["figures"]["held_out_facts"]["n"] > 0 and sft["figures"]["held_out_facts_dev"]["n"] > 0
     eval_rows = [json.loads(line) for line in (micro_run / "datasets" / "sft_eval.jsonl").read_text().splitlines()]

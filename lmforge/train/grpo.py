@@ -317,7 +317,12 @@ def run_stage(ctx: StageContext) -> dict:
     def dev_fn(model) -> dict:
         # the output is the dev-best of the SFT weights (step 0) and every validation after it:
         # at tiny a few dozen RL steps can as well lose a point as win one
-        result = dev_before if trainer.step == 0 else evaluate(model, dev_tasks, 0)   # step 0: measured above
+        if trainer.step == 0:
+            result = dev_before                                   # measured above
+        else:
+            # in float32 like every other evaluation (the loop validates in the training precision)
+            with torch.autocast(device_type=device.type, enabled=False):
+                result = evaluate(model, dev_tasks, 0)
         return {"loss": -result["pass@1"], "pass_at_1": result["pass@1"]}
 
     result = trainer.run(step_fn, resume=ctx.resume, eval_fn=dev_fn if dev_tasks else None,
@@ -368,6 +373,7 @@ def run_stage(ctx: StageContext) -> dict:
         "held_out_pass_at_k_sft": before["pass@k"],
         "pass_at_1_gain": round(after["pass@1"] - before["pass@1"], 4),
         "chosen_step": result.best_step,   # 0: no dev validation beat the SFT weights
+        "chosen_dev_pass_at_1": result.best_eval.get("pass_at_1"),   # as validated; dev_pass_at_1 measures it again
         "k": g.eval_k,
         **budget_metrics(result),
         "eval_seconds_each": round(eval_seconds, 2),
