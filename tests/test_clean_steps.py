@@ -31,10 +31,14 @@ def doc(text: str, **meta) -> dict:
     return {"id": "d", "text": text, "source": "t", "url": meta.pop("url", "https://x.example/page"), "meta": meta}
 
 
-def test_extract_keeps_the_article_and_drops_the_furniture():
+@pytest.mark.parametrize("extractor", ["resiliparse", "trafilatura"])
+def test_extract_keeps_the_article_and_drops_the_furniture(extractor):
     body = "<h1>Ada Berg</h1>\n<p>Ada Berg was born in 1843. Ada Berg came from Torvik.</p>\n<p>She was a baker.</p>"
-    page = render_page("Ada Berg", body, "en", 0, sidebar_links=[("/x", "Other page")], extra_links=[("/p", "Print")])
-    out = ExtractText().process(doc(page, format="html"))
+    page = render_page("Ada Berg", body, "en", 0, sidebar_links=[("/x", "Other page")],
+                       extra_links=[("/p", "Print"), ("/q", "Popular")])
+    out = ExtractText(extractor=extractor).process(doc(page, format="html"))
+    assert out["text"].split("\n") == ["Ada Berg", "Ada Berg was born in 1843. Ada Berg came from Torvik.",
+                                       "She was a baker."]      # the share bar's links are gone too
     assert "Ada Berg was born in 1843. Ada Berg came from Torvik." in out["text"]
     assert "She was a baker." in out["text"]
     for boiler in COOKIE["en"] + FOOTER["en"]:

@@ -5,12 +5,13 @@
 
 The steps, in order (every threshold is a `clean.*` field; defaults from the FineWeb paper):
 
-    extract      HTML -> main text (trafilatura); mojibake repaired, U+FFFD-mangled text dropped
+    extract      HTML -> main text (resiliparse or trafilatura); mojibake repaired, U+FFFD-mangled text dropped
     math_route   (optional, `math_route`) worksheets are marked to skip the prose rules below
     language     keep `languages` at probability >= `language_threshold` (py3langid)
     gopher_quality, gopher_repetition, c4, fineweb     the heuristic quality rules
     unwanted     URL blocklist and banned URL words, then word lists
-    pii          e-mail addresses, phone numbers and IP addresses replaced
+    classifier   a learned unwanted-content classifier (its score in meta.unwanted_score)
+    pii          e-mail addresses (plain and obfuscated), phone numbers, IPv4 and IPv6 replaced
     exact dedup  normalised-text hash        near dedup   MinHash-LSH, word 5-grams, 14 x 8
     mixture      each source's share of the kept text set by its weight (collect.sources)
 
@@ -20,6 +21,10 @@ It runs in three passes over the raw shards that collect wrote:
   2. once: merge the sorted dedup keys of all shards (bounded memory), pick the duplicates,
      and compute the mixture rates
   3. per shard, in parallel: write the kept documents and the duplicates' removal rows
+
+Which of the steps after extraction a document goes through is its source's cleaning profile
+(lmforge/data/profiles.py: web, curated, code-docs or a YAML file); dedup and the mixture run
+over all sources together. The manifest breaks removals down by source and profile.
 
 Each input document ends in exactly one place, and the manifest proves it:
 collected inputs = kept + removed[reason] + unreadable[reason] (collect's unreadable included).
@@ -36,22 +41,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import CleanConfig, ConfigError
+from ..config import CleanConfig
 from ..files import atomic_write_json, read_documents
 from ..run import StageContext, StageError
 from .dedup import DedupKeys, doc_key, find_exact_duplicates, find_near_duplicates
 from .executors import make_executor
-from .extract import ExtractText
-from .language import LanguageFilter
 from .mixture import copies, mixture_rates
-from .pii import PiiReplacer
-from .quality import C4Lines, FineWebQuality, GopherQuality, GopherRepetition, MathRoute
+from .pipeline import build_steps, unwanted_lists  # noqa: F401 - unwanted_lists: part of this module's interface
+from .profiles import resolve_profile, source_profiles
 from .shards import DocWriter
+from .sources import parse_sources
 from .steps import Step, StepStats, run_steps
-from .unwanted import UnwantedFilter, read_list_file
 
 PREVIEW_CHARS = 2000
-SITE_LEXICON = "<site>"
 
 
 def peak_rss_mb() -> float | None:
@@ -65,82 +67,20 @@ def peak_rss_mb() -> float | None:
         return None
 
 
-# ---------------------------------------------------------------- the steps from the config
-
-def _floats(values, count: int, field: str) -> list[float]:
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise ConfigError(f"clean.{field}={values!r}: expected {count} numbers") from None
-    if len(out) != count:
-        raise ConfigError(f"clean.{field}={values!r}: expected {count} numbers, got {len(out)}")
-    return out
-
-
-def unwanted_lists(c: CleanConfig) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """(domains, URL words, {category: words}) with `<site>` expanded and files read."""
-    from .site import UNWANTED_URL_WORDS, UNWANTED_WORDS
-    domains = list(c.url_blocklist) + (read_list_file(c.url_blocklist_file) if c.url_blocklist_file else [])
-    url_words = []
-    for word in c.unwanted_url_words:
-        url_words += UNWANTED_URL_WORDS if word == SITE_LEXICON else [str(word)]
-    words: dict[str, list[str]] = {}
-    for word in c.unwanted_words:
-        if word == SITE_LEXICON:
-            for category, items in UNWANTED_WORDS.items():
-                words.setdefault(category, []).extend(items)
-        else:
-            words.setdefault("listed", []).append(str(word))
-    if c.unwanted_words_file:
-        words.setdefault("listed", []).extend(read_list_file(c.unwanted_words_file))
-    return domains, url_words, words
-
-
-def build_steps(c: CleanConfig) -> list[Step]:
-    """The per-document steps, in order, configured from `clean.*`."""
-    top = _floats(c.gopher_top_ngram_chars, 3, "gopher_top_ngram_chars")
-    dup = _floats(c.gopher_dup_ngram_chars, 6, "gopher_dup_ngram_chars")
-    domains, url_words, words = unwanted_lists(c)
-    steps: list[Step] = [ExtractText(favor_precision=c.extract_favor_precision, fast=c.extract_fast,
-                                     max_html_depth=c.max_html_depth,
-                                     max_replacement_ratio=c.max_replacement_ratio)]
-    if c.math_route:     # before language identification, which then reads a worksheet's words only
-        steps.append(MathRoute(c.math_min_equation_lines))
-    steps += [
-        LanguageFilter(c.languages, c.language_threshold),
-        GopherQuality(min_doc_words=c.gopher_min_words, max_doc_words=c.gopher_max_words,
-                      min_avg_word_length=c.gopher_min_mean_word_length,
-                      max_avg_word_length=c.gopher_max_mean_word_length,
-                      max_symbol_word_ratio=c.gopher_max_symbol_ratio, max_bullet_lines_ratio=c.gopher_max_bullet_lines,
-                      max_ellipsis_lines_ratio=c.gopher_max_ellipsis_lines,
-                      min_alpha_words_ratio=c.gopher_min_alpha_words, min_stop_words=c.gopher_min_stop_words),
-        GopherRepetition(dup_line_frac=c.gopher_max_dup_lines, dup_para_frac=c.gopher_max_dup_paragraphs,
-                         dup_line_char_frac=c.gopher_max_dup_line_chars,
-                         dup_para_char_frac=c.gopher_max_dup_paragraph_chars,
-                         top_ngram_char_frac=top, dup_ngram_char_frac=dup),
-        C4Lines(min_words_per_line=c.c4_min_words_per_line, max_word_length=c.c4_max_word_length,
-                min_sentences=c.c4_min_sentences, terminal_punctuation=c.c4_terminal_punctuation,
-                drop_lorem_ipsum=c.c4_lorem_ipsum, drop_curly_bracket=c.c4_curly_bracket,
-                drop_javascript_lines=c.c4_javascript, drop_policy_lines=c.c4_policy),
-        FineWebQuality(min_line_punct_ratio=c.fineweb_min_line_punct, max_short_line_ratio=c.fineweb_max_short_lines,
-                       short_line_chars=c.fineweb_short_line_chars,
-                       max_dup_line_char_ratio=c.fineweb_max_dup_line_chars,
-                       max_newlines_per_word=c.fineweb_max_newlines_per_word),
-        UnwantedFilter(url_blocklist=domains, url_words=url_words, words=words, min_hits=c.unwanted_min_hits),
-        PiiReplacer(email=c.pii_email, phone=c.pii_phone, ip=c.pii_ip),
-    ]
-    return steps
-
-
 _STEP_CACHE: dict[str, list[Step]] = {}
 
 
-def _cached_steps(clean_cfg: dict) -> list[Step]:
-    # A worker process builds its steps (and loads the language model) once, not once per shard.
-    key = json.dumps(clean_cfg, sort_keys=True)
+def _cached_steps(profile: dict, classifier_path: str = "") -> list[Step]:
+    # A worker process builds each profile's steps (and loads the language model) once, not once per shard.
+    key = json.dumps([profile, classifier_path], sort_keys=True)
     if key not in _STEP_CACHE:
-        _STEP_CACHE[key] = build_steps(CleanConfig(**clean_cfg))
+        _STEP_CACHE[key] = build_steps(CleanConfig(**profile["clean_cfg"]), profile["rules"], classifier_path)
     return _STEP_CACHE[key]
+
+
+def _task_profiles(profiles: dict) -> dict:
+    return {name: {"name": p.name, "rules": list(p.rules), "clean_cfg": dataclasses.asdict(p.clean)}
+            for name, p in profiles.items()}
 
 
 # ---------------------------------------------------------------- pass 1: per shard
@@ -174,8 +114,18 @@ def filter_shard(task: dict) -> dict:
     """Pass 1 for one raw shard: per-document steps, survivors and their dedup keys to work/."""
     shard, work = task["shard"], Path(task["work"])
     c = task["clean_cfg"]
-    steps = _cached_steps(c)
+    profiles, default = task["profiles"], task["default_profile"]
+
+    by_name: dict[str, list[Step]] = {}
+
+    def steps_for(doc: dict) -> list[Step]:
+        source = doc.get("source", "")
+        if source not in by_name:      # the cache key is a JSON of the profile: built once per source
+            by_name[source] = _cached_steps(profiles.get(source, default), task["classifier"])
+        return by_name[source]
+
     stats: dict[str, StepStats] = {}
+    by_source: dict[str, dict] = {}
     keys = DedupKeys(exact=c["exact_dedup"], near=c["near_dedup"], ngram=c["minhash_ngram"],
                      bands=c["minhash_bands"], rows=c["minhash_rows"], seed=c["minhash_seed"])
     removed, unreadable, examples = Counter(), Counter(), {}
@@ -185,9 +135,13 @@ def filter_shard(task: dict) -> dict:
     dedup_seconds = 0.0
     with DocWriter(work / f"survivors-{shard:05d}.parquet") as kept_out, \
             DocWriter(task["removed"]) as removed_out, DocWriter(task["unreadable"]) as unreadable_out:
-        for outcome in run_steps(steps, _raw_docs(Path(task["raw"]), unreadable), stats):
+        for outcome in run_steps(steps_for, _raw_docs(Path(task["raw"]), unreadable), stats):
             docs_in += 1
             doc = outcome.doc
+            source = doc.get("source", "")
+            tally = by_source.setdefault(source, {"profile": profiles.get(source, default)["name"], "inputs": 0,
+                                                  "passed": 0, "removed": Counter(), "unreadable": Counter()})
+            tally["inputs"] += 1
             if outcome.status == "kept":
                 t0 = time.process_time()
                 try:
@@ -197,12 +151,14 @@ def filter_shard(task: dict) -> dict:
                     outcome.detail = f"{type(err).__name__}: {err}"
                 dedup_seconds += time.process_time() - t0
             if outcome.status == "kept":
+                tally["passed"] += 1
                 kept_out.write(doc)
                 kept += 1
                 chars.append(len(doc["text"]))
                 source_ids.append(source_names.setdefault(doc.get("source", ""), len(source_names)))
             elif outcome.status == "removed":
                 removed[outcome.reason] += 1
+                tally["removed"][outcome.reason] += 1
                 removed_out.write(_with_reason(doc, outcome.reason, outcome.detail))
                 bucket = examples.setdefault(outcome.reason, [])
                 if len(bucket) < task["examples"]:
@@ -210,18 +166,25 @@ def filter_shard(task: dict) -> dict:
                                    "text": doc["text"][:300]})
             else:
                 unreadable[outcome.reason] += 1
+                tally["unreadable"][outcome.reason] += 1
                 unreadable_out.write(_with_reason(doc, outcome.reason, outcome.detail, preview=True))
     keys.save(work / f"exact-{shard:05d}.npy", work / f"bands-{shard:05d}.npy")
     names = sorted(source_names, key=source_names.get)
     np.savez(work / f"index-{shard:05d}.npz", chars=np.array(chars, dtype=np.int64),
              source=np.array(source_ids, dtype=np.int32), names=np.array(names or [""], dtype=str))
     step_stats = {name: st.to_dict() for name, st in stats.items()}
-    step_stats["dedup_keys"] = {"name": "dedup_keys", "docs_in": kept, "kept": kept, "modified": 0, "dropped": {},
-                                "unreadable": {}, "seconds": round(dedup_seconds, 4)}
+    step_stats["dedup_keys"] = {"name": "dedup_keys", "docs_in": kept, "chars_in": int(sum(chars)), "kept": kept,
+                                "modified": 0, "dropped": {}, "unreadable": {}, "seconds": round(dedup_seconds, 4)}
     # Documents lost with a damaged shard were never yielded: count them as inputs too.
     lost = unreadable.get("bad_raw_shard", 0)
+    if lost:
+        by_source.setdefault("", {"profile": "", "inputs": 0, "passed": 0, "removed": Counter(),
+                                  "unreadable": Counter()})["unreadable"]["bad_raw_shard"] += lost
+        by_source[""]["inputs"] += lost
+    sources = {name: {**t, "removed": dict(t["removed"]), "unreadable": dict(t["unreadable"])}
+               for name, t in by_source.items()}
     result = {"shard": shard, "docs_in": docs_in + lost, "kept": kept, "removed": dict(removed),
-              "unreadable": dict(unreadable), "examples": examples, "steps": step_stats,
+              "unreadable": dict(unreadable), "examples": examples, "steps": step_stats, "sources": sources,
               "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": peak_rss_mb()}
     atomic_write_json(work / f"filter-{shard:05d}.json", result)
     return result
@@ -237,6 +200,7 @@ def finish_shard(task: dict) -> dict:
     removed, examples = Counter(), {}
     kept = written = chars = 0
     by_source, by_language = Counter(), Counter()
+    removed_by_source: dict[str, Counter] = {}
     with DocWriter(task["clean"]) as clean_out, DocWriter(task["removed"]) as removed_out:
         for row, doc in enumerate(read_documents(work / f"survivors-{shard:05d}.parquet")):
             if row in drops:
@@ -246,6 +210,7 @@ def finish_shard(task: dict) -> dict:
                 reason, detail = ("", "") if n_copies else ("mixture:downsampled", "")
             if reason:
                 removed[reason] += 1
+                removed_by_source.setdefault(doc.get("source", ""), Counter())[reason] += 1
                 removed_out.write(_with_reason(doc, reason, detail))
                 bucket = examples.setdefault(reason, [])
                 if len(bucket) < task["examples"]:
@@ -261,7 +226,7 @@ def finish_shard(task: dict) -> dict:
                 written += 1
     return {"shard": shard, "kept": kept, "written": written, "chars": chars, "removed": dict(removed),
             "examples": examples, "by_source": dict(by_source), "by_language": dict(by_language),
-            "peak_rss_mb": peak_rss_mb()}
+            "removed_by_source": {k: dict(v) for k, v in removed_by_source.items()}, "peak_rss_mb": peak_rss_mb()}
 
 
 # ---------------------------------------------------------------- pass 2 and the stage
@@ -320,10 +285,49 @@ def _find_duplicates(work: Path, n: int, c: CleanConfig, weights: dict) -> tuple
     return exact, near, rates, drops, time.perf_counter() - t0
 
 
+def _source_rows(filtered, finished, collect_metrics: dict, profiles: dict, default: dict, rates: dict) -> dict:
+    """Per source: its profile, inputs (collect's unreadable included), kept, kept share, the
+    removals and unreadable inputs by reason, and its mixture rate."""
+    rows: dict[str, dict] = {}
+
+    def row(name: str) -> dict:
+        profile = profiles.get(name, default)
+        return rows.setdefault(name, {"profile": profile["name"], "rules": profile["rules"], "inputs": 0, "kept": 0,
+                                      "removed": Counter(), "unreadable": Counter()})
+
+    for spec in collect_metrics.get("sources", []):
+        r = row(spec["name"])
+        if spec.get("unreadable"):
+            r["inputs"] += spec["unreadable"]
+            r["unreadable"]["at_collect"] += spec["unreadable"]
+    for result in filtered:
+        for name, t in (result.get("sources") or {}).items():
+            r = row(name)
+            r["inputs"] += t["inputs"]
+            r["removed"].update(t["removed"])
+            r["unreadable"].update(t["unreadable"])
+    for f in finished:
+        for name, count in f["by_source"].items():
+            row(name)["kept"] += count
+        for name, reasons in (f.get("removed_by_source") or {}).items():
+            row(name)["removed"].update(reasons)
+    for name, r in rows.items():
+        r["kept_share"] = round(r["kept"] / r["inputs"], 4) if r["inputs"] else None
+        r["mixture_rate"] = round(rates.get(name, 1.0), 4)
+        r["removed"] = dict(r["removed"].most_common())
+        r["unreadable"] = dict(r["unreadable"].most_common())
+    return dict(sorted(rows.items()))
+
+
 def run_stage(ctx: StageContext) -> dict:
     run, c = ctx.run, ctx.cfg.clean
     started = time.perf_counter()
-    build_steps(c)      # a bad threshold list or word-list file stops here, before any work
+    # Each source's profile; a bad profile, threshold list or word-list file stops here, before
+    # any work. Sources found in data/raw but no longer configured get the web profile.
+    profiles = source_profiles(parse_sources(ctx.cfg.collect.sources, ctx.cfg.collect.text_column), c)
+    default = resolve_profile("web", c)
+    for profile in [default, *profiles.values()]:
+        build_steps(profile.clean, profile.rules)      # trains the classifier once, in this process
     raw_shards = sorted(run.raw_dir.glob("*.parquet"))
     if not raw_shards:
         raise StageError(f"no raw documents in {run.raw_dir}; run `lmforge collect --run-dir {run.root}` first")
@@ -342,6 +346,13 @@ def run_stage(ctx: StageContext) -> dict:
     collect_metrics = collect.get("metrics") or {}
     weights = {s["name"]: float(s.get("weight", 1.0)) for s in collect_metrics.get("sources", [])}
     clean_cfg = dataclasses.asdict(c)
+    classifier_path, classifier_info = "", None
+    if c.classifier and any("classifier" in p.rules for p in [default, *profiles.values()]):
+        from .classifier import model_for
+        model = model_for(c.classifier_train, c.classifier_window, c.classifier_hash_bits)
+        classifier_path, classifier_info = str(work / "unwanted-classifier.npz"), dict(model.info)
+        model.save(Path(classifier_path))     # workers (forked, spawned or on Ray) load this one
+    task_profiles, default_profile = _task_profiles(profiles), _task_profiles({"": default})[""]
     executor = make_executor(c.executor, c.workers, c.ray_address)
     workers = getattr(executor, "workers", c.workers)
 
@@ -353,6 +364,7 @@ def run_stage(ctx: StageContext) -> dict:
             results[shard] = json.loads(marker.read_text())
             continue
         tasks.append({"shard": shard, "raw": str(raw), "work": str(work), "clean_cfg": clean_cfg,
+                      "profiles": task_profiles, "default_profile": default_profile, "classifier": classifier_path,
                       "removed": str(removed_dir / f"filter-{shard:05d}.parquet"),
                       "unreadable": str(unreadable_dir / f"clean-{shard:05d}.parquet"),
                       "examples": c.examples_per_reason})
@@ -416,7 +428,9 @@ def run_stage(ctx: StageContext) -> dict:
     for name, st in steps.items():
         row = st.to_dict()
         row["docs_per_second"] = round(st.docs_in / st.seconds, 1) if st.seconds > 0 else None
+        row["mb_per_second"] = round(st.chars_in / st.seconds / 1e6, 2) if st.seconds > 0 else None
         step_rows[name] = row
+    sources = _source_rows(results.values(), finished, collect_metrics, {**task_profiles}, default_profile, rates)
     step_rows["dedup_merge"] = {"name": "dedup_merge", "docs_in": sum(r["kept"] for r in results.values()),
                                 "kept": sum(r["kept"] for r in results.values()) - len(exact) - len(near),
                                 "dropped": {"exact": len(exact), "near": len(near)}, "seconds": round(dedup_seconds, 3)}
@@ -432,6 +446,9 @@ def run_stage(ctx: StageContext) -> dict:
         "exact_duplicates": len(exact), "near_duplicates": len(near),
         "mixture_rates": {k: round(v, 4) for k, v in rates.items()},
         "by_source": dict(sorted(by_source.items())), "by_language": dict(sorted(by_language.items())),
+        "sources": sources,
+        "profiles": {p.name: p.to_dict() for p in [default, *profiles.values()]},
+        "classifier": classifier_info,
         "steps": step_rows, "examples": examples, "shards": n, "workers": min(workers or 1, n),
         "pass_seconds": {"filter": round(pass1_seconds, 2), "dedup": round(dedup_seconds, 2),
                          "write": round(pass3_seconds, 2)},

@@ -3,9 +3,10 @@
     from lmforge.data.clean_report import cleaning_section
     print(cleaning_section(RunDir("runs/tiny")))
 
-It shows where the documents came from, the accounting (inputs = kept + removed + unreadable)
-with a few examples per reason, what each step cost, and, on the built-in site, recall and
-precision against the ground truth.
+It shows where the documents came from and how each source was cleaned (its profile, kept
+share, mixture rate and removals), the accounting (inputs = kept + removed + unreadable) with a
+few examples per reason, what each step cost, and, on the built-in site, recall and precision
+against the ground truth, with the dirt the cleaner has seen and the dirt it never saw apart.
 """
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ def cleaning_section(run) -> str | None:
                           [[s["name"], s["kind"], s["weight"], f"{s['documents']:,}", f"{s['unreadable']:,}",
                             rates.get(s["name"], "–")] for s in sources]))
         out.append("")
+    per_source = clean.get("sources") or {}
+    if per_source:
+        out.append(markdown_table(["source", "profile", "inputs", "kept", "kept share", "mixture rate",
+                                   "removed (top reasons)"],
+                                  [[name, r["profile"], f"{r['inputs']:,}", f"{r['kept']:,}", _pct(r.get("kept_share")),
+                                    r.get("mixture_rate", "–"),
+                                    ", ".join(f"{k} {v:,}" for k, v in list(r["removed"].items())[:4]) or "–"]
+                                   for name, r in per_source.items()]))
+        out.append("")
     acc = clean["accounting"]
     out.append(f"**Every input accounted for:** {acc['inputs']:,} inputs = {acc['kept']:,} kept + "
                f"{acc['removed']:,} removed + {acc['unreadable']:,} unreadable"
@@ -66,13 +76,32 @@ def cleaning_section(run) -> str | None:
         out += ["", "### Against the built-in site's ground truth", ""]
         cp = truth["clean_pages"]
         pii = truth["dirt"].get("pii", {})
+        unseen = truth["dirt"].get("pii_unseen") or {}
+        held = truth["dirt"].get("unwanted_held_out") or {}
+        seen_unwanted = truth["dirt"].get("unwanted") or {}
+        clf = truth.get("classifier") or {}
+        hard = truth.get("hard_negatives") or {}
+        detector = truth.get("pii_detector") or {}
+        out.append("| dirt | seen by the cleaner | never seen (held out) |\n|---|---|---|")
+        out.append(f"| unwanted content: recall | {_pct(seen_unwanted.get('recall'))} of {seen_unwanted.get('pages', 0)} "
+                   f"pages | {_pct(held.get('recall'))} of {held.get('pages', 0)} pages ("
+                   + ", ".join(f"{k} {_pct(v['recall'])}" for k, v in (held.get("by_family") or {}).items()) + ") |")
+        out.append(f"| personal data: left in kept text | {pii.get('left_in_kept_text', 0)} of "
+                   f"{pii.get('planted_strings_on_kept_pages', 0)} | {unseen.get('left_in_kept_text', 0)} of "
+                   f"{unseen.get('planted_items_on_kept_pages', 0)} |")
+        out.append("")
+        out.append(f"The classifier on the held-out generators: recall **{_pct(clf.get('recall_held_out'))}** of the "
+                   f"{clf.get('held_out_reached', 0)} pages that reached it, precision **{_pct(clf.get('precision'))}** "
+                   f"of its {clf.get('removed', 0)} removals. Benign community pages (hard negatives) removed: "
+                   f"{hard.get('removed', 0)} of {hard.get('pages', 0)}. Personal data the independent detector finds "
+                   f"in kept text: **{sum((detector.get('hits_in_kept_text') or {}).values())}**.")
+        out.append("")
         out.append(f"Clean pages wrongly removed: **{cp['wrongly_removed']} of {cp['pages']} "
                    f"({_pct(cp['wrongly_removed_fraction'])})**"
                    + (f", by reason: {', '.join(f'{k} {v}' for k, v in cp['by_reason'].items())}" if cp["by_reason"]
                       else "") + ". "
                    f"Planted personal data left in kept text: **{pii.get('left_in_kept_text', 0)}** of "
-                   f"{pii.get('planted_strings_on_kept_pages', 0)}; pattern matches in all kept text: "
-                   f"**{sum(pii.get('pattern_hits_in_kept_text', {}).values())}**. "
+                   f"{pii.get('planted_strings_on_kept_pages', 0)}. "
                    f"Kept pages with boilerplate: {truth['kept_pages_with_boilerplate']}. "
                    f"Trained fact sentences still present: {_pct(truth['trained_fact_sentences_present'])}. "
                    f"Kept pages naming held-out entities: {truth['kept_pages_naming_held_out_entities']}.")
@@ -81,7 +110,12 @@ def cleaning_section(run) -> str | None:
         for kind, d in truth["dirt"].items():
             if not d["pages"]:
                 continue
-            if kind == "pii":
+            if kind == "pii_unseen":
+                planted, left = d.get("planted_items_on_kept_pages", 0), d.get("left_in_kept_text", 0)
+                dirt_rows.append([kind, d["pages"], f"{planted - left} of {planted} items", _pct(d.get("recall")),
+                                  ", ".join(f"{k} {v['planted'] - v['left']}/{v['planted']}"
+                                            for k, v in d.get("by_format", {}).items())])
+            elif kind == "pii":
                 planted, left = d.get("planted_strings_on_kept_pages", 0), d.get("left_in_kept_text", 0)
                 dirt_rows.append([kind, d["pages"], f"{planted - left} of {planted} strings", _pct(d.get("recall")),
                                   "pii (replaced in kept pages)"])

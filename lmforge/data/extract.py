@@ -1,12 +1,23 @@
-"""Step 1 of cleaning: the main text of an HTML page (trafilatura), with encoding repairs.
+"""Step 1 of cleaning: the main text of an HTML page (resiliparse or trafilatura), with encoding repairs.
 
     from lmforge.data.extract import ExtractText
-    step = ExtractText()
+    step = ExtractText()                          # extractor="resiliparse" (default) or "trafilatura"
     step.process({"id": "x", "text": "<html>...</html>", "meta": {"format": "html"}, ...})
 
-HTML documents go through trafilatura, which drops navigation, cookie banners, sidebars and
-footers and keeps the article body. Plain-text and Markdown documents pass through with their
-line endings unified. Then, for every document:
+HTML documents go through a main-content extractor, which drops navigation, cookie banners,
+sidebars and footers and keeps the article body:
+
+  resiliparse   (the default; DCLM's choice) lexbor's C parser and resiliparse's main-content
+                rules, plus one rule of ours: a block whose text is nothing but links (a
+                "share" or "related" bar) is dropped before extraction, as trafilatura's
+                link-density test does. Blank lines become single line breaks, the shape
+                trafilatura gives, so the kept text is the same on the built-in site.
+  trafilatura   precision mode, without its fallback extractors (`clean.extract_fast`).
+
+The figures (docs per CPU-second, boilerplate left and main text kept on the site's truth)
+are in docs/ARCHITECTURE.md and `benchmarks/clean_throughput.py`. Plain-text and Markdown
+documents pass through with their line endings unified (unless `normalize=False`, which the
+`curated` profile uses to keep a book's text exactly as it is). Then, for every document:
 
   - double-encoded UTF-8 ("Ã¸" for "ø", "â€“" for "–") is repaired, as ftfy would, but only
     where a run of characters round-trips exactly through cp1252 -> UTF-8;
@@ -79,32 +90,63 @@ def normalize_newlines(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+# A block whose content is only links and separators: a "share", "related" or navigation bar.
+# Matched on the HTML before parsing (walking resiliparse's DOM from Python cost 2 ms a page).
+LINK_BLOCK = re.compile(r"<(div|p|li|td|dd|span|section|nav)\b[^>]*>(?:\s|&#?\w+;|[^\w<])*"
+                        r"(?:<a\b[^>]*>[^<]*</a>(?:\s|&#?\w+;|[^\w<])*)+</\1\s*>", re.IGNORECASE)
+
+
+def resiliparse_text(html_text: str) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
+    text = extract_plain_text(LINK_BLOCK.sub("", html_text), main_content=True, list_bullets=False,
+                              alt_texts=False)
+    return re.sub(r"[ \t]*\n\s*", "\n", text).strip()
+
+
+def trafilatura_text(html_text: str, url: str | None, favor_precision: bool, fast: bool,
+                     include_tables: bool) -> str:
+    import trafilatura
+    return trafilatura.extract(html_text, url=url, favor_precision=favor_precision, fast=fast,
+                               include_comments=False, include_tables=include_tables, deduplicate=False) or ""
+
+
+EXTRACTORS = ("resiliparse", "trafilatura")
+
+
 class ExtractText(Step):
     name = "extract"
 
     def __init__(self, favor_precision: bool = True, fast: bool = True, include_tables: bool = True,
-                 max_html_depth: int = 200, max_replacement_ratio: float = 0.001, repair_mojibake: bool = True):
+                 max_html_depth: int = 200, max_replacement_ratio: float = 0.001, repair_mojibake: bool = True,
+                 extractor: str = "resiliparse", normalize: bool = True):
+        if extractor not in EXTRACTORS:
+            raise ValueError(f"extractor {extractor!r}: choose one of {', '.join(EXTRACTORS)}")
         self.favor_precision, self.fast, self.include_tables = favor_precision, fast, include_tables
         self.max_html_depth, self.max_replacement_ratio = max_html_depth, max_replacement_ratio
-        self.repair_mojibake = repair_mojibake
+        self.repair_mojibake, self.extractor, self.normalize = repair_mojibake, extractor, normalize
+
+    def main_text(self, html_text: str, url: str | None = None) -> str:
+        if self.extractor == "resiliparse":
+            return resiliparse_text(html_text)
+        return trafilatura_text(html_text, url, self.favor_precision, self.fast, self.include_tables)
 
     def process(self, doc: dict) -> dict | Drop:
         meta = dict(doc.get("meta") or {})
         text = doc["text"]
         if meta.get("format") == "html":
-            if self.max_html_depth and html_depth(text, self.max_html_depth) > self.max_html_depth:
+            # fewer start tags than the limit cannot nest deeper than it: skip the tag walk
+            if self.max_html_depth and text.count("<") - text.count("</") > self.max_html_depth \
+                    and html_depth(text, self.max_html_depth) > self.max_html_depth:
                 raise Unreadable("html_too_deep", f"elements nested deeper than {self.max_html_depth}")
-            import trafilatura
-            extracted = trafilatura.extract(text, url=doc.get("url") or None, favor_precision=self.favor_precision,
-                                            fast=self.fast, include_comments=False,
-                                            include_tables=self.include_tables, deduplicate=False)
-            if not extracted or not extracted.strip():
+            extracted = self.main_text(text, doc.get("url") or None)
+            if not extracted.strip():
                 return Drop("no_main_text")
-            text = extracted
+            text = normalize_newlines(extracted)
             meta["format"] = "text"
             meta["html_chars"] = len(doc["text"])
-        text = normalize_newlines(text)
-        if not text:
+        elif self.normalize:
+            text = normalize_newlines(text)
+        if not text.strip():
             return Drop("empty")
         if self.repair_mojibake:
             text, repairs = fix_mojibake(text)

@@ -43,76 +43,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..files import atomic_path, atomic_write_jsonl
+from .site_dirt import (FOREIGN, LOREM_WORDS, SPAM_PHRASES, jaccard, lossy, mojibake,  # noqa: F401
+                        near_duplicate_text, shingles)
+from .site_pii import PII_TEMPLATES, seen_pii, unseen_line, unseen_pii
+from .unwanted_text import (UNWANTED_PATHS, UNWANTED_URL_WORDS, UNWANTED_WORDS, add_held_out_pages,  # noqa: F401
+                            plan_held_out, seen_sentences)
 from .world import SITE, World
 
 ORIGIN = SITE
 PAGES_PER_INDEX = 100
-
-# ---------------------------------------------------------------- the site's own lexicon
-# Stand-ins for unwanted content: invented words with no meaning outside this site. The clean
-# stage's default word lists are these, so the filter is measured without any real harmful text.
-UNWANTED_WORDS = {
-    "adult": ["velvetsin", "skinreel", "lustbarrow", "nakedorm", "flirtmoss", "smutquill"],
-    "violence": ["gorehammer", "bonecrusk", "bloodmarsh", "skullbrand", "maimstorm", "gutspike"],
-    "self_harm": ["selfscar", "painwish", "hurtvow", "razorgrief", "woundkeep", "bleakcut"],
-}
-UNWANTED_URL_WORDS = ["afterdark", "goreclub", "darkvow"]
-UNWANTED_PATHS = {"adult": "afterdark", "violence": "goreclub", "self_harm": "darkvow"}
-FOREIGN = {
-    "de": ["{name} ist ein Thema, über das viele Menschen sprechen.",
-           "Die Geschichte von {name} beginnt im Jahr {year}.",
-           "Jedes Jahr kommen viele Besucher, um mehr über {name} zu erfahren.",
-           "In diesem Artikel erzählen wir, was wir über {name} wissen.",
-           "Es gibt noch viele offene Fragen, die wir gerne beantworten würden.",
-           "Die Menschen in der Gegend sind sehr stolz auf ihre Geschichte.",
-           "Wir danken allen Lesern für ihre Geduld und ihr Interesse.",
-           "Weitere Informationen finden Sie bald auf dieser Seite."],
-    "fr": ["{name} est un sujet dont beaucoup de gens parlent.",
-           "L'histoire de {name} commence en {year}.",
-           "Chaque année, de nombreux visiteurs viennent pour en savoir plus sur {name}.",
-           "Dans cet article, nous racontons ce que nous savons de {name}.",
-           "Il reste encore beaucoup de questions auxquelles nous aimerions répondre.",
-           "Les habitants de la région sont très fiers de leur histoire.",
-           "Nous remercions tous les lecteurs pour leur patience et leur intérêt.",
-           "Vous trouverez bientôt plus d'informations sur cette page."],
-    "es": ["{name} es un tema del que mucha gente habla.",
-           "La historia de {name} comienza en el año {year}.",
-           "Cada año llegan muchos visitantes para saber más sobre {name}.",
-           "En este artículo contamos lo que sabemos de {name}.",
-           "Todavía quedan muchas preguntas que nos gustaría responder.",
-           "La gente de la zona está muy orgullosa de su historia.",
-           "Agradecemos a todos los lectores su paciencia y su interés.",
-           "Pronto encontrará más información en esta página."],
-    "fi": ["{name} on aihe, josta moni ihminen puhuu.",
-           "Tarina {name} alkaa vuodesta {year}.",
-           "Joka vuosi monet vierailijat tulevat oppimaan lisää.",
-           "Tässä artikkelissa kerromme, mitä tiedämme aiheesta.",
-           "Vielä on paljon kysymyksiä, joihin haluaisimme vastata.",
-           "Alueen ihmiset ovat hyvin ylpeitä historiastaan.",
-           "Kiitämme kaikkia lukijoita kärsivällisyydestä ja kiinnostuksesta.",
-           "Lisää tietoa löytyy pian tältä sivulta."],
-    "nl": ["{name} is een onderwerp waar veel mensen over praten.",
-           "De geschiedenis van {name} begint in het jaar {year}.",
-           "Elk jaar komen veel bezoekers om meer te weten te komen over {name}.",
-           "In dit artikel vertellen we wat we weten over {name}.",
-           "Er zijn nog veel vragen die we graag zouden beantwoorden.",
-           "De mensen in de streek zijn erg trots op hun geschiedenis.",
-           "We danken alle lezers voor hun geduld en hun belangstelling.",
-           "Binnenkort vindt u meer informatie op deze pagina."],
-}
-LOREM_WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
-               "labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris "
-               "nisi aliquip ex ea commodo consequat duis aute irure in reprehenderit voluptate velit esse "
-               "cillum fugiat nulla pariatur excepteur sint occaecat cupidatat non proident sunt culpa qui "
-               "officia deserunt mollit anim id est laborum").split()
-SPAM_PHRASES = ["buy {k} now", "cheap {k}", "best {k} online", "{k} discount", "{k} sale", "free {k}",
-                "{k} deal of the day", "order {k} today", "top {k} prices", "{k} {k} {k}"]
-NEAR_DUP_EXTRA = {"en": ["This page was first published in the World Weekly.", "Thanks for reading our blog.",
-                         "We post new pages every week."],
-                  "nb": ["Denne siden ble først publisert i Verdensukebladet.", "Takk for at du leser bloggen vår.",
-                         "Vi legger ut nye sider hver uke."]}
-WORD_SWAPS = {"en": [("The ", "This "), (" and ", " & "), (" is ", " is truly "), ("Many ", "Lots of ")],
-              "nb": [(" og ", " & "), ("Mange ", "Svært mange "), (" er ", " er faktisk "), ("Den ", "Denne ")]}
 
 # ---------------------------------------------------------------- boilerplate
 # A few skins, so that copies of one text can differ in their furniture only. Every sentence
@@ -135,11 +74,7 @@ NAV = {"en": ["Home", "Encyclopedia", "Stories", "Forum", "Mathematics", "About 
 SIDEBAR = {"en": "Popular pages", "nb": "Populære sider"}
 PRINT_LINK = {"en": "Printable version", "nb": "Utskriftsvennlig versjon"}
 BOILERPLATE_SENTENCES = [s for table in (COOKIE, FOOTER) for lines in table.values() for s in lines]
-PII_TEMPLATES = {"en": ["Questions about this page? Write to {email} or call {phone}.",
-                        "This page was last edited from the address {ip}."],
-                 "nb": ["Spørsmål om siden? Skriv til {email} eller ring {phone}.",
-                        "Siden ble sist redigert fra adressen {ip}."]}
-MAIL_DOMAINS = ["postbox.example", "mailhub.example", "inbox.example", "letters.example"]
+
 
 
 @dataclass
@@ -273,102 +208,6 @@ def _html_page(text: str) -> Page:
     return Page(body=text.encode("utf-8"))
 
 
-# ---------------------------------------------------------------- text edits for the dirt
-
-def shingles(text: str, n: int = 5) -> set[str]:
-    """Word n-grams of lower-cased, punctuation-free text (the same normalisation as dedup)."""
-    words = re.findall(r"\w+", text.lower())
-    return {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-
-
-def jaccard(a: str, b: str) -> float:
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / max(1, len(sa | sb))
-
-
-def near_duplicate_text(text: str, lang: str, rng: random.Random, min_jaccard: float = 0.8) -> str:
-    """A copy that a scraper or a blog would make: re-ordered, trimmed, padded, lightly reworded.
-
-    Edits are drawn until the copy keeps a word 5-gram Jaccard similarity of at least
-    `min_jaccard` with the original (what "near duplicate" conventionally means); a short text
-    that cannot take the edits gets its paragraphs re-ordered only."""
-    best, best_j = None, -1.0
-    for _ in range(8):
-        candidate = _edited(text, lang, rng)
-        similarity = jaccard(text, candidate)
-        if similarity >= min_jaccard:
-            return candidate
-        if similarity > best_j:
-            best, best_j = candidate, similarity
-    parts = text.strip().split("\n\n")
-    reordered = parts[:1] + parts[:0:-1]
-    return "\n\n".join(reordered) + "\n" if jaccard(text, "\n\n".join(reordered)) > best_j else best
-
-
-def _edited(text: str, lang: str, rng: random.Random) -> str:
-    parts = text.strip().split("\n\n")
-    head, rest = parts[:1], parts[1:]
-    edits = rng.sample(["reorder", "drop", "add", "swap"], rng.randint(1, 3))
-    if "reorder" in edits and len(rest) > 1:
-        rng.shuffle(rest)
-    if "drop" in edits:
-        # Drop one sentence from the longest paragraph (never a whole section).
-        longest = max(range(len(rest)), key=lambda i: len(rest[i])) if rest else None
-        if longest is not None:
-            sentences = re.split(r"(?<=[.!?]) ", rest[longest])
-            if len(sentences) > 2:
-                sentences.pop(rng.randrange(1, len(sentences)))
-                rest[longest] = " ".join(sentences)
-    if "add" in edits:
-        rest.append(rng.choice(NEAR_DUP_EXTRA[lang]))
-    new = "\n\n".join(head + rest)
-    if "swap" in edits:
-        for old, replacement in rng.sample(WORD_SWAPS[lang], 2):
-            new = new.replace(old, replacement, 1)
-    return new + "\n"
-
-
-def mojibake(text: str) -> str:
-    """UTF-8 bytes read back as cp1252 (the classic double encoding)."""
-    out = []
-    for ch in text:
-        if ord(ch) < 128:
-            out.append(ch)
-            continue
-        for byte in ch.encode("utf-8"):
-            try:
-                out.append(bytes([byte]).decode("cp1252"))
-            except UnicodeDecodeError:
-                out.append(chr(byte))     # the five bytes cp1252 leaves undefined pass through as latin-1
-    return "".join(out)
-
-
-def lossy(text: str) -> str:
-    """Text that a careless decoder already mangled: every non-ASCII letter became U+FFFD."""
-    return "".join(ch if ord(ch) < 128 else "\ufffd" for ch in text)
-
-
-def _phone(rng: random.Random) -> str:
-    style = rng.randrange(4)
-    if style == 0:
-        return f"+47 {rng.randint(400, 999)} {rng.randint(10, 99)} {rng.randint(100, 999)}"
-    if style == 1:
-        return f"+1 ({rng.randint(200, 989)}) {rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
-    if style == 2:
-        return f"{rng.randint(200, 989)}-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
-    return f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}"
-
-
-def _ip(rng: random.Random) -> str:
-    first = rng.choice([10, 172, 192, 203, 81, 46])
-    return f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-
-
-def _email(name: str, rng: random.Random) -> str:
-    local = re.sub(r"[^a-z]+", ".", name.lower()).strip(".") or "reader"
-    return f"{local}{rng.randint(1, 99)}@{rng.choice(MAIL_DOMAINS)}"
-
-
 # ---------------------------------------------------------------- building
 
 @dataclass
@@ -427,9 +266,12 @@ def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site
         dirt.append((i, "http", {"j": j}))
     for i in pick(list(range(n)), n_dirt):
         name = docs[i]["meta"].get("title") or rng.choice(trained_names)
-        plan.pii[i] = {"email": _email(name, rng), "phone": _phone(rng), "ip": _ip(rng)}
+        plan.pii[i] = seen_pii(name, rng)
     # Stable order of dirt pages: by the original they hang off, then by kind order above.
     dirt.sort(key=lambda item: item[0])
+    # Held-out unwanted pages and their benign look-alikes: decided from a random stream of
+    # their own, after everything above, so every page the site had before is byte-identical.
+    held_out = plan_held_out(plan, n, n_dirt, random.Random(f"{world.config.seed}:{seed}:held-out"))
 
     # --- paths of the dirt pages, and the links to them from their originals ---
     dirt_pages = []
@@ -509,12 +351,16 @@ def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site
             text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n" if doc["source"] != "article" else \
                 text.rstrip("\n") + "\n\n" + ("Contact" if lang == "en" else "Kontakt") + "\n" + "\n".join(lines) + "\n"
             extra_dirt, pii = ["pii"], [p["email"], p["phone"], p["ip"]]
+            # The same pages carry personal data in formats the PII rules were not written for,
+            # drawn from a stream per page (the seen values above are unchanged).
+            unseen = unseen_pii(p["email"].split("@")[0], random.Random(f"{world.config.seed}:{seed}:pii:{i}"))
+            text = text.rstrip("\n") + "\n" + unseen_line(unseen, lang) + "\n"
         popular = [(path_of(docs[(i + step) % n]["url"]), docs[(i + step) % n]["meta"].get("title") or "Read more")
                    for step in (1, 7, 31)]
         page_html = render_page(doc["meta"].get("title") or doc["source"].title(), body_html(text, doc["source"]),
                                 lang, i % 3, sidebar_links=popular, extra_links=plan.links.get(i, []))
         site.add(path, _html_page(page_html), doc["source"], "keep", extra_dirt, origin=doc["id"], pii=pii,
-                 language=lang, group=doc["id"])
+                 language=lang, group=doc["id"], **({"pii_unseen": unseen} if pii else {}))
 
     # --- the dirt (depth 3) ---
     for target, i, kind, params in dirt_pages:
@@ -575,26 +421,8 @@ def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site
                      ["lorem_ipsum"], language=lang)
         elif kind == "unwanted":
             category, route = params["category"], params["route"]
-            words = UNWANTED_WORDS[category]
             name = prng.choice(trained_names) if trained_names else "someone"
-            if route == "url":
-                # Mild on the page (one listed word: below the word filter's bar), caught by the URL.
-                sentences = [f"The night club near {name} is open late.",
-                             f"Members talk about {prng.choice(words)} in the back room.",
-                             "Entry is for members only, and the doors close at dawn.",
-                             "The music is loud and the lights are low.",
-                             "New members must be introduced by an old member.",
-                             "Nobody remembers how the club got its name, and nobody asks."]
-            else:
-                sentences = []
-                for _ in range(prng.randint(6, 10)):
-                    a, b = prng.sample(words, 2)
-                    sentences.append(prng.choice([
-                        f"This forum is all about {a} and {b}.",
-                        f"Post your best {a} stories and rate the {b} of others.",
-                        f"Members who love {a} also look for {b}.",
-                        f"We share {a} pictures every day, and {b} on weekends.",
-                        f"Nobody near {name} talks about {a}, so we do it here."]))
+            sentences = seen_sentences(route, UNWANTED_WORDS[category], name, prng)
             main = "<h1>Community board</h1>\n" + "\n".join(f"<p>{_esc(s)}</p>" for s in sentences)
             site.add(target, _html_page(render_page("Community", main, "en", params["j"] % 3)), "unwanted",
                      "remove", ["unwanted"], category=category, route=route, language="en")
@@ -612,6 +440,7 @@ def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site
                      ["foreign_language"], language=language)
         else:
             _add_http_trouble(site, target, path)
+    add_held_out_pages(site, held_out, trained_names)
     return site
 
 

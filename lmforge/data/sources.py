@@ -1,7 +1,7 @@
 """Where raw documents come from: source specs, and one reader per kind of source.
 
-A source is named in `collect.sources` as `[name=]kind[:location][#text_column][@weight]` or as a
-YAML mapping with the same fields:
+A source is named in `collect.sources` as `[name=]kind[:location][#text_column][~profile][@weight]`
+or as a YAML mapping with the same fields (`profile:` included):
 
     site                              the built-in world as a web site, served on 127.0.0.1 and crawled
     site_warc                         the same site, read from the WARC file collect writes
@@ -12,6 +12,7 @@ YAML mapping with the same fields:
     parquet:/data/x.parquet           Parquet; the text column defaults to collect.text_column
     hub:HuggingFaceFW/fineweb-edu     a Hugging Face dataset, streamed (needs `datasets` and a network)
     crawl:https://example.org/        an HTTP crawl from this seed (several seeds: separate with |)
+    books=folder:/data/books~curated  cleaned with the `curated` profile (lmforge/data/profiles.py)
 
 The weight is the source's share of the training mixture (applied after cleaning, see
 lmforge/data/mixture.py). Every reader yields either a document `{id, text, source, url, meta}`
@@ -66,6 +67,7 @@ class SourceSpec:
     weight: float = 1.0
     text_column: str = "text"
     limit: int = 0                                  # at most this many documents; 0 = all
+    profile: str = ""                               # cleaning profile; "" = the kind's default
     options: dict = field(default_factory=dict)     # hub: split, config, data_files; id_column, url_column
 
 
@@ -80,7 +82,8 @@ def parse_sources(entries: list, default_text_column: str = "text") -> list[Sour
             kind = str(data.pop("kind", ""))
             spec = SourceSpec(name=str(data.pop("name", "") or kind), kind=kind,
                               location=str(data.pop("path", data.pop("location", "")) or ""),
-                              text_column=str(data.pop("text_column", "") or ""), options={})
+                              text_column=str(data.pop("text_column", "") or ""),
+                              profile=str(data.pop("profile", "") or ""), options={})
             try:
                 spec.weight = float(data.pop("weight", 1.0))
                 spec.limit = int(data.pop("limit", 0))
@@ -122,6 +125,10 @@ def _parse_source_string(text: str, where: str) -> SourceSpec:
             text = head
         except ValueError:
             pass        # an "@" that is part of the location
+    profile = ""
+    head, tilde, tail = text.rpartition("~")
+    if tilde and re.fullmatch(r"[A-Za-z0-9_.-]+|\S+\.ya?ml", tail):
+        text, profile = head, tail         # "~/books" is a path, not a profile: the tail has a "/"
     name = ""
     match = re.match(r"([A-Za-z0-9_.-]+)=(.*)$", text)
     if match:
@@ -132,7 +139,8 @@ def _parse_source_string(text: str, where: str) -> SourceSpec:
         location, _, column = location.rpartition("#")
     if not kind:
         raise ConfigError(f"{where}: empty source spec")
-    return SourceSpec(name=name or kind, kind=kind, location=location, weight=weight, text_column=column)
+    return SourceSpec(name=name or kind, kind=kind, location=location, weight=weight, text_column=column,
+                      profile=profile)
 
 
 # ---------------------------------------------------------------- bytes to text

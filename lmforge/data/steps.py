@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,10 @@ class Unreadable(Exception):
 
 @dataclass
 class StepStats:
-    """What one step saw: documents in, kept, dropped by reason, unreadable, CPU seconds spent."""
+    """What one step saw: documents and characters in, kept, dropped by reason, unreadable, CPU seconds spent."""
     name: str
     docs_in: int = 0
+    chars_in: int = 0
     kept: int = 0
     modified: int = 0
     dropped: Counter = field(default_factory=Counter)
@@ -48,12 +49,14 @@ class StepStats:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "docs_in": self.docs_in, "kept": self.kept, "modified": self.modified,
+        return {"name": self.name, "docs_in": self.docs_in, "chars_in": self.chars_in, "kept": self.kept,
+                "modified": self.modified,
                 "dropped": dict(self.dropped), "unreadable": dict(self.unreadable),
                 "seconds": round(self.seconds, 4)}
 
     def merge(self, other: dict) -> None:
         self.docs_in += other["docs_in"]
+        self.chars_in += other.get("chars_in", 0)
         self.kept += other["kept"]
         self.modified += other["modified"]
         self.dropped.update(other["dropped"])
@@ -97,19 +100,24 @@ class Outcome:
     detail: str = ""
 
 
-def run_steps(steps: list[Step], docs: Iterable[dict], stats: dict[str, StepStats] | None = None) -> Iterator[Outcome]:
-    """Run every document through the steps in order; yield one Outcome per input document."""
+def run_steps(steps: list[Step] | Callable[[dict], list[Step]], docs: Iterable[dict],
+              stats: dict[str, StepStats] | None = None) -> Iterator[Outcome]:
+    """Run every document through the steps in order; yield one Outcome per input document.
+    `steps` may be a function of the document (its source's profile decides its steps)."""
     if stats is None:
         stats = {}
-    for step in steps:
-        stats.setdefault(step.name, StepStats(step.name))
+    steps_for = steps if callable(steps) else (lambda doc, fixed=list(steps): fixed)
+    if not callable(steps):
+        for step in steps:
+            stats.setdefault(step.name, StepStats(step.name))
     clock = time.process_time   # CPU seconds of this process: per-core cost, whatever else runs
     for doc in docs:
         outcome = None
-        for step in steps:
-            st = stats[step.name]
+        for step in steps_for(doc):
+            st = stats.get(step.name) or stats.setdefault(step.name, StepStats(step.name))
             st.docs_in += 1
             before = doc["text"]
+            st.chars_in += len(before)
             started = clock()
             try:
                 out = step.process(doc)
