@@ -5,6 +5,8 @@ step and tokens/s (MFU on a GPU), for each precision side by side, and what `dty
     python benchmarks/pretrain_throughput.py --preset tiny --profile             # + where a step's time goes
     python benchmarks/pretrain_throughput.py --preset tiny --modes auto,auto+plain-loss   # the chunked head loss vs logits
     python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes auto,compile+bf16
+    python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes compile+bf16,compile+bf16+fp8 \
+        --batch-sizes 16,32,64 --profile          # a GPU: the best batch that fits, FP8 (torchao) beside bf16
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         python benchmarks/pretrain_throughput.py --preset tiny                   # a CPU without native bf16
 
@@ -15,10 +17,19 @@ are fine here: the arithmetic does not depend on what the tokens are. `--profile
 torch.profiler over a few steps of the first mode and sorts the time into matmuls, attention,
 cross-entropy over the vocabulary, norms, the optimizer, other ops and Python (the rest of the
 wall time). Prints tables; never a test.
+
+On CUDA each row also reports peak memory (torch.cuda.max_memory_allocated) and the data wait:
+the share of the step spent making the batch (pretraining's own batch_fn, pinned host memory,
+non-blocking copies). Attention runs through the flash SDPA kernel (forced, so a fallback is
+an error, not a silent slowdown), AdamW is fused. `--batch-sizes` tries each micro-batch size
+(grad_accum scaled to keep the tokens per step) and marks the fastest that fits; a "+fp8" mode
+converts the linear layers with torchao's float8 training (`pip install torchao`, GPUs with
+FP8: H100/H200/L40S/4090), left out where either is missing.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
@@ -64,8 +75,18 @@ CATEGORIES = [
 ]
 
 
+def to_float8(model) -> None:
+    """torchao float8 training for every linear layer but the LM head (its vocabulary
+    dimension is the usual exception); raises where torchao or FP8 hardware is missing."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        raise RuntimeError("FP8 needs a CUDA GPU with compute capability 8.9 or later")
+    from torchao.float8 import convert_to_float8_training
+    convert_to_float8_training(model, module_filter_fn=lambda module, name: "lm_head" not in name)
+
+
 def build(cfg, mode: str, vocab_size: int, device, steps: int):
-    base = mode.removesuffix("+plain-loss")
+    fp8 = "+fp8" in mode
+    base = mode.replace("+fp8", "").removesuffix("+plain-loss")
     setting, compile_ = MODES[base]
     loss_fn = plain_loss_sum if mode.endswith("+plain-loss") else next_token_loss_sum
     tcfg = dataclasses.replace(cfg.pretrain, dtype=setting, compile=compile_, max_steps=10**9,
@@ -73,16 +94,26 @@ def build(cfg, mode: str, vocab_size: int, device, steps: int):
     model_cfg = dataclasses.replace(cfg.model, vocab_size=cfg.model.vocab_size or vocab_size)
     torch.manual_seed(0)
     model = GPT(model_cfg)
+    if fp8:
+        to_float8(model)
     tokens = np.random.default_rng(0).integers(0, model_cfg.vocab_size, size=2_000_000).astype(np.uint16)
     tmp = tempfile.mkdtemp()
     trainer = Trainer(model, tcfg, out_dir=Path(tmp), log_path=Path(tmp) / "log.jsonl", device=device,
                       flops_per_item=model.flops_per_token(tcfg.seq_len), stage=f"bench-{mode}")
     batch_fn = make_batch_fn(tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, 0, trainer.device)
 
+    attention = contextlib.nullcontext()
+    if trainer.device.type == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        attention = sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+
     def run(n: int) -> None:
         for _ in range(n):
+            started = time.perf_counter()
             batches = [batch_fn(trainer.step, m, 0, 1) for m in range(tcfg.grad_accum)]
-            trainer.train_step(batches, loss_fn)
+            trainer.part_seconds["data"] = trainer.part_seconds.get("data", 0.0) + time.perf_counter() - started
+            with attention:
+                trainer.train_step(batches, loss_fn)
             trainer.step += 1
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
@@ -94,6 +125,9 @@ def measure(cfg, mode: str, steps: int, warmup: int, vocab_size: int, device) ->
     started = time.perf_counter()
     run(warmup)
     warmup_seconds = time.perf_counter() - started
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer.part_seconds = {k: 0.0 for k in trainer.part_seconds}
     trainer.time_parts = True
     start = time.perf_counter()
     run(steps)
@@ -108,6 +142,10 @@ def measure(cfg, mode: str, steps: int, warmup: int, vocab_size: int, device) ->
             "forward": round(parts["forward"], 4), "backward": round(parts["backward"], 4),
             "optimizer": round(parts["optimizer"], 4), "optimizer_share": round(parts["optimizer"] / (seconds / steps), 4),
             "warmup_seconds": round(warmup_seconds, 1),
+            "data_wait_share": round(parts.get("data", 0.0) / (seconds / steps), 4),
+            "batch": f"{tcfg.batch_size}x{tcfg.grad_accum}x{tcfg.seq_len}",
+            "peak_memory_gb": (round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+                               if device.type == "cuda" else None),
             "mfu": round(rate * model.flops_per_token(tcfg.seq_len) / peak, 4) if peak else None,
             "parameters": model.num_params()}
 
@@ -162,6 +200,8 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=None,
                         help="used when the preset leaves it to the tokenizer (default: the preset's tokenizer.vocab_size)")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--batch-sizes", default="", help="comma list of micro-batch sizes to try (grad_accum "
+                        "scaled to keep the tokens per step); the fastest that fits is marked")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(args.preset, args.overrides)
@@ -177,22 +217,33 @@ def main() -> None:
     if device.type == "cpu":
         print(f"probe: {json.dumps(cpu_bf16_probe())}")
     rows = []
+    tokens_per_step = cfg.pretrain.batch_size * cfg.pretrain.grad_accum
+    sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()] or [cfg.pretrain.batch_size]
     for mode in args.modes.split(","):
-        try:
-            rows.append(measure(cfg, mode.strip(), args.steps, args.warmup, vocab_size, device))
-        except Exception as err:  # noqa: BLE001 - one mode failing (e.g. no compiler) must not hide the rest
-            rows.append({"mode": mode, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"})
+        for size in sizes:
+            run_cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(
+                cfg.pretrain, batch_size=size, grad_accum=max(1, tokens_per_step // size)))
+            try:
+                rows.append(measure(run_cfg, mode.strip(), args.steps, args.warmup, vocab_size, device))
+            except Exception as err:  # noqa: BLE001 - one mode failing (no compiler, out of memory) must not hide the rest
+                rows.append({"mode": mode, "error": f"batch {size}: {type(err).__name__}: "
+                                                    f"{str(err).splitlines()[0][:120]}"})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     base = next((r["tokens_per_second"] for r in rows if "tokens_per_second" in r), None)
-    print(f"{'mode':<14}{'compute':>8}{'tokens/s':>10}{'s/step':>9}{'fwd':>8}{'bwd':>8}{'opt':>8}{'opt %':>7}"
-          f"{'vs first':>9}{'MFU':>7}")
+    fastest = max((r for r in rows if "tokens_per_second" in r), key=lambda r: r["tokens_per_second"], default=None)
+    print(f"{'mode':<14}{'batch':>12}{'compute':>8}{'tokens/s':>10}{'s/step':>9}{'fwd':>8}{'bwd':>8}{'opt':>8}"
+          f"{'opt %':>7}{'data %':>7}{'vs first':>9}{'MFU':>7}{'mem GB':>8}")
     for r in rows:
         if "error" in r:
             print(f"{r['mode']:<14} failed: {r['error']}")
             continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
-        print(f"{r['mode']:<14}{r['compute']:>8}{r['tokens_per_second']:>10,}{r['seconds_per_step']:>9.3f}"
-              f"{r['forward']:>8.3f}{r['backward']:>8.3f}{r['optimizer']:>8.3f}{r['optimizer_share']:>7.1%}"
-              f"{r['tokens_per_second'] / base:>8.2f}x{mfu:>7}")
+        memory = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "-"
+        print(f"{r['mode']:<14}{r['batch']:>12}{r['compute']:>8}{r['tokens_per_second']:>10,}"
+              f"{r['seconds_per_step']:>9.3f}{r['forward']:>8.3f}{r['backward']:>8.3f}{r['optimizer']:>8.3f}"
+              f"{r['optimizer_share']:>7.1%}{r['data_wait_share']:>7.1%}{r['tokens_per_second'] / base:>8.2f}x"
+              f"{mfu:>7}{memory:>8}" + ("  <- fastest" if r is fastest and len(rows) > 1 else ""))
     result = {"rows": rows, "auto": auto.record()}
     if args.profile:
         mode = args.modes.split(",")[0].strip()

@@ -7,6 +7,8 @@
     lmforge next "Det er bedre med en fugl i hånden enn ti på" [--top-k 10] [--temperature 1.0]
     lmforge chat | serve | export --format hf | import FOLDER | compare "prompt" | neighbours WORD
     lmforge label [--run-dir DIR] [--terminal] [--host H] [--port P] [--password-file F] [--stage sft]
+    lmforge eval [--run-dir DIR] [--stage pretrain] [eval.tasks=hellaswag,arc_easy] [eval.data_dir=DIR]
+    lmforge convert-checkpoint [--run-dir DIR] [--stage pretrain] [--out DIR]
 
 Exit codes: 0 done, 1 failed, 2 bad usage or config.
 """
@@ -77,6 +79,8 @@ INFERENCE_COMMANDS = {
     "import": "lmforge.export:cli_import",
     "compare": "lmforge.inspect:cli_compare",
     "neighbours": "lmforge.inspect:cli_neighbours",
+    "convert-checkpoint": "lmforge.train.sharded:cli_convert",
+    "eval": "lmforge.evals.standard:cli_eval",
 }
 
 
@@ -125,6 +129,12 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--raw", action="store_true", help="continue the text instead of rendering it as a chat turn")
+    p = command("convert-checkpoint", "a stage's latest sharded (parallel=fsdp) checkpoint -> model.safetensors")
+    p.add_argument("--stage", help="which stage's checkpoint (default pretrain)")
+    p.add_argument("--out", help="output folder (default <run-dir>/models/<stage>-checkpoint)")
+    p = command("eval", "standard benchmarks: bits per byte, HellaSwag, ARC, MMLU (log-likelihood), GSM8K")
+    p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
+    p.add_argument("overrides", nargs="*", metavar="eval.key=value")
     p = command("neighbours", "nearest tokens in embedding space")
     p.add_argument("word")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")

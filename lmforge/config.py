@@ -44,6 +44,8 @@ class RunConfig:
                        "between torchrun's processes); more than the cores is clamped with a warning")
     estimate: bool = opt(True, help="before `lmforge run` starts, time a few real steps of each stage to run and "
                          "print the estimated time per stage and for the whole run")
+    corrupt_shards: str = opt("stop", choices=["stop", "skip"], help="a token shard that does not match "
+                              "meta.json: stop with its path, or skip it (named in a warning and the manifest)")
     reference_minutes: float = opt(0.0, lo=0.0, help="the whole run's time on the machine the preset was tuned "
                                    "on; `lmforge run` warns when its estimate is more than twice that (0 = never)")
 
@@ -180,6 +182,8 @@ class TokenizerConfig:
     vocab_size: int = opt(4096, lo=300, hi=262_144)
     val_fraction: float = opt(0.02, lo=0.001, hi=0.5, help="documents held out for validation")
     min_frequency: int = opt(2, lo=1)
+    workers: int = opt(0, lo=0, hi=1024, help="processes tokenizing document files into token shards in parallel; "
+                       "0 = one per CPU core (clean.executor=ray runs them on Ray)")
 
 
 @dataclass
@@ -215,6 +219,9 @@ class TrainConfig:
     decay_fraction: float = opt(0.3, lo=0.0, hi=1.0, help="wsd: final fraction of steps spent decaying")
     min_lr_ratio: float = opt(0.0, lo=0.0, hi=1.0)
     max_steps: int = opt(1000, lo=1)
+    tokens_per_param: float = opt(0.0, lo=0.0, hi=100_000.0, help="pretrain: plan ceil(ratio x parameters / tokens "
+                                  "per step) steps instead of max_steps (Chinchilla's 20, nanochat's ratio); "
+                                  "0 = max_steps")
     max_minutes: float = opt(0.0, lo=0.0, help="optional wall-time cap; the budget is max_steps, and a stage "
                              "the cap cuts short says so; 0 = no cap")
     clip_grad: float = opt(1.0, lo=0.0, help="0 = no clipping")
@@ -222,6 +229,10 @@ class TrainConfig:
                      help="auto = bf16 on CUDA and on CPUs where bf16 is measured fast, else fp32 everywhere "
                           "(Muon's Newton-Schulz included); recorded in the manifest, not fingerprinted")
     compile: bool = opt(False)
+    parallel: str = opt("ddp", choices=["ddp", "fsdp"],
+                        help="under torchrun: ddp = a whole model per process; fsdp = FSDP2, parameters, gradients "
+                             "and optimizer state sharded across processes, with sharded (DCP) checkpoints that "
+                             "resume at any process count (pretrain only)")
     eval_every: int = opt(50, lo=1)
     eval_batches: int = opt(8, lo=1, help="validation size, in global batches")
     patience: int = opt(4, lo=0, help="evals without val improvement before stopping; 0 = never stop early")
@@ -408,6 +419,24 @@ class ReportConfig:
 
 
 @dataclass
+class EvalConfig:
+    """`lmforge eval`: standard benchmarks (lmforge/evals/standard.py)."""
+    tasks: list = opt(["bpb", "hellaswag", "arc_easy", "arc_challenge", "mmlu", "gsm8k"],
+                      help="bpb (validation bits per byte), hellaswag, arc_easy, arc_challenge, mmlu, gsm8k; "
+                           "name=PATH reads that file or folder instead of looking in data_dir")
+    data_dir: str = opt("", help="folder with the official files (hellaswag_val.jsonl, ARC-Easy-Test.jsonl, "
+                        "ARC-Challenge-Test.jsonl, mmlu/*_test.csv, gsm8k test.jsonl); empty = <run>/eval_data")
+    hub: bool = opt(False, help="a task with no local file is read from the Hugging Face hub (needs `datasets` "
+                    "and a network)")
+    limit: int = opt(0, lo=0, help="items per task (evenly spread); 0 = all")
+    batch_size: int = opt(32, lo=1, help="continuations scored per forward")
+    bpb_windows: int = opt(64, lo=1, help="validation windows of seq_len tokens for bits per byte")
+    gsm8k_max_new_tokens: int = opt(192, lo=1, help="answer budget per GSM8K problem (greedy)")
+    gsm8k_shots: int = opt(0, lo=0, hi=16, help="worked examples from the file's first rows put before each "
+                           "question (those rows are then not scored)")
+
+
+@dataclass
 class ServeConfig:
     """`lmforge serve`: where it listens and the limits that keep one request from hurting others."""
     host: str = opt("127.0.0.1", help="bind address; 127.0.0.1 = this machine only")
@@ -462,6 +491,7 @@ class Config:
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -634,6 +664,10 @@ def validate(cfg: Config) -> None:
         t = getattr(cfg, name)
         if t.seq_len > m.seq_len:
             raise ConfigError(f"{name}.seq_len={t.seq_len} exceeds model.seq_len={m.seq_len}")
+    for name in ("sft", "reward", "ppo", "dpo", "grpo"):
+        if getattr(cfg, name).parallel != "ddp":
+            raise ConfigError(f"{name}.parallel={getattr(cfg, name).parallel!r}: only pretrain can run sharded "
+                              f"(fsdp); the later stages fit one process's memory and use ddp")
     g = cfg.grpo
     if g.reward_weights and len(g.reward_weights) != len(g.rewards):
         raise ConfigError(f"grpo.reward_weights has {len(g.reward_weights)} entries for {len(g.rewards)} "

@@ -381,6 +381,8 @@ class KVCache:
 # ---------------------------------------------------------------- the model
 
 class GPT(nn.Module):
+    sharded = False    # set by train/sharded.py: FSDP2 gathers weights in module hooks, so no inference path
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.vocab_size <= 0:
@@ -499,7 +501,7 @@ class GPT(nn.Module):
             cos, sin, mask = cos[:T, None], sin[:T, None], None
         else:
             cos, sin, mask = self._cached_positions(cache, T)
-        weights = self.inference_weights() if inference() else None
+        weights = self.inference_weights() if inference() and not self.sharded else None
         if weights is None:
             x = self.embed(idx)
             for i, layer in enumerate(self.layers):
@@ -599,15 +601,24 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_model(model: GPT, directory) -> None:
-    """Write model.safetensors and config.json into directory, each atomically."""
+    """Write model.safetensors and config.json into directory, each atomically. A sharded
+    (FSDP2) model is gathered first: then every rank must call this, and rank 0 writes."""
     from safetensors.torch import save_file
 
     model = _unwrap(model)
     directory = Path(directory)
+    if model.sharded:
+        # FSDP2: every rank takes part in gathering the whole model; rank 0 writes it
+        from lmforge.train.sharded import full_state_dict
+        state = full_state_dict(model)
+        if state is None:
+            return
+    else:
+        state = model.state_dict()
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    state = {name: t.detach().contiguous().cpu() for name, t in state.items()}
     if model.cfg.tie_embeddings:
-        state.pop("lm_head.weight")  # the same tensor as embed.weight; safetensors refuses shared storage
+        state.pop("lm_head.weight", None)  # the same tensor as embed.weight; safetensors refuses shared storage
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     atomic_write_text(directory / CONFIG_FILE, json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")

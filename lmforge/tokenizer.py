@@ -470,13 +470,22 @@ def write_token_shards(
     return meta
 
 
-def load_split(tokens_dir: str | os.PathLike, split: str) -> np.ndarray:
-    """The tokenizer stage's train or val tokens of a run (tokens_dir = RunDir.tokens_dir), memory-mapped."""
+def load_split(tokens_dir: str | os.PathLike, split: str, on_corrupt: str = "stop", warn=None):
+    """The tokenizer stage's train or val tokens of a run (tokens_dir = RunDir.tokens_dir),
+    memory-mapped: one array, or a TokenShards over the parallel tokenizer's parts (len() and
+    [a:b] slices alike). on_corrupt ("stop" | "skip") is what a corrupt part does."""
+    from .data.tokens import CorruptShardError, open_parts
     tokens_dir = Path(tokens_dir)
     meta_path = tokens_dir / "meta.json"
     if not meta_path.is_file():
         raise TokenizerError(f"{meta_path} is missing; run the tokenizer stage first")
-    return load_tokens(tokens_dir / f"{split}.bin", json.loads(meta_path.read_text())["dtype"])
+    meta = json.loads(meta_path.read_text())
+    if "parts" in meta:
+        try:
+            return open_parts(tokens_dir, split, meta, on_corrupt, warn)
+        except CorruptShardError as err:
+            raise TokenizerError(str(err)) from None
+    return load_tokens(tokens_dir / f"{split}.bin", meta["dtype"])
 
 
 def load_tokens(path: str | os.PathLike, dtype) -> np.ndarray:
@@ -505,8 +514,14 @@ def run_stage(ctx) -> dict:
 
     tokenizer = Tokenizer.train(texts(), cfg.tokenizer)
     tokenizer.save(run.tokenizer_dir, model_max_length=cfg.model.seq_len)
-    ctx.progress(f"trained a {tokenizer.vocab_size}-token BPE on {docs_dir}; writing token shards")
-    meta = write_token_shards(tokenizer, texts(), run.tokens_dir, cfg.tokenizer.val_fraction, cfg.run.seed)
+    files = sorted(docs_dir.glob("*.parquet"))
+    ctx.progress(f"trained a {tokenizer.vocab_size}-token BPE on {docs_dir}; tokenizing {len(files)} files "
+                 f"into token shards")
+    # one part per document file, in parallel processes (data/tokens.py)
+    from .data.tokens import write_token_parts
+    meta = write_token_parts(run.tokenizer_dir, files, run.tokens_dir, cfg.tokenizer.val_fraction, cfg.run.seed,
+                             workers=cfg.tokenizer.workers, executor=cfg.clean.executor,
+                             ray_address=cfg.clean.ray_address)
     ctx.progress(f"{meta['train_tokens']:,} train / {meta['val_tokens']:,} val tokens, "
                  f"{meta['bytes_per_token_val']:.2f} bytes per token")
     return {
@@ -517,5 +532,8 @@ def run_stage(ctx) -> dict:
         "val_documents": meta["val_documents"],
         "skipped_documents": meta["skipped_documents"],
         "bytes_per_token": round(meta["bytes_per_token_val"], 3),
+        "parts": len(meta["parts"]),
+        "documents_per_cpu_second": meta["documents_per_cpu_second"],
+        "dtype": meta["dtype"],
         "source": str(docs_dir.relative_to(run.root)),
     }

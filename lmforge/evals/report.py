@@ -245,8 +245,13 @@ def section_alignment(run: RunDir, cfg) -> str | None:
     return report_section(run, cfg)
 
 
+def section_benchmarks(run: RunDir, cfg) -> str | None:
+    from .standard import report_section      # written by `lmforge eval`, not a stage
+    return report_section(run, cfg)
+
+
 SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain, section_facts_and_samples,
-            section_sft, section_alignment, section_reasoning, section_budget, section_inside]
+            section_benchmarks, section_sft, section_alignment, section_reasoning, section_budget, section_inside]
 
 
 def run_stage(ctx: StageContext) -> dict:

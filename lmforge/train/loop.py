@@ -192,13 +192,23 @@ class Trainer:
         torch.manual_seed(seed)
         self.model = model.to(self.device)
         self.precision = train_precision(cfg.dtype, self.device)
+        # parallel=fsdp: sharded parameters (FSDP2) on more than one process, and sharded (DCP)
+        # checkpoints at any process count, so a run can resume on another number of GPUs
+        self.fsdp = getattr(cfg, "parallel", "ddp") == "fsdp"
+        if self.fsdp and optimizers is not None:
+            raise ValueError(f"{stage}: parallel=fsdp supports the default optimizers only")
+        self.sharded = self.fsdp and self.world_size > 1
+        if self.sharded:
+            from .sharded import shard_model
+            shard_model(self.model, self.device)      # before the optimizers: they hold the sharded parameters
         self.optimizers = (optimizers(self.model, self.device, self.precision) if optimizers is not None
                            else build_optimizers(self.model, cfg, self.device, self.precision.newton_schulz))
-        # The module we call forward on: compiled and/or DDP-wrapped; self.model stays the plain one.
+        # The module we call forward on: compiled and/or DDP-wrapped; self.model stays the plain
+        # (or, under FSDP, the sharded) one.
         forward_model = self.model
         if cfg.compile:
             forward_model = torch.compile(forward_model)
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.sharded:
             ids = [self.device.index] if self.device.type == "cuda" else None
             forward_model = torch.nn.parallel.DistributedDataParallel(forward_model, device_ids=ids)
         self.forward_model = forward_model
@@ -224,8 +234,17 @@ class Trainer:
                     "python": list(random.getstate()[1])},
         }
 
+    def _trainer_fields(self) -> dict:
+        return {"items_seen": self.items_seen, "best_val": self.best_val, "best_eval": self.best_eval,
+                "evals_without_improvement": self.evals_without_improvement, "train_seconds": self.train_seconds,
+                "best_step": self.best_step}
+
     def save_checkpoint(self) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+        if self.fsdp:     # every rank writes its shards (train/sharded.py)
+            from .sharded import save
+            save(self.out_dir, self.step, self.model, self.optimizers, self._trainer_fields(), self.is_main)
+            return
         if not self.is_main:
             return
         state = self.state_dict()
@@ -234,6 +253,8 @@ class Trainer:
 
     def load_checkpoint(self) -> bool:
         """Restore from the checkpoint if one exists; a damaged one is an error, never a restart."""
+        if self.fsdp:
+            return self._load_sharded()
         path = self.checkpoint_path
         if not path.exists():
             return False
@@ -260,6 +281,29 @@ class Trainer:
         py_state = random.getstate()
         random.setstate((py_state[0], tuple(state["rng"]["python"]), py_state[2]))
         return True
+
+    def _load_sharded(self) -> bool:
+        from .sharded import ShardedCheckpointError, load
+        try:
+            state = load(self.out_dir, self.model, self.optimizers)
+        except ShardedCheckpointError as err:
+            raise CheckpointError(str(err)) from None
+        if state is None:
+            return False
+        self.step = state["step"]
+        self.items_seen = state["items_seen"]
+        self.best_val = state["best_val"]
+        self.best_eval = state["best_eval"]
+        self.evals_without_improvement = state["evals_without_improvement"]
+        self.train_seconds = state["train_seconds"]
+        self.best_step = state.get("best_step")
+        return True
+
+    def save_weights(self) -> None:
+        """The stage's output through save_fn: rank 0 writes; sharded, every rank takes part in
+        gathering the whole model (save_model does both)."""
+        if self.save_fn and (self.is_main or self.sharded):
+            self.save_fn(self.model, self.out_dir)
 
     # -- logging ----------------------------------------------------------------
     def log(self, row: dict) -> None:
@@ -321,9 +365,15 @@ class Trainer:
         loss_total = torch.zeros((), dtype=torch.float32 if self.device.type == "mps" else torch.float64,
                                  device=self.device)
         for i, batch in enumerate(batches):
-            # DDP averages gradients over ranks, so scale by world_size to get a global sum / global count.
+            # DDP and FSDP average gradients over ranks, so scale by world_size to get a global
+            # sum / global count.
             sync = self.world_size == 1 or i == len(batches) - 1
-            ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
+            if self.sharded:
+                from .sharded import set_gradient_sync
+                set_gradient_sync(self.model, sync)
+                ctx = contextlib.nullcontext()
+            else:
+                ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
             with ctx, self.precision.autocast_context(self.device):
                 started = self._clock()
                 loss_sum = loss_fn(self.forward_model, batch)
@@ -362,7 +412,7 @@ class Trainer:
 
         def step_fn(step: int) -> dict:
             batches = [batch_fn(step, micro, self.rank, self.world_size) for micro in range(grad_accum)]
-            row = {"loss": round(self.train_step(batches, loss_fn), 5)}
+            row = {"loss": round(self.train_step(batches, loss_fn), 7)}   # 7 decimals: resume checks at 1e-6
             if log_extra is not None:
                 row.update(log_extra())
             return row
@@ -389,8 +439,7 @@ class Trainer:
             figures = self.evaluate(eval_fn)
             last_val = figures["loss"]
             self.best_val, self.best_eval, self.best_step = last_val, figures, 0
-            if self.save_fn and self.is_main:
-                self.save_fn(self.model, self.out_dir)
+            self.save_weights()
             self.log({"step": 0, **{f"val_{k}": round(v, 5) for k, v in figures.items()}})
         bar = None
         if self.is_main:
@@ -430,8 +479,7 @@ class Trainer:
                 if last_val < self.best_val - cfg.min_delta:
                     self.best_val, self.best_eval, self.best_step = last_val, figures, self.step
                     self.evals_without_improvement = 0
-                    if self.save_fn and self.is_main:
-                        self.save_fn(self.model, self.out_dir)   # the best weights are the stage's output
+                    self.save_weights()     # the best weights are the stage's output
                 else:
                     self.evals_without_improvement += 1
             self.log(row)
@@ -459,15 +507,14 @@ class Trainer:
                 break
         if bar is not None:
             bar.close()
-        if eval_fn is None and self.save_fn and self.is_main:
-            self.save_fn(self.model, self.out_dir)
+        if eval_fn is None:
+            self.save_weights()
         elif eval_fn is not None and not math.isfinite(self.best_val):
             # Never evaluated (e.g. zero steps left): evaluate once so there is an output.
             self.best_eval = self.evaluate(eval_fn)
             self.best_val = last_val = self.best_eval["loss"]
             self.best_step = self.step
-            if self.save_fn and self.is_main:
-                self.save_fn(self.model, self.out_dir)
+            self.save_weights()
         self.save_checkpoint()
         items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
         mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None

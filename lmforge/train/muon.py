@@ -17,6 +17,14 @@ to bf16 rounding (tests/test_muon.py). Two things differ, and they are why this 
   loop over the 28 matrices of a tiny model.
 
 The state is the same "momentum_buffer" per parameter that torch's Muon keeps.
+
+Under FSDP2 (`train.parallel=fsdp`) each parameter is a DTensor holding a block of rows on
+each rank. Newton-Schulz on a block of rows is a different (wrong) function of the matrix, so
+the momentum stays sharded (it is elementwise) but each update is gathered whole (one
+all-gather per matrix shape, `gather_whole`) before it is orthogonalized, and every rank then
+keeps its own rows of the result. Every rank orthogonalizes every matrix: redundant work, but no extra
+communication beyond the gather, and the update is the one a single process computes
+(tests/test_fsdp.py).
 """
 from __future__ import annotations
 
@@ -44,6 +52,42 @@ def newton_schulz(updates: torch.Tensor, steps: int = NS_STEPS, eps: float = EPS
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
         x = torch.baddbmm(x, poly, x, beta=a)
     return x
+
+
+def is_dtensor(t: torch.Tensor) -> bool:
+    return type(t).__name__ == "DTensor"    # no torch.distributed import on the common path
+
+
+def local_rows(full: torch.Tensor, like) -> torch.Tensor:
+    """The part of a whole (unsharded) tensor that DTensor `like` holds on this rank: a
+    replicated DTensor redistributed to like's placements, which is a local slice, no
+    communication."""
+    from torch.distributed.tensor import DTensor, Replicate
+    whole = DTensor.from_local(full, like.device_mesh, [Replicate()] * like.device_mesh.ndim, run_check=False)
+    return whole.redistribute(like.device_mesh, like.placements).to_local()
+
+
+def gather_whole(updates: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Plain tensors as they are; DTensors (FSDP2's row shards) of one shape stacked and
+    all-gathered together, one collective per shape."""
+    if not updates or not is_dtensor(updates[0]):
+        return updates
+    from torch.distributed.tensor import DTensor, Shard
+    by_shape: dict[tuple, list[int]] = defaultdict(list)
+    for i, u in enumerate(updates):
+        by_shape[tuple(u.shape)].append(i)
+    whole: list = [None] * len(updates)
+    for shape, indices in by_shape.items():
+        first = updates[indices[0]]
+        # the stack adds a leading dimension: each Shard(d) becomes Shard(d + 1)
+        placements = [Shard(pl.dim + 1) if isinstance(pl, Shard) else pl for pl in first.placements]
+        local = torch.stack([updates[i].to_local() for i in indices])
+        size = (len(indices), *shape)
+        stacked = DTensor.from_local(local, first.device_mesh, placements, run_check=False, shape=size,
+                                     stride=torch.empty(size, device="meta").stride())
+        for i, full in zip(indices, stacked.full_tensor()):
+            whole[i] = full
+    return whole
 
 
 class Muon(torch.optim.Optimizer):
@@ -84,13 +128,18 @@ class Muon(torch.optim.Optimizer):
                 buf.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buf, momentum) if group["nesterov"] else buf
                 tall = p.shape[0] > p.shape[1]
-                by_shape[(p.shape[1], p.shape[0]) if tall else tuple(p.shape)].append(
-                    (p, update.mT if tall else update, tall))
+                by_shape[(p.shape[1], p.shape[0]) if tall else tuple(p.shape)].append((p, update, tall))
             for items in by_shape.values():
-                stacked = torch.stack([u for _, u, _ in items])
+                # the whole matrices (one all-gather per shape under FSDP): never a row shard
+                whole = gather_whole([u for _, u, _ in items])
+                stacked = torch.stack([u.mT if tall else u for u, (_, _, tall) in zip(whole, items)])
                 ortho = newton_schulz(stacked, group["ns_steps"], group["eps"], self.ns_dtype)
                 for (p, _, tall), o in zip(items, ortho):
                     scale = math.sqrt(max(1.0, p.shape[0] / p.shape[1]))   # the "original" adjustment
+                    o = o.mT if tall else o
+                    if is_dtensor(p):                 # this rank's rows of the whole update
+                        o = local_rows(o, p)
+                        p = p.to_local()
                     p.mul_(1 - lr * group["weight_decay"])
-                    p.add_(o.mT if tall else o, alpha=-lr * scale)
+                    p.add_(o, alpha=-lr * scale)
         return loss

@@ -104,13 +104,24 @@ def make_eval_fn(tokens: np.ndarray, windows: int, batch_size: int, seq_len: int
     return eval_fn
 
 
+def planned_steps(tcfg, parameters: int, world_size: int) -> int:
+    """max_steps, or with tokens_per_param > 0 the steps that feed ratio x parameters tokens
+    (every parameter counted; a step is batch_size x grad_accum x seq_len tokens per process)."""
+    if not tcfg.tokens_per_param:
+        return tcfg.max_steps
+    per_step = tcfg.batch_size * tcfg.grad_accum * tcfg.seq_len * world_size
+    return max(1, math.ceil(tcfg.tokens_per_param * parameters / per_step))
+
+
 def run_stage(ctx: StageContext) -> dict:
     cfg, run = ctx.cfg, ctx.run
     tcfg = cfg.pretrain
     try:
-        train_tokens, val_tokens = load_split(run.tokens_dir, "train"), load_split(run.tokens_dir, "val")
+        train_tokens, val_tokens = (load_split(run.tokens_dir, split, cfg.run.corrupt_shards, ctx.progress)
+                                    for split in ("train", "val"))
     except TokenizerError as e:
         raise StageError(str(e)) from None
+    skipped_shards = getattr(train_tokens, "skipped", []) + getattr(val_tokens, "skipped", [])
     tokenizer = Tokenizer.load(run.tokenizer_dir)
 
     set_threads(cfg.run.threads)
@@ -134,7 +145,11 @@ def run_stage(ctx: StageContext) -> dict:
     eval_fn = make_eval_fn(val_tokens, windows, tcfg.batch_size, tcfg.seq_len, trainer.device,
                            trainer.rank, trainer.world_size, byte_lengths=tokenizer.byte_lengths())
     ctx.progress(f"precision: {trainer.precision.record()['compute']} ({trainer.precision.reason})")
-    result = trainer.fit(batch_fn, next_token_loss_sum, eval_fn, resume=ctx.resume)
+    total_steps = planned_steps(tcfg, model.num_params(), trainer.world_size)
+    if tcfg.tokens_per_param:
+        ctx.progress(f"{tcfg.tokens_per_param:g} tokens per parameter: {total_steps:,} steps of "
+                     f"{tcfg.batch_size * tcfg.grad_accum * tcfg.seq_len * trainer.world_size:,} tokens")
+    result = trainer.fit(batch_fn, next_token_loss_sum, eval_fn, resume=ctx.resume, total_steps=total_steps)
     if not trainer.is_main:
         return {}
 
@@ -160,4 +175,8 @@ def run_stage(ctx: StageContext) -> dict:
         "parameters_without_embedding": model.num_params(exclude_embedding=True),
         "flops_per_token": model.flops_per_token(tcfg.seq_len),
         "device": str(trainer.device),
+        "parallel": tcfg.parallel if trainer.world_size > 1 else "none",
+        "world_size": trainer.world_size,
+        "tokens_per_param": round(result.items_seen / model.num_params(), 3),
+        "skipped_shards": skipped_shards,
     }
