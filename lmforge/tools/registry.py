@@ -24,7 +24,6 @@ for the manifests and benchmarks/grpo_throughput.py.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import threading
 import time
@@ -106,14 +105,11 @@ def resolve_tool(spec: str, run=None, tools_cfg=None) -> Tool:
         return tool_from_callable(index, "lookup")
     if ":" not in spec:
         raise ToolError(f"unknown tool {spec!r}; built in: {', '.join(BUILTIN_TOOLS)}, or give module:function")
-    module_name, func_name = spec.split(":", 1)
+    from ..plugins import import_callable
     try:
-        fn = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as err:
-        raise ToolError(f"tool {spec!r} cannot be loaded ({type(err).__name__}: {err})") from None
-    if not callable(fn):
-        raise ToolError(f"tool {spec!r} is not callable")
-    return tool_from_callable(fn)
+        return tool_from_callable(import_callable(spec, "tool"))
+    except ValueError as err:
+        raise ToolError(str(err)) from None
 
 
 def load_tools(specs: list, run=None, tools_cfg=None) -> list[Tool]:
@@ -136,7 +132,9 @@ class ToolBox:
             wait_s
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lmforge-tool")
         self.lock = threading.Lock()
-        self.stats = {"calls": 0, "errors": 0, "timeouts": 0, "tool_seconds": 0.0}
+        # tool_seconds: inside the tools (in the pool's threads); wait_seconds: the decoding
+        # thread blocked waiting for a result (lmforge/tools/session.py)
+        self.stats = {"calls": 0, "errors": 0, "timeouts": 0, "tool_seconds": 0.0, "wait_seconds": 0.0}
 
     @classmethod
     def from_config(cls, specs: list, run, tools_cfg) -> "ToolBox":
@@ -193,3 +191,39 @@ class ToolBox:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def builtin_toolbox(specs: list, run, tools_cfg, tokenizer, where: str) -> ToolBox | None:
+    """The ToolBox an interactive command runs (chat, compare, serve), or None with a one-line note
+    on stderr when the tools cannot be had: none named, a tokenizer from before tool use, or a
+    tool that cannot be set up (e.g. no lookup index)."""
+    import sys
+    if not specs:
+        return None
+    if not tokenizer.has_tools:
+        print(f"{where}: this run's tokenizer has no tool tokens (it was trained before tool use); tools are off",
+              file=sys.stderr)
+        return None
+    try:
+        return ToolBox.from_config(list(specs), run, tools_cfg)
+    except ToolError as err:
+        print(f"{where}: {err}; tools are off", file=sys.stderr)
+        return None
+
+
+def command_tools(spec: str | None, run, cfg, tokenizer) -> ToolBox | None:
+    """The ToolBox of a command's `--tools` (chat, compare): None = the built-in tools when the run's
+    SFT data taught tool use and the run has what they need, quietly; "none" = off; a comma list =
+    those, saying why one cannot be had."""
+    if spec is None:
+        sft = (run.read_manifest("sft") or {}).get("metrics") or {}
+        if not tokenizer.has_tools or not (sft.get("examples") or {}).get("tool_use"):
+            return None
+        for names in (list(BUILTIN_TOOLS), ["calculator"]):
+            try:
+                return ToolBox.from_config(names, run, cfg.tools)
+            except ToolError:
+                continue
+        return None
+    names = [] if spec.strip() == "none" else [n.strip() for n in spec.split(",") if n.strip()]
+    return builtin_toolbox(names, run, cfg.tools, tokenizer, "--tools")

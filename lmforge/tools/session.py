@@ -146,14 +146,18 @@ class ToolSession:
         (its result is queued, or the row finished for want of room), False while it still runs."""
         record, future, submitted = self.pending
         timeout_at = submitted + self.box.timeout_s
-        wait = max(0.0, min(deadline, timeout_at) - time.monotonic())
+        waited = time.monotonic()
+        wait = max(0.0, min(deadline, timeout_at) - waited)
         try:
             result = future.result(timeout=wait)
         except FutureTimeout:
+            self.box.count("wait_seconds", time.monotonic() - waited)
             if time.monotonic() < timeout_at:
                 return False
             future.cancel()
             result = self.box.timed_out(record["name"])
+        else:
+            self.box.count("wait_seconds", time.monotonic() - waited)
         self.pending = None
         record["seconds"] = round(result.seconds, 6)
         self._give_result(seq, record, result.text, result.error, result.ids)   # may finish the row ("length")
