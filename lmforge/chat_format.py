@@ -38,6 +38,13 @@ import json
 
 TOOL_TOKENS = ("<|tool_call|>", "<|tool_call_end|>", "<|tool|>")
 ROLES = ("system", "user", "assistant", "tool")
+# Strings of the tool format that the BPE learns merges from too (FORMAT_SAMPLE_COPIES copies
+# each, beside the corpus; they never reach the token shards, so the pretraining text is the
+# same). Without them a tokenizer trained on the world alone spells 'calculator {"expression":
+# "7 + 5"}' in 22 tokens and the tools line in 27; with them in 10 and 10.
+FORMAT_SAMPLES = ('calculator {"expression": "7 + 5"}', 'lookup {"query": "Ada Berg"}',
+                  "Tools: calculator(expression), lookup(query)", "[1] score 12.5: ")
+FORMAT_SAMPLE_COPIES = 200
 
 # Every tag strips the whitespace around it, so the layout below never leaks into the output.
 # The `generation` block marks what the model says, so transformers'

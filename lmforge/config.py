@@ -60,7 +60,7 @@ class WorldConfig:
     unseen_train_share: float = opt(0.4, lo=0.0, hi=1.0, help="unseen entities for preference labels and PPO prompts")
     unseen_dev_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for choosing checkpoints and settings")
     unseen_test_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for headline figures only; the rest "
-                                   "are reserved for later uses (e.g. a lookup tool's test)")
+                                   "are reserved: the lookup tool's training entities")
     languages: list = opt(["en", "nb"], help="subset of en, nb")
     article_variants: int = opt(6, lo=1, hi=200, help="reworded articles per entity and language")
     stories: int = opt(600, lo=0)

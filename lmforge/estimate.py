@@ -38,7 +38,7 @@ ANSWER_TOKENS = 16          # a one-fact answer and its <|end|>; rambling ones r
 PROMPT_TOKENS = 24          # a chat question rendered with its role tokens
 TIMED_STEPS = 2             # after one warm-up step
 # seconds per stage at the tiny preset's world (360 entities) on the reference machine
-DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 16.0, "tokenizer": 3.0, "reasoning": 2.0, "synth": 3.0,
+DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 16.0, "tokenizer": 3.0, "reasoning": 2.0, "index": 2.0, "synth": 12.0,
                       "report": 12.0}
 
 

@@ -47,7 +47,8 @@ import numpy as np
 import tokenizers
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
-from lmforge.chat_format import CHAT_TEMPLATE, LEGACY_CHAT_TEMPLATE, TOOL_TOKENS, ChatFormatError, render
+from lmforge.chat_format import (CHAT_TEMPLATE, FORMAT_SAMPLE_COPIES, FORMAT_SAMPLES, LEGACY_CHAT_TEMPLATE,
+                                  TOOL_TOKENS, ChatFormatError, render)
 from lmforge.config import TokenizerConfig
 from lmforge.files import atomic_write_bytes
 
@@ -151,7 +152,8 @@ class Tokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], cfg: TokenizerConfig, show_progress: bool = False,
               special_tokens: tuple[str, ...] = ALL_SPECIAL_TOKENS) -> "Tokenizer":
-        """Learn BPE merges from `texts`; the vocab holds cfg.vocab_size tokens at most.
+        """Learn BPE merges from `texts` (and, with the tool tokens, from the tool format's own
+        strings: chat_format.FORMAT_SAMPLES); the vocab holds cfg.vocab_size tokens at most.
         (`special_tokens=SPECIAL_TOKENS` makes a tokenizer as runs from before tool use had.)"""
         rust = tokenizers.Tokenizer(models.BPE())
         # No normalizer: text goes in byte for byte, which is what makes decode exact.
@@ -168,9 +170,12 @@ class Tokenizer:
             show_progress=show_progress,
         )
 
+        extras = [sample for sample in FORMAT_SAMPLES for _ in range(FORMAT_SAMPLE_COPIES)] \
+            if set(TOOL_TOKENS) <= set(special_tokens) else []
+
         # Feed the Rust trainer lists of strings: one Python call per thousand texts.
         def batches():
-            batch = []
+            batch = list(extras)
             for text in texts:
                 batch.append(text)
                 if len(batch) == 1000:

@@ -34,6 +34,51 @@ def test_bad_conversations_are_skipped_with_a_reason(messages, reason):
     assert cleaned is None and why == reason
 
 
+CALL = {"role": "assistant", "content": "", "tool_calls": [
+    {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "7 + 5"}}}]}
+RESULT = {"role": "tool", "name": "calculator", "content": "12"}
+ANSWER = {"role": "assistant", "content": "7 + 5 = 12."}
+
+
+@pytest.mark.parametrize("messages, reason", [
+    ([U, RESULT, ANSWER], "non_alternating"),                 # a tool result nobody asked for
+    ([U, CALL, U, ANSWER], "non_alternating"),                # a call answered by the user
+    ([U, CALL, RESULT, U], None),            # the trailing user and tool turns are dropped, the rest kept
+    ([U, {"role": "assistant", "content": None}], "wrong_type"),
+    ([U, {**CALL, "tool_calls": "calculator"}], "wrong_type"),
+])
+def test_tool_conversations_follow_the_order_of_calls_and_results(messages, reason):
+    cleaned, why, _ = check_conversation(messages)
+    assert why == reason
+    if reason is None:
+        assert cleaned == [U, CALL]
+
+
+def test_tool_rows_in_trl_format_load_and_results_are_never_learned(micro_run, tmp_path):
+    tokenizer = Tokenizer.load(micro_run / "tokenizer")
+    schema = {"type": "function", "function": {"name": "calculator", "parameters": {
+        "type": "object", "properties": {"expression": {"type": "string"}}}}}
+    path = tmp_path / "tools.jsonl"
+    rows = [{"messages": [U, CALL, RESULT, ANSWER], "tools": [schema]},
+            {"messages": [U, CALL, RESULT, ANSWER], "tools": json.dumps([schema])},     # tools as a JSON string
+            {"messages": [U, CALL, RESULT]}]                                           # trailing tool turn: dropped
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    examples, stats = load_examples(path, tokenizer, max_tokens=400)
+    assert stats["kept"] == 3 and stats["tool_use"] == 3 and stats["trimmed:trailing_user_or_tool_turn"] == 1
+    ids, mask = examples[0]
+    assert (ids, mask) == tuple(tokenizer.render_chat([U, CALL, RESULT, ANSWER], tools=[schema]))
+    assert examples[1] == examples[0]
+    learned = tokenizer.decode([i for i, m in zip(ids, mask) if m])
+    assert learned == '<|tool_call|>calculator {"expression": "7 + 5"}<|tool_call_end|>7 + 5 = 12.<|end|>'
+    # a tokenizer from before tool use skips them, counted
+    from lmforge.tokenizer import SPECIAL_TOKENS
+    from tests.test_engine import TEXTS
+    from lmforge.config import TokenizerConfig
+    old = Tokenizer.train(TEXTS, TokenizerConfig(vocab_size=300), special_tokens=SPECIAL_TOKENS)
+    _, old_stats = load_examples(path, old, max_tokens=400)
+    assert old_stats["skipped:tool_use_without_tool_tokens"] == 3
+
+
 def test_trailing_user_turn_is_dropped_not_the_conversation():
     cleaned, why, dropped = check_conversation([S, U, A, U])
     assert why is None and dropped and cleaned == [S, U, A]

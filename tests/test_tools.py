@@ -275,3 +275,20 @@ def test_a_tokenizer_without_tool_tokens_has_tools_off():
     old = Tokenizer.train(TEXTS, TokenizerConfig(vocab_size=300), special_tokens=SPECIAL_TOKENS)
     with pytest.raises(ValueError, match="no tool tokens"):
         ToolSession(ToolBox(load_tools(["calculator"])), old)
+
+
+def test_the_index_takes_your_own_documents(micro_copy, tmp_path):
+    from tests.conftest import lmforge
+    from lmforge.run import RunDir
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "zoo.md").write_text("The zebracorn lives in the Glimmer Hills.\n\nIt eats moonberries.\n")
+    (notes / "image.png").write_bytes(b"\x89PNG....")                       # unreadable: counted, not fatal
+    lmforge("index", "--run-dir", str(micro_copy), f"tools.lookup_sources=[folder:{notes}]")
+    run = RunDir(micro_copy)
+    metrics = run.read_manifest("index")["metrics"]
+    assert metrics["by_source"]["yours"] == 2 and metrics["by_source"]["unreadable:unsupported_type"] == 1
+    hits = LookupIndex.load(run).search("Where does the zebracorn live?")
+    assert hits[0][1] == "The zebracorn lives in the Glimmer Hills."
+    bad = lmforge("index", "--run-dir", str(micro_copy), "tools.lookup_sources=[site]", check=False)
+    assert bad.returncode == 2 and "tools.lookup_sources" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
