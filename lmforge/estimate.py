@@ -15,8 +15,12 @@ on what the numbers are), each through the code the stage itself runs:
   * batched decoding through lmforge.generate, at one row and at 64 rows, for everything that
     generates: RL rollouts, the evaluations, the preference candidates.
 What is modelled: how many steps (the budget: max_steps, never minutes), how many answers each
-evaluation generates and how long they are. Answers to one-fact questions are taken as
-ANSWER_TOKENS long and worked solutions as their whole budget, so sampling estimates lean high.
+evaluation generates and how long they are, and how much of an RL step's work the data
+leaves: answers to one-fact questions are taken as ANSWER_TOKENS long, a preference pair as
+padded to a prompt plus the answer budget (the batch's longest answer), worked solutions as
+COMPLETION_SHARE of their budget, and GRPO's update as NON_FLAT_SHARE of its completions (flat
+groups are skipped). Those shares were measured at tiny (docs/ARCHITECTURE.md) and are
+what the estimate cannot know before the models exist.
 The data stages (collect, clean, tokenizer, ...) run no model; their figures scale reference
 times with the world's size and are marked as not measured.
 """
@@ -35,11 +39,16 @@ from .config import Config
 from .device import pick_device
 
 ANSWER_TOKENS = 16          # a one-fact answer and its <|end|>; rambling ones run longer
-PROMPT_TOKENS = 24          # a chat question rendered with its role tokens
+PROMPT_TOKENS = 16          # a chat question rendered with its role tokens (15 on average at tiny)
+COMPLETION_SHARE = 0.65     # GRPO completions at tiny: 25 of 40 tokens on average
+NON_FLAT_SHARE = 0.45       # GRPO groups at tiny whose rewards differ (the rest are skipped)
+PAIRS_PER_PROMPT = 7.5      # preference pairs per labelled prompt at tiny (6 candidates, ties give none)
+PPO_UPDATE_FACTOR = 2.5     # a PPO micro-step against one masked LM step: policy and value, their losses
 TIMED_STEPS = 2             # after one warm-up step
 # seconds per stage at the tiny preset's world (360 entities) on the reference machine
-DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 16.0, "tokenizer": 3.0, "reasoning": 2.0, "index": 2.0, "synth": 12.0,
-                      "report": 12.0}
+# (synth: 7 s before the tool-use conversations, which call the calculator and lookup for ~9 s more)
+DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 17.0, "tokenizer": 3.0, "reasoning": 14.0, "index": 2.0,
+                      "synth": 16.0, "report": 5.0}
 
 
 def _vocab_size(cfg: Config, run) -> int:
@@ -133,10 +142,25 @@ class Probe:
             return collate(rows, 5, self.device)
         return self.train_step(tcfg, model, batch_fn, loss_fn)
 
+    def forward(self, rows: int, length: int) -> float:
+        """Seconds of a no-grad forward over rows x length tokens (scoring, reference
+        log-probs), linear in tokens from one measured 32 x 64 batch."""
+        if "forward" not in self.decode_cache:
+            model = self.make_model().to(self.device).eval()
+            ids = torch.from_numpy(self._random_ids(32, 64)).to(self.device)
+            started = time.perf_counter()
+            with torch.no_grad():
+                model(ids)
+                start = time.perf_counter()
+                model(ids)
+            self.decode_cache["forward"] = (time.perf_counter() - start) / (32 * 64)
+            self.measured_seconds += time.perf_counter() - started
+        return self.decode_cache["forward"] * rows * length
+
     def decode_step(self, rows: int) -> float:
         """Seconds per decoding step of `rows` sequences (prefill included, spread over the
         steps), linear between the measured 1 and 64 rows and beyond."""
-        if not self.decode_cache:
+        if 1 not in self.decode_cache:
             from .generate import generate
             model = self.make_model().to(self.device).eval()
             started = time.perf_counter()
@@ -150,12 +174,16 @@ class Probe:
         one, many = self.decode_cache[1], self.decode_cache[64]
         return one + (many - one) * (rows - 1) / 63
 
-    def generation(self, sequences: int, new_tokens: int, batch: int) -> float:
-        """Seconds to generate `sequences` answers of new_tokens each, `batch` at a time."""
+    def generation(self, sequences: int, new_tokens: int, batch: int, prompt_tokens: int = PROMPT_TOKENS) -> float:
+        """Seconds to generate `sequences` answers of new_tokens each after prompts of
+        prompt_tokens, `batch` at a time (generate() takes at most GENERATE_MAX_BATCH rows
+        together): the prompts' prefill beyond the decode probe's own, then the decode steps."""
+        from .generate import GENERATE_MAX_BATCH
         if sequences <= 0:
             return 0.0
-        batch = max(1, min(batch, sequences))
-        return math.ceil(sequences / batch) * new_tokens * self.decode_step(batch)
+        batch = max(1, min(batch, sequences, GENERATE_MAX_BATCH))
+        prefill = self.forward(sequences, max(0, prompt_tokens - PROMPT_TOKENS))
+        return prefill + math.ceil(sequences / batch) * new_tokens * self.decode_step(batch)
 
 
 def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
@@ -169,43 +197,57 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
     if name == "sft":
         t = cfg.sft
         per_step = probe.masked_step(t, t.batch_size, t.seq_len, segments=max(1, t.seq_len // 64))
-        evaluation = probe.generation(2 * t.eval_limit, ANSWER_TOKENS, 64)
+        # trained facts, held-out test and dev questions; a batch decodes until its longest answer ends
+        evaluation = probe.generation(3 * t.eval_limit, 2 * ANSWER_TOKENS, 64)
         return {"before": 0.0, "per_step": per_step, "steps": t.max_steps, "after": evaluation}
+    lab = cfg.label
+    labelled = lab.prompts + lab.dev_prompts + lab.test_prompts
+    answer = min(lab.max_new_tokens, 2 * ANSWER_TOKENS)
     if name == "preferences":
-        lab = cfg.label
-        sampling = probe.generation(lab.prompts * lab.candidates, min(lab.max_new_tokens, 2 * ANSWER_TOKENS),
-                                    lab.prompts * lab.candidates)
-        return {"before": 0.0, "per_step": 0.0, "steps": 0, "after": sampling}
-    pair_len = min(seq, PROMPT_TOKENS + ANSWER_TOKENS)
-    alignment = 4 * probe.generation(cfg.label.eval_prompts, min(cfg.label.max_new_tokens, 2 * ANSWER_TOKENS),
-                                     cfg.label.eval_prompts)
+        return {"before": 0.0, "per_step": 0.0, "steps": 0,
+                "after": probe.generation(labelled * lab.candidates, answer, labelled * lab.candidates)}
+    pair_len = min(seq, PROMPT_TOKENS + lab.max_new_tokens)
+    pairs = labelled * PAIRS_PER_PROMPT
+    dev_pairs, test_pairs = pairs * lab.dev_prompts / labelled, pairs * lab.test_prompts / labelled
+    evaluated = lab.eval_prompts + lab.eval_dev_prompts
+    # greedy and sampled answers of the policy and of SFT, then every answer scored
+    alignment = 4 * probe.generation(evaluated, answer, evaluated) + probe.forward(4 * evaluated, pair_len)
     if name == "reward":
         t = cfg.reward
+        # accuracy on dev and test pairs and on as many training pairs as test pairs
+        scoring = probe.forward(2 * (dev_pairs + 2 * test_pairs), pair_len)
         return {"before": 0.0, "per_step": probe.pair_step(t, "reward", t.batch_size, pair_len),
-                "steps": t.max_steps, "after": 0.0}
+                "steps": t.max_steps, "after": scoring}
     if name == "dpo":
         t = cfg.dpo
-        return {"before": 0.0, "per_step": probe.pair_step(t, "dpo", t.batch_size, pair_len), "steps": t.max_steps,
-                "after": alignment}
+        reference = probe.forward(2 * pairs, pair_len)      # the reference's log-probs of every pair, once
+        return {"before": reference, "per_step": probe.pair_step(t, "dpo", t.batch_size, pair_len),
+                "steps": t.max_steps, "after": alignment + probe.forward(2 * (dev_pairs + test_pairs), pair_len)}
     if name == "ppo":
         t = cfg.ppo
-        length = PROMPT_TOKENS + t.max_completion_tokens
-        rollout = probe.generation(t.prompts_per_step, t.max_completion_tokens, t.prompts_per_step)
-        # policy and value are each updated on every micro-batch, for `iterations` epochs
+        answer = min(t.max_completion_tokens, ANSWER_TOKENS)
+        length = PROMPT_TOKENS + answer
+        rollout = probe.generation(t.prompts_per_step, answer, t.prompts_per_step)
+        scoring = 3 * probe.forward(t.prompts_per_step, length)     # reward, values and reference log-probs
         updates = t.iterations * math.ceil(t.prompts_per_step / t.batch_size)
-        update = updates * 2 * probe.masked_step(t, t.batch_size, length)
-        normalizer = probe.generation(t.reward_norm_samples, t.max_completion_tokens, t.reward_norm_samples)
-        return {"before": normalizer, "per_step": rollout + update, "steps": t.max_steps, "after": alignment}
+        update = updates * PPO_UPDATE_FACTOR * probe.masked_step(t, t.batch_size, length)
+        normalizer = probe.generation(t.reward_norm_samples, answer, t.prompts_per_step)
+        return {"before": normalizer, "per_step": rollout + scoring + update, "steps": t.max_steps,
+                "after": alignment}
     if name == "grpo":
         g = cfg.grpo
         rows = g.prompts_per_step * g.group_size
-        rollout = probe.generation(rows, g.max_completion_tokens, rows)
-        update = g.iterations * math.ceil(rows / g.batch_size) * probe.masked_step(
-            g, min(g.batch_size, rows), PROMPT_TOKENS * 2 + g.max_completion_tokens)
+        completion = max(1, round(g.max_completion_tokens * COMPLETION_SHARE))
+        rollout = probe.generation(rows, completion, rows, prompt_tokens=3 * PROMPT_TOKENS)
+        updated = max(1, round(rows * NON_FLAT_SHARE))
+        update = g.iterations * math.ceil(updated / g.batch_size) * probe.masked_step(
+            g, min(g.batch_size, updated), 3 * PROMPT_TOKENS + completion)
         levels = cfg.reasoning.max_difficulty
-        evaluation = (probe.generation(g.eval_per_difficulty * levels, g.max_completion_tokens, 128)
+        # greedy on the test and dev problems, k samples of the first test problems per level
+        evaluation = (probe.generation((g.eval_per_difficulty + g.dev_per_difficulty) * levels, completion, 128,
+                                       prompt_tokens=3 * PROMPT_TOKENS)
                       + probe.generation((g.eval_k_per_difficulty or g.eval_per_difficulty) * levels * g.eval_k,
-                                         g.max_completion_tokens, 128))
+                                         completion, 128, prompt_tokens=3 * PROMPT_TOKENS))
         return {"before": evaluation, "per_step": rollout + update, "steps": g.max_steps, "after": evaluation}
     raise KeyError(name)
 

@@ -598,6 +598,8 @@ class BackgroundEngine:
 
 # ---------------------------------------------------------------- entry points
 
+GENERATE_MAX_BATCH = 256
+
 @torch.inference_mode()
 def generate(model, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop_ids=(), min_p: float = 0.0,
@@ -630,7 +632,14 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, temperature: 
     for seq in seqs:
         seq.fit_context(model.cfg.seq_len)
     longest = max(len(s.prompt) for s in seqs)
-    engine = Engine(model, max_batch=len(seqs), max_len=longest + max(1, max(s.budget for s in seqs)))
+    # At most GENERATE_MAX_BATCH rows decode together; the rest wait and take rows as others
+    # finish. The preference stage asks for thousands of answers at once: one row each made a
+    # 2 GB cache and a 7.7 GB process at tiny. A row's output does not depend on the batch.
+    # With waiting rows the cache gets room for a second wave beside the first, so newcomers
+    # need not wait for every row to finish.
+    span = longest + max(1, max(s.budget for s in seqs))
+    engine = Engine(model, max_batch=min(len(seqs), GENERATE_MAX_BATCH),
+                    max_len=span if len(seqs) <= GENERATE_MAX_BATCH else 2 * span)
     for seq in seqs:
         engine.submit(seq)
     while engine.step():

@@ -101,6 +101,20 @@ def test_batch_equals_single_rows():
         assert got.tokens == naive_greedy(model, p, 10)
 
 
+def test_more_prompts_than_the_batch_limit_wait_their_turn(monkeypatch):
+    """generate() decodes at most GENERATE_MAX_BATCH rows together; the others join as rows
+    finish, and every row's output is what it would be in one big batch."""
+    import lmforge.generate as generate_module
+    model = make()
+    prompts = [prompt(1 + i % 7, 20 + i) for i in range(11)]
+    kwargs = dict(max_new_tokens=12, temperature=1.0, seed=5, stop_ids=[3])
+    together = generate(model, prompts, **kwargs)
+    monkeypatch.setattr(generate_module, "GENERATE_MAX_BATCH", 3)
+    assert generate(model, prompts, **kwargs) == together
+    assert generate(model, prompts, max_new_tokens=12) == [Generation(naive_greedy(model, p, 12), "length")
+                                                          for p in prompts]
+
+
 def test_seeded_sampling_is_reproducible():
     model = make()
     prompts = [prompt(5, 6), prompt(2, 7)]

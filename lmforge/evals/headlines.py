@@ -62,7 +62,9 @@ def _tokenizer(m: dict) -> list[list]:
 def _pretrain(m: dict) -> list[list]:
     return [rate_figure("pretrain", "facts completed exactly (greedy)", m.get("fact_accuracy"), m.get("facts_checked"),
                         "training: trained facts", "facts"),
-            count("pretrain", "validation loss", m.get("val_loss"), "nats per token, validation text")]
+            count("pretrain", "validation loss", m.get("val_loss"), "nats per token, validation text"),
+            count("pretrain", "validation bits per byte", m.get("val_bpb", "not measured"),
+                  f"{m.get('val_tokens', 0):,} validation tokens; independent of the tokenizer")]
 
 
 def _reasoning(m: dict) -> list[list]:
@@ -178,8 +180,12 @@ def headline_table(run) -> str:
     for stage, make in HEADLINES.items():
         manifest = run.read_manifest(stage)
         if manifest and manifest.get("status") == "done":
-            stage_rows = make(manifest.get("metrics") or {})
+            metrics = manifest.get("metrics") or {}
+            stage_rows = make(metrics)
             stage_rows[0][0] = f"{stage} ({manifest.get('wall_seconds', 0):.0f}s)"
+            if metrics.get("cut_short"):      # a max_minutes cap stopped it before its planned steps
+                stage_rows[0][0] += (f" **CUT SHORT: {metrics['steps']} of {metrics['planned_steps']} "
+                                     f"planned steps**")
             rows += [row if i == 0 else ["", *row[1:]] for i, row in enumerate(stage_rows)]
     note = ("Intervals are 95 % Wilson intervals. *test*: a set used for nothing else (never trained on, never "
             "used to choose a checkpoint or a setting); *dev*: the set checkpoints and settings are chosen on; "
