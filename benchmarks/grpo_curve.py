@@ -11,7 +11,9 @@ end), and evaluates the first `eval_per_difficulty` dev problems of each level (
 test` for the test problems; compare settings on dev, so the headline set chooses nothing)
 greedily (pass@1) and 60 of each level 4 times at temperature 1 (pass@4); before and after,
 it counts where each wrong greedy answer first leaves the worked solution (an operand read
-wrongly from the question, or a wrong result). It uses the GPU
+wrongly from the question, a wrong result, or other: lmforge/evals/reasoning.error_kind).
+With `grpo.tools` in the run's config (or `--set grpo.tools=[calculator,lookup]`) rollouts and
+evaluation offer those tools. It uses the GPU
 when there is one; start several at once with different `--set` to compare settings.
 Nothing is written to the run directory. A benchmark, never a test.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import tempfile
 import time
@@ -29,44 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.data.reasoning import balanced_subset, load_tasks  # noqa: E402
-from lmforge.evals.reasoning import evaluate_reasoning, is_correct  # noqa: E402
-from lmforge.generate import generate  # noqa: E402
+from lmforge.evals.reasoning import evaluate_reasoning  # noqa: E402
 from lmforge.model import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.grpo import build_rewards, grpo_step, prompts_for_step  # noqa: E402
 from lmforge.device import pick_device  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
-
-
-EQUATION = re.compile(r"(\d+) ([-+×x*]) (\d+) = (\d+)")
-
-
-def first_errors(model, tokenizer, tasks, max_new_tokens: int) -> dict:
-    """Where each wrong greedy answer first leaves the worked solution: an operand or operator
-    that differs from the solution's (read wrongly from the question), a wrong result, or
-    neither (a different number of steps, or no equations at all)."""
-    model.eval()
-    outs = []
-    for start in range(0, len(tasks), 128):
-        outs += generate(model, [t.prompt_ids for t in tasks[start:start + 128]], max_new_tokens=max_new_tokens,
-                         temperature=0.0, stop_ids=(tokenizer.end_id,))
-    counts = {"correct": 0, "operand_or_operator": 0, "result": 0, "other": 0}
-    for task, out in zip(tasks, outs):
-        text = tokenizer.decode(out.tokens)
-        if is_correct(text, task.answer):
-            counts["correct"] += 1
-            continue
-        kind = "other"
-        for want, got in zip(EQUATION.findall(task.columns.get("solution") or ""), EQUATION.findall(text)):
-            if want[:3] != got[:3]:
-                kind = "operand_or_operator"
-                break
-            if want[3] != got[3]:
-                kind = "result"
-                break
-        counts[kind] += 1
-    return counts
+from lmforge.tools.registry import ToolBox  # noqa: E402
 
 
 def main() -> None:
@@ -88,7 +59,10 @@ def main() -> None:
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     policy = load_model(run.model_dir("sft"), device=device)
     max_prompt = policy.cfg.seq_len - g.max_completion_tokens
-    tasks, _ = load_tasks(run.path("datasets", "reasoning.jsonl"), tokenizer, max_prompt, g.answer_column)
+    tools = ToolBox.from_config(g.tools, run, cfg.tools) if g.tools else None
+    schemas = tools.schemas() if tools is not None else None
+    tasks, _ = load_tasks(run.path("datasets", "reasoning.jsonl"), tokenizer, max_prompt, g.answer_column,
+                          tools=schemas)
     # settings are compared on the dev problems; the test problems are for the stage's headline only
     held_file = {"dev": "reasoning_dev.jsonl", "test": "reasoning_eval.jsonl"}[args.split]
     held_out, _ = load_tasks(run.path("datasets", held_file), tokenizer, max_prompt, g.answer_column)
@@ -97,12 +71,12 @@ def main() -> None:
 
     def evaluate(step: int) -> dict:
         r = evaluate_reasoning(policy, tokenizer, held_out, 4, 1.0, g.max_completion_tokens, seed=cfg.run.seed,
-                               examples=0, k_per_difficulty=60)
-        return {"step": step, "pass@1": r["pass@1"], "pass@4": r["pass@k"],
+                               examples=0, k_per_difficulty=60, tools=tools)
+        return {"step": step, "pass@1": r["pass@1"], "pass@4": r["pass@k"], "first_errors": r["errors"],
                 "pass@1_by_difficulty": {level: v["pass@1"] for level, v in r["by_difficulty"].items()}}
 
     curve = [evaluate(0)]
-    errors = {"before": first_errors(policy, tokenizer, held_out, g.max_completion_tokens)}
+    errors = {"before": curve[0]["first_errors"]}
     print(json.dumps(curve[-1]), "first errors:", errors["before"], flush=True)
     tmp = Path(tempfile.mkdtemp())
     g = dataclasses.replace(g, max_steps=args.steps, max_minutes=args.minutes, checkpoint_every=10**9)
@@ -116,7 +90,8 @@ def main() -> None:
 
     def step_fn(step: int) -> dict:
         batch = prompts_for_step(tasks, step, g.prompts_per_step, cfg.run.seed)
-        rows.append(grpo_step(trainer, None, tokenizer, batch, rewards, g, cfg.run.seed * 1_000_003 + step * 10_007))
+        rows.append(grpo_step(trainer, None, tokenizer, batch, rewards, g, cfg.run.seed * 1_000_003 + step * 10_007,
+                              tools))
         if (step + 1) % args.every == 0 or step + 1 == args.steps:
             recent = rows[-args.every:]
             point = evaluate(step + 1)
@@ -132,7 +107,7 @@ def main() -> None:
     result = trainer.run(step_fn, resume=False)
     if curve[-1]["step"] != result.steps:
         curve.append(evaluate(result.steps))
-    errors["after"] = first_errors(policy, tokenizer, held_out, g.max_completion_tokens)
+    errors["after"] = curve[-1]["first_errors"]
     save()
     print("first errors after:", errors["after"])
     print(f"pass@1 {curve[0]['pass@1']:.1%} -> {curve[-1]['pass@1']:.1%} after {result.steps} steps "

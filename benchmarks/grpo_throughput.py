@@ -23,6 +23,12 @@ The two sides do not do the same work per step, and the result says so (`work`):
   - TRL computes the forward and backward of every completion, flat groups included (their
     loss terms are 0).
 So the like-for-like ratio is trl / lmforge_no_skip; trl / lmforge adds what skipping buys.
+
+`--tools calculator,lookup` times lmforge once more with those tools offered (`lmforge_tools`:
+multi-turn rollouts through the engine's tool loop, prompts that declare the tools) and
+reports the seconds spent inside the tools (their threads) and the decoding thread's
+seconds waiting for them, as a share of rollout time (`tool_share_of_rollout`). TRL does not
+run this side.
 """
 from __future__ import annotations
 
@@ -60,7 +66,7 @@ def grpo_settings(run: RunDir, args):
     return g
 
 
-def bench_lmforge(run: RunDir, tasks, args, skip_flat_groups: bool = True) -> dict:
+def bench_lmforge(run: RunDir, tasks, args, skip_flat_groups: bool = True, tools=None) -> dict:
     g = grpo_settings(run, args)
     g.skip_flat_groups = skip_flat_groups
     tokenizer = Tokenizer.load(run.tokenizer_dir)
@@ -71,19 +77,27 @@ def bench_lmforge(run: RunDir, tasks, args, skip_flat_groups: bool = True) -> di
         rows = []
         for step in range(args.steps + 1):
             started = time.perf_counter()
-            row = grpo_step(trainer, None, tokenizer, tasks, rewards, g, seed=1000 + step)
+            row = grpo_step(trainer, None, tokenizer, tasks, rewards, g, seed=1000 + step, tools=tools)
             row["wall"] = time.perf_counter() - started
             rows.append(row)
     timed = rows[1:]
     seconds = statistics.mean(r["wall"] for r in timed)
     rollout = statistics.mean(r["rollout_seconds"] for r in timed)
     n = args.prompts * args.group_size
-    return {"seconds_per_step": round(seconds, 3), "completions_per_second": round(n / seconds, 1),
-            "rollout_seconds_per_step": round(rollout, 3), "rollout_completions_per_second": round(n / rollout, 1),
-            "completion_length_mean": round(statistics.mean(r["completion_length_mean"] for r in timed), 1),
-            "reward_mean": round(statistics.mean(r["reward_mean"] for r in timed), 3),
-            "flat_group_fraction": round(statistics.mean(r["zero_std_fraction"] for r in timed), 3),
-            "skip_flat_groups": skip_flat_groups}
+    result = {"seconds_per_step": round(seconds, 3), "completions_per_second": round(n / seconds, 1),
+              "rollout_seconds_per_step": round(rollout, 3), "rollout_completions_per_second": round(n / rollout, 1),
+              "completion_length_mean": round(statistics.mean(r["completion_length_mean"] for r in timed), 1),
+              "reward_mean": round(statistics.mean(r["reward_mean"] for r in timed), 3),
+              "flat_group_fraction": round(statistics.mean(r["zero_std_fraction"] for r in timed), 3),
+              "skip_flat_groups": skip_flat_groups}
+    if tools is not None:
+        running, waiting = (sum(r[key] for r in timed) for key in ("tool_seconds", "tool_wait_seconds"))
+        result.update({"tools": tools.names, "tool_calls_per_step": statistics.mean(r["tool_calls"] for r in timed),
+                       "malformed_calls_per_step": statistics.mean(r["malformed_calls"] for r in timed),
+                       "tool_seconds_per_step": round(running / len(timed), 4),
+                       "tool_wait_seconds_per_step": round(waiting / len(timed), 4),
+                       "tool_share_of_rollout": round((running + waiting) / (rollout * len(timed)), 4)})
+    return result
 
 
 def bench_trl(run: RunDir, tasks, args) -> dict:
@@ -146,6 +160,8 @@ def main() -> None:
     parser.add_argument("--max-completion-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--tools", default="", help="also time lmforge with these tools offered (e.g. "
+                        "calculator,lookup): the tool loop's share of rollout time")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.threads:
@@ -169,6 +185,16 @@ def main() -> None:
     print("lmforge:", json.dumps(result["lmforge"]), flush=True)
     result["lmforge_no_skip"] = bench_lmforge(run, tasks, args, skip_flat_groups=False)
     print("lmforge, flat groups computed:", json.dumps(result["lmforge_no_skip"]), flush=True)
+    if args.tools:
+        from lmforge.tools.registry import ToolBox
+        cfg = run.load_config() if run.config_path.exists() else load_config("tiny")
+        box = ToolBox.from_config([t for t in args.tools.split(",") if t], run, cfg.tools)
+        tool_tasks, _ = load_tasks(run.path("datasets", "reasoning.jsonl"), tokenizer,
+                                   model_seq_len - args.max_completion_tokens, limit=args.prompts,
+                                   tools=box.schemas())
+        result["lmforge_tools"] = bench_lmforge(run, tool_tasks, args, tools=box)
+        print("lmforge, with tools:", json.dumps(result["lmforge_tools"]), flush=True)
+        box.close()
     if not args.skip_trl:
         import trl
         result["trl_version"] = trl.__version__

@@ -97,6 +97,8 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--draft", default=None, metavar="DRAFT_RUN_DIR",
                    help="speculative decoding with this draft run's model (python -m lmforge.speculative prepare-draft)")
     p.add_argument("--prompt-lookup", action="store_true", help="speculative decoding with n-gram prompt lookup")
+    p.add_argument("--tools", default=None, help="tools the model may call, comma-separated (calculator, lookup, "
+                   "module:function), or none (default: calculator and lookup when the run's SFT taught tool use)")
     p = command("serve", "OpenAI-compatible HTTP API and web chat page")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1: this machine only)")
@@ -105,6 +107,8 @@ def _add_inference_commands(sub) -> None:
                    "or $LMFORGE_API_KEY; default none, which a non-loopback --host refuses)")
     p.add_argument("--api-key-file", default=None, help="require the key on this file's first line")
     p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together")
+    p.add_argument("--tools", default=None, help="tools the server runs itself (serve.builtin_tools), "
+                   "comma-separated: calculator, lookup, module:function; none = off")
     p = command("label", "label preference pairs by hand: a web page (or --terminal) over datasets/label_items.jsonl")
     p.add_argument("--stage", help="the model that samples the answers when there are no label items yet "
                    "(default sft)")
@@ -129,6 +133,8 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--raw", action="store_true", help="continue the text instead of rendering it as a chat turn")
+    p.add_argument("--tools", default=None, help="tools offered to the chat stages, comma-separated, or none "
+                   "(default: calculator and lookup when the run's SFT taught tool use)")
     p = command("convert-checkpoint", "a stage's latest sharded (parallel=fsdp) checkpoint -> model.safetensors")
     p.add_argument("--stage", help="which stage's checkpoint (default pretrain)")
     p.add_argument("--out", help="output folder (default <run-dir>/models/<stage>-checkpoint)")

@@ -62,7 +62,7 @@ class WorldConfig:
     unseen_train_share: float = opt(0.4, lo=0.0, hi=1.0, help="unseen entities for preference labels and PPO prompts")
     unseen_dev_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for choosing checkpoints and settings")
     unseen_test_share: float = opt(0.2, lo=0.0, hi=1.0, help="unseen entities for headline figures only; the rest "
-                                   "are reserved for later uses (e.g. a lookup tool's test)")
+                                   "are reserved: the lookup tool's training entities")
     languages: list = opt(["en", "nb"], help="subset of en, nb")
     article_variants: int = opt(6, lo=1, hi=200, help="reworded articles per entity and language")
     stories: int = opt(600, lo=0)
@@ -258,6 +258,35 @@ class SynthConfig:
     self_instruct: int = opt(0, lo=0, help="answers the base model writes itself (verified); 0 = off")
     reasoning_problems: int = opt(1500, lo=0, help="worked word problems from datasets/reasoning_sft.jsonl "
                                   "(the reasoning stage) added to the SFT data; 0 = none")
+    tool_use: str = opt("calls", choices=["calls", "plain", "off"],
+                        help="tool-use conversations: with tool calls and results (calls), the same conversations "
+                             "with the calls written out as plain arithmetic or recalled text (plain: the no-tools "
+                             "baseline), or none (off)")
+    tool_problems: int = opt(1500, lo=0, help="worked word problems whose arithmetic goes through the calculator "
+                             "(more problems of reasoning_sft.jsonl, after the plain ones)")
+    lookup_questions: int = opt(600, lo=0, help="questions about unseen entities of the reserved partition, "
+                                "answered from lookup results")
+    lookup_unanswerable: int = opt(200, lo=0, help="questions about invented names: lookup finds nothing relevant "
+                                   "and the answer is \"I don't know\"")
+    no_tool_questions: int = opt(150, lo=0, help="conversations with tools offered that need none")
+
+
+@dataclass
+class ToolsConfig:
+    """Tool use (lmforge/tools/): limits of the shared tool loop, the lookup index, tools of your own."""
+    extra: list = opt([], help="your own tools as module:function: a callable that takes the call's JSON arguments "
+                      "as keywords and returns text (optional attributes: parameters, description)")
+    timeout_s: float = opt(5.0, lo=0.001, hi=600.0, help="a tool still running after this gives an error result")
+    max_calls: int = opt(6, lo=1, hi=64, help="tool calls per answer; further calls get an error result")
+    max_result_chars: int = opt(600, lo=16, hi=100_000, help="a longer tool result is cut")
+    wait_ms: float = opt(20.0, lo=0.0, hi=10_000.0, help="how long a decoding step waits for a running tool before "
+                         "that row steps out of the batch (the others decode on; it rejoins with its result)")
+    workers: int = opt(4, lo=1, hi=256, help="threads that run tools")
+    lookup_k: int = opt(2, lo=1, hi=20, help="passages a lookup returns")
+    lookup_chars: int = opt(160, lo=16, hi=4000, help="each passage is cut to this many characters")
+    lookup_corpus: bool = opt(True, help="index the run's cleaned corpus beside the reference shelf")
+    lookup_sources: list = opt([], help="your own documents for the lookup index: folder:PATH, jsonl:PATH[#column] "
+                               "or parquet:PATH[#column]")
 
 
 @dataclass
@@ -380,7 +409,10 @@ class GRPOConfig(TrainConfig):
     skip_flat_groups: bool = opt(True, help="leave groups whose rewards are all equal out of the update (no forward "
                                  "or backward); false computes them (they carry zero advantage)")
     answer_column: str = opt("answer")
-    rewards: list = opt(["correctness"], help="built-in names (correctness, format) or module:function")
+    rewards: list = opt(["correctness"], help="built-in names (correctness, format, steps, tool_format) or "
+                        "module:function")
+    tools: list = opt([], help="tools offered in rollouts and the tool evaluation: calculator, lookup, or "
+                      "module:function; empty = none")
     reward_weights: list = opt([], help="one weight per reward; empty = all 1.0")
     prompts_per_step: int = opt(16, lo=1, help="prompts sampled per GRPO step")
     group_size: int = opt(8, lo=2, hi=1024, help="G: completions per prompt")
@@ -459,6 +491,8 @@ class ServeConfig:
                                                       "more get 429 with Retry-After")
     read_timeout_s: float = opt(30.0, lo=0.1, hi=3600.0, help="a client must send its request headers, and then "
                                                               "its body, within this many seconds each (slowloris)")
+    builtin_tools: list = opt([], help="tools the server runs itself (calculator, lookup, module:function), offered "
+                              "in every chat request beside the client's own")
 
 
 @dataclass
@@ -488,6 +522,7 @@ class Config:
     grpo: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
         optimizer="adamw", lr=5e-5, schedule="constant", warmup_steps=0, max_steps=150, batch_size=32,
         clip_grad=1.0, checkpoint_every=20, log_every=1, patience=0))
+    tools: ToolsConfig = dataclasses.field(default_factory=ToolsConfig)
     generate: GenerateConfig = dataclasses.field(default_factory=GenerateConfig)
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
@@ -645,6 +680,15 @@ def validate(cfg: Config) -> None:
     train = cfg.clean.classifier_train
     if cfg.clean.classifier and train != "<site>" and not Path(train).expanduser().is_file():
         raise ConfigError(f"clean.classifier_train={train!r}: no such file (a JSONL of {{text, label}} rows, or <site>)")
+    if cfg.tools.lookup_sources:
+        for spec in parse_sources(cfg.tools.lookup_sources, field="tools.lookup_sources"):
+            if spec.kind not in ("folder", "jsonl", "parquet"):
+                raise ConfigError(f"tools.lookup_sources: {spec.kind!r} sources are not read here; use folder:, "
+                                  "jsonl: or parquet:")
+    from .tools.registry import check_specs   # unknown tool names stop here, with the names allowed
+    for field_name, specs in (("grpo.tools", cfg.grpo.tools), ("serve.builtin_tools", cfg.serve.builtin_tools),
+                              ("tools.extra", cfg.tools.extra)):
+        check_specs(specs, field_name)
     m = cfg.model
     kv = m.n_kv_head or m.n_head
     if m.d_model % m.n_head:

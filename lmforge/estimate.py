@@ -46,8 +46,9 @@ PAIRS_PER_PROMPT = 7.5      # preference pairs per labelled prompt at tiny (6 ca
 PPO_UPDATE_FACTOR = 2.5     # a PPO micro-step against one masked LM step: policy and value, their losses
 TIMED_STEPS = 2             # after one warm-up step
 # seconds per stage at the tiny preset's world (360 entities) on the reference machine
-DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 17.0, "tokenizer": 3.0, "reasoning": 14.0, "synth": 7.0,
-                      "report": 5.0}
+# (synth: 7 s before the tool-use conversations, which call the calculator and lookup for ~9 s more)
+DATA_STAGE_SECONDS = {"collect": 14.0, "clean": 17.0, "tokenizer": 3.0, "reasoning": 14.0, "index": 2.0,
+                      "synth": 16.0, "report": 5.0}
 
 
 def _vocab_size(cfg: Config, run) -> int:

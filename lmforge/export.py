@@ -11,8 +11,9 @@ The exported folder loads with `AutoModelForCausalLM.from_pretrained(path)` and
 `AutoTokenizer.from_pretrained(path)` without custom code: a Llama architecture, or Qwen3
 when the model uses QK-norm (that is the only difference between the two for our weights).
 It holds config.json, generation_config.json, model.safetensors (fp32, HF names, lm_head
-left out when tied), tokenizer.json, tokenizer_config.json (with the chat template),
-chat_template.jinja and special_tokens_map.json. The config is written as plain JSON, so
+left out when tied), tokenizer.json, tokenizer_config.json (with the chat template, whose
+tool calls, tool messages and `tools` declaration are lmforge/chat_format.py's),
+chat_template.jinja and special_tokens_map.json (the tool tokens among the additional ones). The config is written as plain JSON, so
 exporting does not need transformers installed.
 
 Weight names differ only by a renaming (see lmforge/model.py); `hf_state_dict` and
@@ -175,7 +176,7 @@ def export_hf(model_dir, tokenizer_dir, out_dir) -> Path:
     # newer transformers read the template from its own file; older ones from tokenizer_config.json
     atomic_write_bytes(out / "chat_template.jinja", tokenizer_config["chat_template"].encode())
     write_json("special_tokens_map.json", {"bos_token": "<|bos|>", "eos_token": "<|end|>", "pad_token": "<|pad|>",
-                                           "additional_special_tokens": ["<|system|>", "<|user|>", "<|assistant|>"]})
+                                           "additional_special_tokens": tokenizer.additional_special_tokens()})
     return out
 
 

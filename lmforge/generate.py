@@ -52,8 +52,13 @@ from .model import KVCache
 @dataclass
 class Generation:
     tokens: list[int]        # the new ids, without the prompt and without the stop id
-    finish_reason: str       # "stop": a stop id or string; "length": max tokens or context; "cancelled"
-    text: str | None = None  # the decoded text (stop string cut off); only when a tokenizer was given
+    finish_reason: str       # "stop": a stop id or string; "length": max tokens or context; "cancelled";
+                             # with tools also "tool_calls" (a client's tool) and "invalid_tool_call"
+    text: str | None = None  # the decoded answer text (stop string cut off, no tool calls or results);
+                             # only when a tokenizer was given
+    injected: list[int] | None = None   # with tools: 1 where a token is context the engine appended (tool results)
+    tool_calls: list[dict] | None = None    # with tools: one record per call (name, arguments, result, error, ...)
+    messages: list[dict] | None = None      # with tools: the answer as chat messages (calls and results included)
 
 
 @dataclass
@@ -179,6 +184,11 @@ class TextStream:
             self.text += self.decoder.decode(b"", final=True)
         return self._release(len(self.text))
 
+    def release_all(self) -> str:
+        """Hand out the text held back for a possible stop string (a tool call starts: the answer
+        text before it is complete)."""
+        return self._release(len(self.text))
+
     def _possible_stop_prefix(self) -> int:
         """Length of the longest unsent tail of the text that begins some stop string."""
         unsent = self.text[self.sent:]
@@ -201,6 +211,8 @@ class StreamEvent:
     text: str                       # new text (may be "" for a token still inside a character)
     tokens: int                     # tokens generated so far
     finish_reason: str | None = None
+    tool: dict | None = None        # a tool call ({"type": "call", id, name, arguments}) or its result
+                                    # ({"type": "result", id, name, content, error}); lmforge/tools/session.py
 
 
 class Sequence:
@@ -213,9 +225,14 @@ class Sequence:
 
     def __init__(self, prompt: list[int], params: SamplingParams, tokenizer=None,
                  on_event: Callable[[StreamEvent], None] | None = None, cancel: threading.Event | None = None,
-                 generator_seed: int | None = None):
+                 generator_seed: int | None = None, tools=None):
+        """tools: a ToolSession (lmforge/tools/session.py) when the model may call tools."""
         if not prompt:
             raise ValueError("every prompt needs at least one token (e.g. <|bos|>)")
+        if tools is not None and tokenizer is None:
+            raise ValueError("a sequence with tools needs the tokenizer")
+        self.tools = tools
+        self.injected: list[int] = []    # with tools: 1 for each token the engine appended (tool results)
         self.prompt = list(prompt)
         self.params = params
         self.stop_ids = set(params.stop_ids)
@@ -243,6 +260,10 @@ class Sequence:
     def remaining(self) -> int:
         return self.budget - len(self.tokens)
 
+    def context(self) -> list[int]:
+        """Prompt and tokens so far: what a row that rejoins the batch is prefilled with."""
+        return self.prompt + self.tokens
+
     def uniform(self) -> torch.Tensor:
         return torch.rand((), generator=self.generator)
 
@@ -250,10 +271,18 @@ class Sequence:
         """Record one sampled id; returns False once the sequence has finished."""
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
+        if self.tools is not None:
+            return self.tools.add(self, token)
+        return self.add_answer_token(token)
+
+    def add_answer_token(self, token: int) -> bool:
+        """A token of the answer itself: stop ids and strings, the text stream, the budget."""
         if token in self.stop_ids:
             self.finish("stop")
             return False
         self.tokens.append(token)
+        if self.tools is not None:
+            self.injected.append(0)
         text = ""
         if self.text_stream is not None:
             text = self.text_stream.push(token)
@@ -278,7 +307,10 @@ class Sequence:
 
     def result(self) -> Generation:
         text = self.text_stream.text if self.text_stream is not None else None
-        return Generation(self.tokens, self.finish_reason or "length", text)
+        if self.tools is None:
+            return Generation(self.tokens, self.finish_reason or "length", text)
+        return Generation(self.tokens, self.finish_reason or "length", text, list(self.injected),
+                          self.tools.records, self.tools.messages(text or ""))
 
 
 def sample_rows(logits, seqs: list[Sequence]) -> list[int]:
@@ -322,6 +354,7 @@ class Engine:
         self.pads: list[int] = []        # left padding of each active row
         self.pos = 0                     # the shared next slot
         self.waiting: deque[Sequence] = deque()
+        self.parked: list[Sequence] = []     # rows out of the batch while their tool runs (tools/session.py)
         self.lock = threading.Lock()
         self.forward_calls = 0
         self._last_view = None   # (key, KVCache) of _view
@@ -340,19 +373,22 @@ class Engine:
 
     @property
     def busy(self) -> bool:
-        return bool(self.rows or self.waiting)
+        return bool(self.rows or self.waiting or self.parked)
 
     # ------------------------------------------------------------ one step
 
     @torch.inference_mode()
     def step(self) -> bool:
         """Admit what fits, decode one token for every active row. Returns whether work remains."""
+        if self.parked:
+            self._unpark()
         self._admit()
         self._retire()
         if self.rows:
             for seq in self.rows:
                 if seq.cancel.is_set():
                     seq.finish("cancelled")
+            self._await_tools()
             self._retire()
         if self.rows:
             n = len(self.rows)
@@ -385,12 +421,43 @@ class Engine:
         view.pos = pos
         return view
 
+    def _await_tools(self) -> None:
+        """Rows whose tool call is running: wait for them at most their ToolBox's wait_s (all
+        together), then park those still waiting, so the next decode goes on without them."""
+        started = time.monotonic()
+        for seq in self.rows:
+            session = seq.tools
+            if session is not None and session.pending is not None and not seq.done:
+                if not session.ready(seq, started + session.box.wait_s):
+                    session.parked = True
+
+    def _unpark(self) -> None:
+        """Parked rows whose result has come (or that were cancelled) go back to the front of
+        the queue, to be prefilled with their whole context. With nothing else to do, wait a
+        little for one rather than spin."""
+        idle = not self.rows and not self.waiting
+        back = []
+        for seq in self.parked:
+            if seq.cancel.is_set():
+                seq.finish("cancelled")
+            elif seq.tools.ready(seq, time.monotonic() + (0.05 if idle else 0.0)):
+                seq.tools.flush_forced(seq)
+                idle = False
+            else:
+                continue
+            seq.tools.parked = False
+            back.append(seq)
+        if back:
+            self.parked = [seq for seq in self.parked if seq not in back]
+            with self.lock:
+                self.waiting.extendleft(reversed([seq for seq in back if not seq.done]))
+
     def _admit(self) -> None:
         with self.lock:
             candidates = []
             while self.waiting and len(self.rows) + len(candidates) < self.max_batch:
                 seq = self.waiting[0]
-                if seq.cancel.is_set() or seq.budget == 0:
+                if seq.cancel.is_set() or seq.remaining <= 0:
                     self.waiting.popleft()
                     seq.finish("cancelled" if seq.cancel.is_set() else "length")
                     continue
@@ -406,13 +473,14 @@ class Engine:
             return 0, self.pos
         shift_left = min(self.pads) if self.rows else self.pos   # slack every active row has
         base = self.pos - shift_left
-        new_pos = max(base, max(len(s.prompt) for s in new))
-        need = max([s.remaining for s in self.rows] + [s.budget for s in new])
+        longest = max(len(s.prompt) + len(s.tokens) for s in new)   # a rejoining row brings its tokens
+        new_pos = max(base, longest)
+        need = max([s.remaining for s in self.rows] + [s.remaining for s in new])
         if new_pos + need > self.cache.max_len:
             return None
         # move as little as possible: keep the current slots unless a prompt needs more room
         # on the left or the tail needs more room on the right
-        if self.pos >= max(len(s.prompt) for s in new) and self.pos + need <= self.cache.max_len:
+        if self.pos >= longest and self.pos + need <= self.cache.max_len:
             return 0, self.pos
         return new_pos - self.pos, new_pos
 
@@ -430,11 +498,12 @@ class Engine:
     def _prefill(self, new: list[Sequence]) -> None:
         delta, new_pos = self._layout(new)
         self._shift(delta)
-        longest = max(len(s.prompt) for s in new)
-        own_pads = [longest - len(s.prompt) for s in new]
+        contexts = [s.context() for s in new]
+        longest = max(len(c) for c in contexts)
+        own_pads = [longest - len(c) for c in contexts]
         device = self.cache.k.device
         # pad ids are never attended to, so any valid id (0) will do
-        idx = torch.tensor([[0] * pad + s.prompt for pad, s in zip(own_pads, new)], dtype=torch.long, device=device)
+        idx = torch.tensor([[0] * pad + c for pad, c in zip(own_pads, contexts)], dtype=torch.long, device=device)
         first, n = len(self.rows), len(self.rows) + len(new)
         if not self.rows:
             # an idle engine: prefill straight into rows 0..k-1 from slot 0
@@ -456,10 +525,13 @@ class Engine:
             seq.add(token)
 
     def _retire(self) -> None:
-        """Drop finished rows: the last active row moves into each freed row."""
+        """Drop finished and parked rows: the last active row moves into each freed row."""
         for i in range(len(self.rows) - 1, -1, -1):
-            if not self.rows[i].done:
+            seq = self.rows[i]
+            if not seq.done and not (seq.tools is not None and seq.tools.parked):
                 continue
+            if not seq.done:
+                self.parked.append(seq)
             last = len(self.rows) - 1
             if i != last and self.pos:
                 lo = min(self.pads[i], self.pads[last])
@@ -471,8 +543,9 @@ class Engine:
 
     def cancel_all(self, reason: str = "cancelled") -> None:
         with self.lock:
-            pending = list(self.waiting) + self.rows
+            pending = list(self.waiting) + self.rows + self.parked
             self.waiting.clear()
+            self.parked = []
         for seq in pending:
             seq.finish(reason)
         self.rows, self.pads, self.pos = [], [], 0
@@ -530,8 +603,13 @@ GENERATE_MAX_BATCH = 256
 @torch.inference_mode()
 def generate(model, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop_ids=(), min_p: float = 0.0,
-             stop: tuple[str, ...] = (), tokenizer=None, cancel: threading.Event | None = None) -> list[Generation]:
+             stop: tuple[str, ...] = (), tokenizer=None, cancel: threading.Event | None = None,
+             tools=None) -> list[Generation]:
     """Continue every prompt with up to max_new_tokens ids; one Generation per prompt.
+
+    tools: a ToolBox (lmforge/tools/registry.py); every row may then call its tools, which run
+    mid-generation through the one tool loop (lmforge/tools/session.py). Their results count
+    against max_new_tokens, are marked in Generation.injected and are left out of the text.
 
     A row stops at its first stop id (left out of its tokens, finish_reason "stop"), at a
     stop string (needs the tokenizer; the text is cut before it), or when it has
@@ -549,8 +627,8 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, temperature: 
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                             max_tokens=max_new_tokens, stop_ids=tuple(stop_ids), stop=tuple(stop), seed=seed)
     params.check()
-    seqs = [Sequence(p, params, tokenizer, cancel=cancel, generator_seed=None if seed is None else seed + i)
-            for i, p in enumerate(prompts)]
+    seqs = [Sequence(p, params, tokenizer, cancel=cancel, generator_seed=None if seed is None else seed + i,
+                     tools=tool_session(tools, tokenizer)) for i, p in enumerate(prompts)]
     for seq in seqs:
         seq.fit_context(model.cfg.seq_len)
     longest = max(len(s.prompt) for s in seqs)
@@ -569,15 +647,25 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, temperature: 
     return [seq.result() for seq in seqs]
 
 
+def tool_session(tools, tokenizer):
+    """A fresh ToolSession for one row from a ToolBox (a ToolSession is used as it is), or None."""
+    from .tools.session import ToolSession
+    if tools is None or isinstance(tools, ToolSession):
+        return tools
+    return ToolSession(tools, tokenizer)
+
+
 def stream(model, tokenizer, prompt: list[int], params: SamplingParams,
-           cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
+           cancel: threading.Event | None = None, tools=None) -> Iterator[StreamEvent]:
     """Continue one prompt, yielding StreamEvents as tokens arrive; the last has finish_reason.
+    With tools (a ToolBox) calls and results come as events with `tool` set.
 
     Runs in the caller's thread. Closing the generator early (break, Ctrl-C) cancels it.
     """
     params.check()
     events: deque[StreamEvent] = deque()
-    seq = Sequence(prompt, params, tokenizer, on_event=events.append, cancel=cancel)
+    seq = Sequence(prompt, params, tokenizer, on_event=events.append, cancel=cancel,
+                   tools=tool_session(tools, tokenizer))
     seq.fit_context(model.cfg.seq_len)
     engine = Engine(model, max_batch=1, max_len=len(seq.prompt) + max(1, seq.budget))
     engine.submit(seq)

@@ -9,7 +9,8 @@
 
 `compare` renders the prompt as a chat turn for chat-tuned stages and continues it as
 plain text for the random-init and base models (they never saw the chat template);
---raw continues plain text everywhere. The random-init model is built from the run's
+--raw continues plain text everywhere. Chat turns offer the run's tools (`--tools`, as
+`lmforge chat`): a stage's calls run mid-answer and are shown with their results. The random-init model is built from the run's
 model config and seed, so it is the same every time.
 
 `divergence` samples one prompt many times at several temperatures and measures how far
@@ -31,8 +32,9 @@ RAW_STAGES = ("random init", "pretrain")
 # ---------------------------------------------------------------- compare
 
 def compare(run, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0, seed: int = 0,
-            raw: bool = False) -> list[dict]:
-    """[{stage, text, tokens, finish_reason, format}] for random init and every stage with a model."""
+            raw: bool = False, tools=None) -> list[dict]:
+    """[{stage, text, tokens, finish_reason, format, tool_calls}] for random init and every stage with a
+    model; tools: a ToolBox offered to the chat-format stages."""
     from .tokenizer import Tokenizer
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     stages = model_stages(run)
@@ -55,14 +57,16 @@ def compare(run, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0
                          "format": "-"})
             continue
         as_chat = not raw and stage not in RAW_STAGES
+        offered = tools if as_chat else None
         if as_chat:
-            ids = tokenizer.render_chat([{"role": "user", "content": prompt}], add_generation_prompt=True)[0]
+            ids = tokenizer.render_chat([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        tools=offered.schemas() if offered is not None else None)[0]
         else:
             ids = [tokenizer.bos_id] + tokenizer.encode(prompt)
         out = generate(model, [ids], max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                       stop_ids=stop_ids, tokenizer=tokenizer)[0]
+                       stop_ids=stop_ids, tokenizer=tokenizer, tools=offered)[0]
         rows.append({"stage": stage, "text": out.text, "tokens": len(out.tokens), "finish_reason": out.finish_reason,
-                     "format": "chat" if as_chat else "text"})
+                     "format": "chat" if as_chat else "text", "tool_calls": out.tool_calls or []})
     return rows
 
 
@@ -70,14 +74,21 @@ def cli_compare(args, run, cfg) -> int:
     from .run import StageError
     if not run.tokenizer_dir.exists() or not model_stages(run):
         raise StageError(f"no trained model in {run.root}; run `lmforge run --to pretrain` first")
+    from .tokenizer import Tokenizer
+    from .tools.registry import command_tools
     max_new = args.max_new_tokens or cfg.generate.max_new_tokens
     seed = cfg.run.seed if args.seed is None else args.seed
-    rows = compare(run, args.prompt, max_new, args.temperature, seed, args.raw)
+    tools = None if args.raw else command_tools(args.tools, run, cfg, Tokenizer.load(run.tokenizer_dir))
+    if tools is not None:
+        max_new = max(max_new, 128)       # room for a call and its result
+    rows = compare(run, args.prompt, max_new, args.temperature, seed, args.raw, tools)
     print(f"prompt: {args.prompt!r}  (temperature {args.temperature}, up to {max_new} tokens)")
     width = max(len(r["stage"]) for r in rows)
     for row in rows:
         text = " ".join(row["text"].split()) or "(empty)"
         print(f"\n{row['stage']:<{width}}  [{row['format']}, {row['tokens']} tokens, {row['finish_reason']}]")
+        for call in row.get("tool_calls", []):
+            print(f"  [{call['name']} {call['arguments']} -> {' '.join(str(call.get('result')).split())[:160]}]")
         print(f"  {text}")
     return 0
 

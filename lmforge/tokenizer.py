@@ -18,19 +18,20 @@ Special tokens take the first ids, in this fixed order (they do not move when
 vocab_size changes):
 
     0 <|bos|>   1 <|end|>   2 <|system|>   3 <|user|>   4 <|assistant|>   5 <|pad|>
+    6 <|tool_call|>   7 <|tool_call_end|>   8 <|tool|>
+
+The last three (tool use, lmforge/chat_format.py) came later: a tokenizer saved before them
+still loads, with `has_tools` false, and chats without tools.
 
 Ordinary text never produces them: `encode(text)` spells "<|user|>" out as plain
 characters, so a user cannot inject a control token. Only `allow_special=True` (and the
 chat template route below) turns that text into the special id.
 
-A chat renders as `<|bos|>` then, per message, `<|role|>` + content + `<|end|>`, with no
-newlines in between; the loss mask is 1 on assistant content and its closing `<|end|>`.
-The Jinja `chat_template` in tokenizer_config.json renders the same string, and
-encoding that string with special tokens allowed gives the same ids as `render_chat`
-with one known difference: content that itself contains special-token text (a user
-typing "<|end|>") becomes plain characters in `render_chat` but a real special token
-through the template, because the template produces a flat string and loses which
-parts were content. Trust `render_chat` for training and serving.
+Chat rendering (render_chat, the loss mask, tool calls and the Jinja chat template that
+transformers reads) lives in lmforge/chat_format.py; encoding the template's string with
+special tokens allowed gives the same ids as `render_chat`, except for content that itself
+contains special-token text, which render_chat always keeps as plain characters (newer
+transformers do the same). Trust `render_chat` for training and serving.
 
 Run the tests with `python -m pytest tests/test_tokenizer.py -q`.
 """
@@ -46,11 +47,16 @@ import numpy as np
 import tokenizers
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
+from lmforge.chat_format import (CHAT_TEMPLATE, FORMAT_SAMPLE_COPIES, FORMAT_SAMPLES, LEGACY_CHAT_TEMPLATE,
+                                  TOOL_TOKENS, ChatFormatError, render)
 from lmforge.config import TokenizerConfig
 from lmforge.files import atomic_write_bytes
 
 SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>")
-ROLES = ("system", "user", "assistant")
+ALL_SPECIAL_TOKENS = SPECIAL_TOKENS + TOOL_TOKENS     # ids 0..8; tokenizers from before tool use stop at 5
+ROLES = ("system", "user", "assistant", "tool")
+__all__ = ["CHAT_TEMPLATE", "LEGACY_CHAT_TEMPLATE", "SPECIAL_TOKENS", "ALL_SPECIAL_TOKENS", "Tokenizer",
+           "TokenizerError", "load_split", "load_tokens", "write_token_shards"]
 
 # The GPT-4 (cl100k) style pre-tokenizer split, one alternative per line; the first
 # alternative that matches at a position wins.
@@ -63,26 +69,6 @@ SPLIT_PATTERN = "|".join([
     r"\s+(?!\S)",                       # whitespace, leaving the last space to the next word
     r"\s+",                             # any remaining whitespace
 ])
-
-# The chat template for transformers / vLLM / llama.cpp users. Every tag strips the
-# whitespace around it, so the layout below never leaks into the output and the result
-# does not depend on trim_blocks/lstrip_blocks. It must render the exact string that
-# render_chat encodes; tests/test_tokenizer.py holds the two equal.
-CHAT_TEMPLATE = """\
-{{- '<|bos|>' -}}
-{%- for message in messages -%}
-    {%- if message['role'] not in ['system', 'user', 'assistant'] -%}
-        {{- raise_exception('unknown chat role ' ~ message['role'] ~ '; allowed: system, user, assistant') -}}
-    {%- endif -%}
-    {%- if message['content'] is not string -%}
-        {{- raise_exception('chat message content must be a string') -}}
-    {%- endif -%}
-    {{- '<|' ~ message['role'] ~ '|>' ~ message['content'] ~ '<|end|>' -}}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{- '<|assistant|>' -}}
-{%- endif -%}
-"""
 
 # What transformers writes for "no limit on the input length".
 _NO_MAX_LENGTH = int(1e30)
@@ -127,18 +113,28 @@ class Tokenizer:
         self.model_max_length = model_max_length
 
         self.special_ids = {}
-        for token in SPECIAL_TOKENS:
+        for token in ALL_SPECIAL_TOKENS:
             token_id = self._special.token_to_id(token)
-            if token_id is None:
+            if token_id is None and token in SPECIAL_TOKENS:
                 raise TokenizerError(f"tokenizer has no special token {token}")
-            self.special_ids[token] = token_id
+            if token_id is not None:
+                self.special_ids[token] = token_id
         self.bos_id = self.special_ids["<|bos|>"]
         self.end_id = self.special_ids["<|end|>"]
         self.system_id = self.special_ids["<|system|>"]
         self.user_id = self.special_ids["<|user|>"]
         self.assistant_id = self.special_ids["<|assistant|>"]
         self.pad_id = self.special_ids["<|pad|>"]
+        # None on a tokenizer from before tool use (tools are then off)
+        self.tool_call_id = self.special_ids.get("<|tool_call|>")
+        self.tool_call_end_id = self.special_ids.get("<|tool_call_end|>")
+        self.tool_id = self.special_ids.get("<|tool|>")
+        self.has_tools = None not in (self.tool_call_id, self.tool_call_end_id, self.tool_id)
+        if not self.has_tools:
+            self.tool_call_id = self.tool_call_end_id = self.tool_id = None
         self._role_ids = {"system": self.system_id, "user": self.user_id, "assistant": self.assistant_id}
+        if self.has_tools:
+            self._role_ids["tool"] = self.tool_id
         self._special_of_id = {i: t for t, i in self.special_ids.items()}
         self.vocab_size = self._special.get_vocab_size(with_added_tokens=True)
 
@@ -154,8 +150,11 @@ class Tokenizer:
     # ------------------------------------------------------------------ train / save / load
 
     @classmethod
-    def train(cls, texts: Iterable[str], cfg: TokenizerConfig, show_progress: bool = False) -> "Tokenizer":
-        """Learn BPE merges from `texts`; the vocab holds cfg.vocab_size tokens at most."""
+    def train(cls, texts: Iterable[str], cfg: TokenizerConfig, show_progress: bool = False,
+              special_tokens: tuple[str, ...] = ALL_SPECIAL_TOKENS) -> "Tokenizer":
+        """Learn BPE merges from `texts` (and, with the tool tokens, from the tool format's own
+        strings: chat_format.FORMAT_SAMPLES); the vocab holds cfg.vocab_size tokens at most.
+        (`special_tokens=SPECIAL_TOKENS` makes a tokenizer as runs from before tool use had.)"""
         rust = tokenizers.Tokenizer(models.BPE())
         # No normalizer: text goes in byte for byte, which is what makes decode exact.
         rust.pre_tokenizer = pre_tokenizers.Sequence([
@@ -166,14 +165,17 @@ class Tokenizer:
         trainer = trainers.BpeTrainer(
             vocab_size=cfg.vocab_size,
             min_frequency=cfg.min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),  # the trainer gives these ids 0..5, in order
+            special_tokens=list(special_tokens),  # the trainer gives these ids 0..8, in order
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, seen or not
             show_progress=show_progress,
         )
 
+        extras = [sample for sample in FORMAT_SAMPLES for _ in range(FORMAT_SAMPLE_COPIES)] \
+            if set(TOOL_TOKENS) <= set(special_tokens) else []
+
         # Feed the Rust trainer lists of strings: one Python call per thousand texts.
         def batches():
-            batch = []
+            batch = list(extras)
             for text in texts:
                 batch.append(text)
                 if len(batch) == 1000:
@@ -201,7 +203,7 @@ class Tokenizer:
             "eos_token": "<|end|>",
             "pad_token": "<|pad|>",
             "unk_token": None,
-            "additional_special_tokens": ["<|system|>", "<|user|>", "<|assistant|>"],
+            "additional_special_tokens": self.additional_special_tokens(),
             "added_tokens_decoder": {
                 str(token_id): {
                     "content": token,
@@ -215,7 +217,7 @@ class Tokenizer:
             },
             "model_max_length": max_length,
             "clean_up_tokenization_spaces": False,
-            "chat_template": CHAT_TEMPLATE,
+            "chat_template": CHAT_TEMPLATE if self.has_tools else LEGACY_CHAT_TEMPLATE,
         }
         pretty_json = json.dumps(json.loads(self._json), indent=2, ensure_ascii=False)
         atomic_write_bytes(directory / "tokenizer.json", pretty_json.encode("utf-8"))
@@ -317,40 +319,22 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ chat
 
-    def render_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
-        """Ids of a conversation and its loss mask (1 on assistant content and its closing <|end|>)."""
-        if not isinstance(messages, (list, tuple)):
-            raise TokenizerError(f"render_chat expects a list of messages, got {type(messages).__name__}")
-        ids = [self.bos_id]
-        loss_mask = [0]
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict):
-                raise TokenizerError(f"chat message {index} is a {type(message).__name__}, not a dict")
-            role = message.get("role")
-            content = message.get("content")
-            if role not in self._role_ids:
-                raise TokenizerError(f"chat message {index}: unknown role {role!r}; allowed: system, user, assistant")
-            if not isinstance(content, str):
-                raise TokenizerError(f"chat message {index}: content is a {type(content).__name__}, not a str")
-        # Content is encoded as plain text, so whatever a user types can never become a
-        # control token. One batch call: unlike encode(), it lets go of the GIL while the
-        # Rust side works, so the server's event loop runs on meanwhile (api.py).
+    def role_id(self, role: str) -> int:
+        return self._role_ids[role]
+
+    def additional_special_tokens(self) -> list[str]:
+        """The special tokens other than bos, end and pad, as transformers lists them."""
+        return [t for t in self.special_ids if t not in ("<|bos|>", "<|end|>", "<|pad|>")]
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = False,
+                    tools: list | None = None) -> tuple[list[int], list[int]]:
+        """Ids of a conversation and its loss mask (1 on what the assistant says: its content, its
+        tool calls and the <|end|> closing its answer); `tools`: JSON schemas declared to the
+        model. The format is lmforge/chat_format.py's."""
         try:
-            contents = self.encode_batch([message["content"] for message in messages])
-        except TokenizerError:
-            raise TokenizerError("a chat message's content is not valid Unicode (it contains a lone surrogate)") \
-                from None
-        for message, content_ids in zip(messages, contents):
-            role = message["role"]
-            learn = 1 if role == "assistant" else 0
-            ids += [self._role_ids[role], *content_ids, self.end_id]
-            # The model is not asked to predict the role token (the renderer places it),
-            # but it does learn to say <|end|> when its answer is finished.
-            loss_mask += [0, *([learn] * len(content_ids)), learn]
-        if add_generation_prompt:
-            ids.append(self.assistant_id)
-            loss_mask.append(0)
-        return ids, loss_mask
+            return render(self, messages, add_generation_prompt, tools)
+        except ChatFormatError as err:
+            raise TokenizerError(str(err)) from None
 
 
 def _one_line(error: Exception) -> str:

@@ -32,7 +32,8 @@ def test_reply_uses_the_chat_template_and_keeps_history():
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hei!"}]
     ids = t.render_chat(messages, add_generation_prompt=True)[0]
     want = generate(s.model, [ids], max_new_tokens=12, tokenizer=t,
-                    stop_ids=(t.end_id, t.bos_id, t.user_id, t.system_id, t.assistant_id))[0]
+                    stop_ids=(t.end_id, t.bos_id, t.user_id, t.system_id, t.assistant_id, t.tool_id,
+                              t.tool_call_id))[0]
     assert answer == want.text and reason in ("stop", "length")
     s.reply("And then?", write=lambda text: None)
     assert [m["role"] for m in s.messages] == ["user", "assistant", "user", "assistant"]
@@ -138,3 +139,43 @@ def test_chat_command_line_with_a_draft_run(tmp_path):
 def test_chat_without_a_model_is_one_clear_line(tmp_path):
     out = chat_cli("--run-dir", str(tmp_path / "empty"), cwd=tmp_path, input_text="")
     assert out.returncode == 1 and "no trained model" in out.stderr
+
+
+def test_tool_calls_are_shown_and_kept_in_the_history():
+    from lmforge.tools.registry import ToolBox, load_tools
+    from tests.scripted import ScriptModel
+    tokenizer = make_tokenizer()
+    box = ToolBox(load_tools(["calculator"]))
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "7 + 5"}}}
+    conversation = [{"role": "user", "content": "7 and 5?"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+                    {"role": "tool", "content": "12"}, {"role": "assistant", "content": "7 + 5 = 12."},
+                    {"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You are welcome."}]
+    model = ScriptModel(tokenizer, [tokenizer.render_chat(conversation, tools=box.schemas())[0]])
+    s = ChatSession(model, tokenizer, temperature=0.0, max_tokens=80, tools=box)
+    shown = []
+    answer, reason = s.reply("7 and 5?", write=shown.append)
+    assert (answer, reason) == ("7 + 5 = 12.", "stop")
+    assert "".join(shown) == '[calculator {"expression": "7 + 5"} -> 12] 7 + 5 = 12.'
+    assert [m["role"] for m in s.messages] == ["user", "assistant", "tool", "assistant"]
+    # the next turn's prompt holds the call and its result: the script goes on from there
+    assert s.reply("Thanks!", write=lambda text: None) == ("You are welcome.", "stop")
+    assert "tools=calculator" in s.command("/settings")
+    assert s.command("/tools off") == "(tools off: calculator)" and "tools=off" in s.command("/settings")
+    box.close()
+
+
+def test_asking_for_tools_on_a_run_from_before_tool_use_is_one_line(tmp_path):
+    from lmforge.config import TokenizerConfig
+    from lmforge.model import save_model
+    from lmforge.tokenizer import SPECIAL_TOKENS, Tokenizer
+    from tests.test_engine import TEXTS
+    run, _ = make_run(tmp_path / "run", stages=("pretrain",))
+    old = Tokenizer.train(TEXTS, TokenizerConfig(vocab_size=300, min_frequency=2), special_tokens=SPECIAL_TOKENS)
+    old.save(run.tokenizer_dir, model_max_length=64)
+    save_model(make_model(vocab=old.vocab_size, seq_len=64), run.model_dir("pretrain"))
+    out = chat_cli("--run-dir", str(run.root), "--temperature", "0", "--max-new-tokens", "4", "--tools", "calculator",
+                   cwd=tmp_path, input_text="Hello\n/tools\n/exit\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == ("--tools: this run's tokenizer has no tool tokens (it was trained before tool "
+                                  "use); tools are off")
+    assert "assistant> " in out.stdout and "(no tools:" in out.stdout

@@ -31,6 +31,12 @@ def test_overrides_are_typed():
     ("pretrain.optimizer=sgd", ["pretrain.optimizer", "adamw"]),
     ("model.d_model=99", ["d_model", "n_head"]),
     ("n_layer=2", ["section.key=value"]),
+    ("grpo.tools=[abacus]", ["grpo.tools", "unknown tool 'abacus'", "calculator, lookup"]),
+    ("serve.builtin_tools=[calc]", ["serve.builtin_tools", "unknown tool 'calc'"]),
+    ("tools.lookup_sources=[site]", ["tools.lookup_sources", "folder:"]),
+    ("tools.lookup_sources=[hello]", ["tools.lookup_sources[0]", "unknown source kind"]),
+    ("tools.timeout_s=0", ["tools.timeout_s", "range"]),
+    ("synth.tool_use=maybe", ["synth.tool_use", "calls"]),
 ])
 def test_bad_values_name_the_field(override, words):
     with pytest.raises(ConfigError) as err:

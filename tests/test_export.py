@@ -31,6 +31,18 @@ def test_export_loads_in_transformers_with_equal_logits(tmp_path, qk_norm):
     rendered = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
     assert rendered == tokenizer.render_chat(messages, add_generation_prompt=True)[0]
     assert hf_tokenizer.eos_token == "<|end|>" and hf.generation_config.eos_token_id == tokenizer.end_id
+    # tool use through the exported template: tools declared, a call, its result, the answer
+    calculator = {"type": "function", "function": {"name": "calculator", "parameters": {
+        "type": "object", "properties": {"expression": {"type": "string"}}}}}
+    tool_chat = [{"role": "user", "content": "7 + 5?"},
+                 {"role": "assistant", "content": "", "tool_calls": [
+                     {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "7 + 5"}}}]},
+                 {"role": "tool", "content": "12"}]
+    rendered = hf_tokenizer.apply_chat_template(tool_chat, tools=[calculator], add_generation_prompt=True, tokenize=True)
+    rendered = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
+    assert rendered == tokenizer.render_chat(tool_chat, add_generation_prompt=True, tools=[calculator])[0]
+    special = json.loads((out / "special_tokens_map.json").read_text())["additional_special_tokens"]
+    assert {"<|tool_call|>", "<|tool_call_end|>", "<|tool|>"} <= set(special)
 
     model, _ = import_hf(out)
     assert model.cfg == ours.cfg

@@ -256,3 +256,61 @@ def test_flat_groups_are_computed_when_skipping_is_off(tokenizer):
     assert rows[0]["groups_skipped"] == 2 and rows[0]["loss"] is None and rows[0]["entropy"] is None
     assert rows[1]["groups_skipped"] == 0 and rows[1]["zero_std_fraction"] == 1.0
     assert rows[1]["loss"] == 0.0 and rows[1]["entropy"] is not None
+
+
+# ---------------------------------------------------------------- GRPO with tools
+
+def test_tool_results_are_context_but_never_trained_on(tokenizer):
+    """Rollouts through the engine's tool loop (a scripted policy), then the batches the loss sees:
+    the injected <|tool|> result <|end|> <|assistant|> tokens are inputs but never targets."""
+    from lmforge.data.reasoning import tool_format_reward
+    from lmforge.tools.registry import ToolBox, load_tools
+    from lmforge.train.grpo import rollout
+    from tests.scripted import ScriptModel
+    from lmforge.data.reasoning import Task
+    box = ToolBox(load_tools(["calculator"]))
+    question = [{"role": "user", "content": "Ada Berg has 3 eggs and gets 4 more."}]
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "3 + 4"}}}
+    answers = [([{"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": "7"},
+                 {"role": "assistant", "content": "3 + 4 = 7. The answer is 7."}]),
+               ([{"role": "assistant", "content": "3 + 4 = 8. The answer is 8."}])]
+    scripts = [tokenizer.render_chat(question + a, tools=box.schemas())[0] for a in answers]
+    prompt = tokenizer.render_chat(question, add_generation_prompt=True, tools=box.schemas())[0]
+    task = Task(question, "7", prompt, {"difficulty": 1})
+    completions = []
+    for script in scripts:          # one script per policy: the same prompt, two different answers
+        completions += rollout(ScriptModel(tokenizer, [script]), tokenizer, [task], 1, 60, 1.0, 1.0, 0, seed=0,
+                               tools=box)
+    assert [c["text"] for c in completions] == ["3 + 4 = 7. The answer is 7.", "3 + 4 = 8. The answer is 8."]
+    assert [len(c["tool_calls"]) for c in completions] == [1, 0]
+    assert tool_format_reward(None, [c["text"] for c in completions],
+                              tool_calls=[c["tool_calls"] for c in completions]) == [1.0, None]
+    batches = make_batches(completions, torch.tensor([1.0, -1.0]), [0, 1], 2, "token_mean", 60, tokenizer.pad_id,
+                           "cpu")
+    targets = tokenizer.decode(batches[0]["targets"].tolist())
+    assert targets == ('<|tool_call|>calculator {"expression": "3 + 4"}<|tool_call_end|>3 + 4 = 7. The answer is '
+                       '7.<|end|>3 + 4 = 8. The answer is 8.<|end|>')
+    # ... while the model still reads the result in the input
+    first = batches[0]["x"][0].tolist()
+    assert tokenizer.decode(first).count("<|tool|>7<|end|><|assistant|>") == 1
+    box.close()
+
+
+def test_stage_with_tools_measures_with_and_without_them(tmp_path, tokenizer):
+    run = _write_run(tmp_path, tokenizer)
+    overrides = ["grpo.max_steps=2", "grpo.prompts_per_step=2", "grpo.group_size=3", "grpo.max_completion_tokens=24",
+                 "grpo.eval_per_difficulty=2", "grpo.eval_k=2", "grpo.eval_k_per_difficulty=1",
+                 "grpo.tools=[calculator]", "grpo.rewards=correctness,tool_format", "grpo.lr=1e-2"]
+    metrics = run_stage(StageContext(run=run, cfg=load_config("micro", overrides), stage=get_stage("grpo"),
+                                     resume=False))
+    assert metrics["tools"] == ["calculator"] and metrics["steps"] == 2
+    assert metrics["before_no_tools"]["n"] == metrics["before"]["n"] == 4
+    assert {"test_pass_at_1_no_tools", "test_pass_at_1_sft_no_tools", "malformed_tool_calls_eval",
+            "malformed_tool_calls_rollouts"} <= set(metrics["figures"])
+    assert 0.0 <= metrics["tool_share_of_rollout"] <= 1.0 and set(metrics["before"]["errors"]) == {
+        "misread_operand", "wrong_result", "other"}
+    rows = [json.loads(line) for line in run.log_path("grpo").read_text().splitlines()]
+    assert all("tool_calls" in r and "tool_wait_seconds" in r for r in rows)
+    from lmforge.evals.tools import report_section
+    run.write_manifest("grpo", {"status": "done", "metrics": metrics})
+    assert "with and without tools" in report_section(run, None)

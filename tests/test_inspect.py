@@ -18,15 +18,40 @@ def test_compare_lists_random_init_and_every_stage(tmp_path):
     assert "random init" in out.stdout and "sft" in out.stdout and "[chat," in out.stdout
 
 
+def test_compare_offers_tools_to_the_chat_stages(tmp_path, monkeypatch):
+    """A chat stage that calls the calculator has its call run and shown; base models get no tools.
+    The sft stage's model is one that writes a given conversation (tests/scripted.py)."""
+    import lmforge.inspect
+    from lmforge.tools.registry import ToolBox, load_tools
+    from tests.scripted import ScriptModel
+    run, tokenizer = make_run(tmp_path / "run", stages=("pretrain", "sft"))
+    box = ToolBox(load_tools(["calculator"]))
+    question = "What is 7 + 5?"
+    chat = [{"role": "user", "content": question},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "7 + 5"}}}]},
+            {"role": "tool", "content": "12"}, {"role": "assistant", "content": "It is 12."}]
+    scripted = ScriptModel(tokenizer, [tokenizer.render_chat(chat, tools=box.schemas())[0]], seq_len=64)
+    real_load = lmforge.inspect.load_model
+    monkeypatch.setattr(lmforge.inspect, "load_model",
+                        lambda path: scripted if path == run.model_dir("sft") else real_load(path))
+    rows = {r["stage"]: r for r in compare(run, question, max_new_tokens=40, tools=box)}
+    assert rows["sft"]["text"] == "It is 12." and rows["sft"]["tool_calls"][0]["result"] == "12"
+    assert rows["pretrain"]["tool_calls"] == [] and rows["pretrain"]["format"] == "text"
+    box.close()
+
+
 def test_neighbours_finds_a_planted_twin(tmp_path):
     tokenizer = make_tokenizer()
     model = make_model(vocab=tokenizer.vocab_size)
-    word = tokenizer.encode("the")
+    # a word the BPE learned as one token (with few merges, the tool format's strings take many)
+    text = next(w for w in ("the", "The", "and", "is", "a") if len(tokenizer.encode(w)) == 1)
+    word = tokenizer.encode(text)
     twin = [200]
-    assert len(word) == 1
+    assert word[0] != twin[0]
     with torch.no_grad():
         model.embed.weight[twin[0]] = model.embed.weight[word[0]] * 2    # same direction
-    pieces, nearest = neighbours(model, tokenizer, "the", 5)
+    pieces, nearest = neighbours(model, tokenizer, text, 5)
     assert pieces == [tokenizer.id_to_token(word[0])]
     assert nearest[0][0] == tokenizer.id_to_token(twin[0]) and abs(nearest[0][1] - 1.0) < 1e-5
     assert embedding_map(model, tokenizer, tmp_path / "map.png") and (tmp_path / "map.png").stat().st_size > 1000

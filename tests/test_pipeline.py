@@ -85,3 +85,25 @@ def test_generate_and_next(micro_run):
     assert len(lines) == 5
     percents = [float(line.rsplit(None, 1)[-1].rstrip("%")) for line in lines]
     assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.5
+
+
+def test_micro_run_has_tool_use_end_to_end(micro_run):
+    """The index and the tool-use data exist, nothing held out reached SFT (tool results included),
+    and the SFT stage measured unseen entities without tools (micro's context is too short for the
+    lookup questions themselves)."""
+    index = manifest(micro_run, "index")["metrics"]
+    assert index["shelf_cards_in_corpus"] == 0 and index["by_source"]["shelf"] == index["shelf_cards"] > 0
+    assert (micro_run / "data" / "index" / "bm25" / "params.index.json").exists()
+    synth = manifest(micro_run, "synth")["metrics"]
+    tool_rows = synth["tool_conversations"]
+    assert tool_rows["calculator"] > 0 and tool_rows["lookup"] > 0 and tool_rows["no_tool"] == 8
+    overlap = synth["overlap"]
+    assert overlap["unseen_entities_named_in_training"] == 0 and overlap["held_out_leaks_in_tool_results"] == 0
+    rows = [json.loads(line) for line in (micro_run / "datasets" / "sft.jsonl").read_text().splitlines()]
+    assert sum("tools" in r for r in rows) == sum(v for k, v in tool_rows.items() if not k.startswith("skipped"))
+    sft = manifest(micro_run, "sft")["metrics"]
+    assert "unseen_test_idk_without_tools" in sft["figures"]
+    # the shelf is not among the documents the tokenizer read
+    shelf = [json.loads(line)["text"] for line in (micro_run / "data" / "index" / "shelf.jsonl").open()]
+    docs = "\n".join(d["text"] for d in read_documents(micro_run / "data" / "clean"))
+    assert shelf and not any(card in docs for card in shelf)

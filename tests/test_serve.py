@@ -69,8 +69,13 @@ def client(url, key="none"):
 
 def expected_chat(model, tokenizer, messages, **kwargs):
     ids = tokenizer.render_chat(messages, add_generation_prompt=True)[0]
-    stops = (tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id, tokenizer.assistant_id)
-    return generate(model, [ids], stop_ids=stops, tokenizer=tokenizer, **kwargs)[0]
+    return generate(model, [ids], stop_ids=chat_stops(tokenizer), tokenizer=tokenizer, **kwargs)[0]
+
+
+def chat_stops(tokenizer) -> list[int]:
+    """The server's chat stops: role tokens, <|bos|>, and with no tools offered a tool call too."""
+    return [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id, tokenizer.assistant_id,
+            tokenizer.tool_id, tokenizer.tool_call_id]
 
 
 # ---------------------------------------------------------------- the API, through the openai client
@@ -304,8 +309,7 @@ def test_long_content_is_refused_before_tokenizing_and_tokenizing_is_off_the_eve
 def test_each_key_has_a_concurrency_limit():
     tokenizer = make_tokenizer()
     model = make_model(vocab=tokenizer.vocab_size, seq_len=4096)
-    model.logits = NeverStop(model.logits, [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id,
-                                              tokenizer.system_id, tokenizer.assistant_id], delay=0.01)
+    model.logits = NeverStop(model.logits, chat_stops(tokenizer), delay=0.01)
     app = create_app(model, tokenizer, NAME, ServeConfig(api_key="k", max_concurrent_per_key=2, max_tokens=4000,
                                                          max_prompt_tokens=100))
     body = {"model": NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3000, "stream": True}
@@ -465,8 +469,7 @@ def test_client_disconnect_cancels_generation():
         time.sleep(0.01)
         return slow_forward(*args, **kwargs)
     model.forward = forward
-    model.logits = NeverStop(model.logits, [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id,
-                                              tokenizer.system_id, tokenizer.assistant_id])
+    model.logits = NeverStop(model.logits, chat_stops(tokenizer))
     app = create_app(model, tokenizer, NAME, ServeConfig(max_tokens=4000, max_prompt_tokens=100))
     engine = app.state.server.engine.engine
     with serve_in_thread(app) as url:
@@ -491,18 +494,20 @@ def test_client_disconnect_cancels_generation():
 
 # ---------------------------------------------------------------- schema-driven fuzzing
 
-def test_schemathesis_finds_no_server_errors(served):
-    """A bounded run (fixed example count, no shrinking): every generated request gets a non-5xx answer."""
+def schemathesis_failures(url: str, paths: tuple[str, ...] = (), max_examples: int = 40) -> list:
+    """A bounded run (fixed example count, no shrinking) over the server's operations (those whose
+    path is in `paths`, or all): the requests answered with a 5xx."""
     schemathesis = pytest.importorskip("schemathesis")
-    url, *_ = served
     from hypothesis import HealthCheck, Phase, given, settings, strategies
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
     failures = []
     modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
     for operation in schema.get_all_operations():
         op = operation.ok()
+        if paths and op.path not in paths:
+            continue
 
-        @settings(max_examples=40, deadline=None, phases=[Phase.generate], database=None,
+        @settings(max_examples=max_examples, deadline=None, phases=[Phase.generate], database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=strategies.one_of([op.as_strategy(mode) for mode in modes]))
         def check(case):
@@ -510,5 +515,12 @@ def test_schemathesis_finds_no_server_errors(served):
             if response.status_code >= 500:
                 failures.append((case.method, case.path, case.body, response.status_code, response.text[:200]))
         check()
+    return failures
+
+
+def test_schemathesis_finds_no_server_errors(served):
+    """Every generated request gets a non-5xx answer."""
+    url, *_ = served
+    failures = schemathesis_failures(url)
     assert not failures, failures[:3]
     assert httpx.get(url + "/health").json()["status"] == "ok"

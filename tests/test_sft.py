@@ -1,5 +1,6 @@
 """Instruction tuning: synth data, the conversation policy for bad input, packing, the sft stage."""
 import json
+import re
 
 import pytest
 import torch
@@ -32,6 +33,51 @@ S = {"role": "system", "content": "Be brief."}
 def test_bad_conversations_are_skipped_with_a_reason(messages, reason):
     cleaned, why, _ = check_conversation(messages)
     assert cleaned is None and why == reason
+
+
+CALL = {"role": "assistant", "content": "", "tool_calls": [
+    {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "7 + 5"}}}]}
+RESULT = {"role": "tool", "name": "calculator", "content": "12"}
+ANSWER = {"role": "assistant", "content": "7 + 5 = 12."}
+
+
+@pytest.mark.parametrize("messages, reason", [
+    ([U, RESULT, ANSWER], "non_alternating"),                 # a tool result nobody asked for
+    ([U, CALL, U, ANSWER], "non_alternating"),                # a call answered by the user
+    ([U, CALL, RESULT, U], None),            # the trailing user and tool turns are dropped, the rest kept
+    ([U, {"role": "assistant", "content": None}], "wrong_type"),
+    ([U, {**CALL, "tool_calls": "calculator"}], "wrong_type"),
+])
+def test_tool_conversations_follow_the_order_of_calls_and_results(messages, reason):
+    cleaned, why, _ = check_conversation(messages)
+    assert why == reason
+    if reason is None:
+        assert cleaned == [U, CALL]
+
+
+def test_tool_rows_in_trl_format_load_and_results_are_never_learned(micro_run, tmp_path):
+    tokenizer = Tokenizer.load(micro_run / "tokenizer")
+    schema = {"type": "function", "function": {"name": "calculator", "parameters": {
+        "type": "object", "properties": {"expression": {"type": "string"}}}}}
+    path = tmp_path / "tools.jsonl"
+    rows = [{"messages": [U, CALL, RESULT, ANSWER], "tools": [schema]},
+            {"messages": [U, CALL, RESULT, ANSWER], "tools": json.dumps([schema])},     # tools as a JSON string
+            {"messages": [U, CALL, RESULT]}]                                           # trailing tool turn: dropped
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    examples, stats = load_examples(path, tokenizer, max_tokens=400)
+    assert stats["kept"] == 3 and stats["tool_use"] == 3 and stats["trimmed:trailing_user_or_tool_turn"] == 1
+    ids, mask = examples[0]
+    assert (ids, mask) == tuple(tokenizer.render_chat([U, CALL, RESULT, ANSWER], tools=[schema]))
+    assert examples[1] == examples[0]
+    learned = tokenizer.decode([i for i, m in zip(ids, mask) if m])
+    assert learned == '<|tool_call|>calculator {"expression": "7 + 5"}<|tool_call_end|>7 + 5 = 12.<|end|>'
+    # a tokenizer from before tool use skips them, counted
+    from lmforge.tokenizer import SPECIAL_TOKENS
+    from tests.test_engine import TEXTS
+    from lmforge.config import TokenizerConfig
+    old = Tokenizer.train(TEXTS, TokenizerConfig(vocab_size=300), special_tokens=SPECIAL_TOKENS)
+    _, old_stats = load_examples(path, old, max_tokens=400)
+    assert old_stats["skipped:tool_use_without_tool_tokens"] == 3
 
 
 def test_trailing_user_turn_is_dropped_not_the_conversation():
@@ -92,10 +138,17 @@ def test_synth_data_never_mentions_held_out_facts(micro_run):
     assert held
     for fact in held:
         assert fact["question"] not in text and fact["answer"] not in text
+    # unseen entities: none of train/dev/test anywhere; the reserved ones (the lookup tool's training
+    # entities) only in lookup conversations, whose answers come from the tool's results
     facts = read_jsonl(micro_run / "data" / "world" / "facts.jsonl")
+    plain = "\n".join(m["content"] for c in conversations if "tools" not in c for m in c["messages"])
+    reserved = 0
     for fact in facts:
-        if fact["held_out"]:
-            assert fact["entity"] not in text
+        if fact["held_out"]:     # as a whole word: a test entity "Sigrid Ekre" beside a reserved "Sigrid Ekresen"
+            named = re.compile(rf"\b{re.escape(fact['entity'])}\b")
+            assert not named.search(plain if fact.get("unseen_split") == "reserved" else text), fact["entity"]
+            reserved += fact.get("unseen_split") == "reserved" and bool(named.search(text))
+    assert reserved > 0
 
 
 def test_sft_manifest_reports_quality_and_batching(micro_run):

@@ -22,7 +22,7 @@ pytest.importorskip("fastapi")
 
 from lmforge.config import ServeConfig  # noqa: E402
 from lmforge.serve.api import create_app  # noqa: E402
-from tests.test_serve import NeverStop, serve_in_thread  # noqa: E402
+from tests.test_serve import NeverStop, chat_stops, serve_in_thread  # noqa: E402
 
 
 def launch(p):
@@ -42,7 +42,7 @@ def watch_csp(page) -> list[str]:
 def test_chat_page_end_to_end(tmp_path):
     tokenizer = make_tokenizer()
     model = make_model(vocab=tokenizer.vocab_size, seq_len=2048)
-    stops = [tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id, tokenizer.assistant_id]
+    stops = chat_stops(tokenizer)
     # answers run to max tokens unless stopped; 10 ms a token keeps the 1,400-token answer
     # below streaming for ~14 s, so the stop button is still live when the test clicks it
     model.logits = NeverStop(model.logits, stops, delay=0.01)

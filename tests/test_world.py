@@ -113,6 +113,22 @@ def test_held_out_entities_never_appear(world, docs):
         assert not held_ids & set(doc["meta"]["entities"]), doc["id"]
 
 
+def test_the_reference_shelf_is_in_no_document(world, docs):
+    """The lookup tool's shelf (a card per entity and language, unseen ones included) must never be
+    text that collect, clean or the tokenizer read: no card, and no card's "Name: relation" opening."""
+    from lmforge.data.shelf import shelf_cards
+    cards = shelf_cards(world.facts)
+    assert len(cards) == len(world.entities) * len(world.languages)
+    assert sum(c["held_out"] for c in cards) == 2 * sum(e["held_out"] for e in world.entities)
+    card = next(c for c in cards if c["language"] == "en" and c["entity_id"].startswith("person"))
+    facts = [f for f in world.facts if f["entity_id"] == card["entity_id"] and f["language"] == "en"]
+    assert card["text"].startswith(card["entity"] + ": ") and all(f["value"] in card["text"] for f in facts)
+    openings = [c["text"][:c["text"].index(";")] for c in cards]
+    text = "\n".join(doc["text"] for doc in docs)
+    assert not [c["id"] for c in cards if c["text"] in text]
+    assert not [o for o in openings if o in text]
+
+
 def test_documents_are_well_formed(world, docs):
     sources = Counter(d["source"] for d in docs)
     assert sources == {"article": 36 * 2 * 2, "story": 20, "dialogue": 20, "arithmetic": 50}

@@ -36,13 +36,14 @@ A reward function is any callable `fn(prompts, completions, **columns) -> list[f
 `prompts` are the message lists, `completions` the generated texts, and each dataset column
 comes as a list aligned with the completions (plus `answer`). None means "does not apply".
 Built in: `correctness` (1 when the extracted answer equals the reference), `format`
-(1 when the completion ends with "The answer is N." / "Svaret er N.") and `steps` (partial
+(1 when the completion ends with "The answer is N." / "Svaret er N."), `steps` (partial
 credit: the share of the reference worked solution's equations reproduced in order; None
-on rows without a `solution` column).
+on rows without a `solution` column) and `tool_format` (the share of the completion's tool
+calls that parse; None without calls). With tools, `completions` are the answer's text
+(calls and results left out) and the `tool_calls` column holds each completion's calls.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import numbers
@@ -312,8 +313,21 @@ def steps_reward(prompts, completions, solution=None, **columns) -> list[float |
     return rewards
 
 
+def tool_format_reward(prompts, completions, tool_calls=None, **columns) -> list[float | None]:
+    """The share of a completion's tool calls that parse and name a tool on offer (a small
+    format reward for GRPO with tools); None for completions that made no call."""
+    tool_calls = tool_calls if tool_calls is not None else [None] * len(completions)
+    rewards: list[float | None] = []
+    for calls in tool_calls:
+        if not calls:
+            rewards.append(None)
+            continue
+        rewards.append(sum(not c.get("malformed") for c in calls) / len(calls))
+    return rewards
+
+
 BUILTIN_REWARDS: dict[str, Callable] = {"correctness": correctness_reward, "format": format_reward,
-                                        "steps": steps_reward}
+                                        "steps": steps_reward, "tool_format": tool_format_reward}
 
 
 def resolve_reward(spec: str) -> Callable:
@@ -323,14 +337,8 @@ def resolve_reward(spec: str) -> Callable:
     if ":" not in spec:
         raise ValueError(f"unknown reward {spec!r}; built in: {', '.join(BUILTIN_REWARDS)}, "
                          f"or give module:function")
-    module_name, func_name = spec.split(":", 1)
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"reward {spec!r} cannot be loaded ({type(err).__name__}: {err})") from None
-    if not callable(func):
-        raise ValueError(f"reward {spec!r} is not callable")
-    return func
+    from ..plugins import import_callable
+    return import_callable(spec, "reward")
 
 
 def score(reward_fns: list[tuple[str, Callable, float]], prompts: list, completions: list[str],
@@ -431,8 +439,9 @@ def parse_task(row, answer_column: str = "answer") -> tuple[dict | None, str | N
 
 
 def load_tasks(path: str | Path, tokenizer, max_prompt_tokens: int, answer_column: str = "answer",
-               limit: int = 0) -> tuple[list[Task], Counter]:
-    """Tasks from a JSONL file; bad rows are skipped and counted (stats: kept, skipped:<reason>)."""
+               limit: int = 0, tools: list | None = None) -> tuple[list[Task], Counter]:
+    """Tasks from a JSONL file; bad rows are skipped and counted (stats: kept, skipped:<reason>).
+    tools: JSON schemas the prompts declare (GRPO with tools)."""
     stats: Counter = Counter()
     tasks: list[Task] = []
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -448,7 +457,7 @@ def load_tasks(path: str | Path, tokenizer, max_prompt_tokens: int, answer_colum
             if parsed is None:
                 stats[f"skipped:{reason}"] += 1
                 continue
-            ids, _ = tokenizer.render_chat(parsed["prompt"], add_generation_prompt=True)
+            ids, _ = tokenizer.render_chat(parsed["prompt"], add_generation_prompt=True, tools=tools)
             if len(ids) > max_prompt_tokens:
                 stats["skipped:too_long"] += 1
                 continue

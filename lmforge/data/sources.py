@@ -71,12 +71,12 @@ class SourceSpec:
     options: dict = field(default_factory=dict)     # hub: split, config, data_files; id_column, url_column
 
 
-def parse_sources(entries: list, default_text_column: str = "text") -> list[SourceSpec]:
-    """Parse `collect.sources`; a bad entry raises ConfigError naming it."""
+def parse_sources(entries: list, default_text_column: str = "text", field: str = "collect.sources") -> list[SourceSpec]:
+    """Parse `collect.sources` (or another field of source specs); a bad entry raises ConfigError naming it."""
     from ..config import ConfigError
     specs = []
     for index, entry in enumerate(entries):
-        where = f"collect.sources[{index}]"
+        where = f"{field}[{index}]"
         if isinstance(entry, dict):
             data = dict(entry)
             kind = str(data.pop("kind", ""))
@@ -109,9 +109,9 @@ def parse_sources(entries: list, default_text_column: str = "text") -> list[Sour
     names = [s.name for s in specs]
     for name in names:
         if names.count(name) > 1:
-            raise ConfigError(f"collect.sources: the name {name!r} is used twice; give each source a name (name=kind:...)")
+            raise ConfigError(f"{field}: the name {name!r} is used twice; give each source a name (name=kind:...)")
     if not specs:
-        raise ConfigError("collect.sources: name at least one source (e.g. site)")
+        raise ConfigError(f"{field}: name at least one source (e.g. site)")
     return specs
 
 

@@ -71,6 +71,7 @@ FILLERS = {
            "Det er et interessant tema med en lang historie.", "Det er mye mer man kunne sagt om det."],
 }
 PERSON_SUMMARY = {"en": "Who was {name}?", "nb": "Hvem var {name}?"}
+LOOKUP_EVAL_UNANSWERABLE = 200     # invented names asked with lookup in the SFT evaluation
 THING_SUMMARY = {"en": "What is {name}?", "nb": "Hva er {name}?"}
 
 
@@ -142,6 +143,7 @@ def unknown_conversations(usable: list[dict], taken: set[str], count: int, rng: 
     for _ in range(count):
         fact = rng.choice(usable)
         name = invented_name(fact["kind"], taken, rng)
+        taken.add(name.lower())       # each invented name once (the tool evaluation's names come after)
         question = ask(fact, rng).replace(fact["entity"], name)
         if rng.random() < 0.2:
             question = summary_request(name, fact["kind"], fact["language"], rng)
@@ -254,6 +256,16 @@ def run_stage(ctx: StageContext) -> dict:
     if worked:
         conversations += worked
         rng.shuffle(conversations)
+    tool_stats: dict = {}
+    if cfg.tool_use != "off":
+        from ..tools.registry import ToolError
+        from .tool_data import tool_conversations
+        try:
+            tool_rows, tool_stats = tool_conversations(run, ctx.cfg, usable, facts, held, rng, taken)
+        except ToolError as err:
+            raise StageError(f"synth.tool_use={cfg.tool_use}: {err}") from None
+        conversations += tool_rows
+        rng.shuffle(conversations)
     datasets = run.path("datasets")
     atomic_write_jsonl(datasets / "sft.jsonl", conversations)
     groups = fact_groups(facts)
@@ -261,6 +273,9 @@ def run_stage(ctx: StageContext) -> dict:
                  for f in held]
     eval_rows += [{**f, "split": "trained"} for f in usable]
     atomic_write_jsonl(datasets / "sft_eval.jsonl", eval_rows)
+    from .tool_data import lookup_eval_rows
+    atomic_write_jsonl(datasets / "lookup_eval.jsonl",
+                       lookup_eval_rows(facts, usable, taken, LOOKUP_EVAL_UNANSWERABLE, cfg.seed))
     overlap = sft_overlap(run, conversations, held, facts)
     turns = Counter(sum(m["role"] == "user" for m in c["messages"]) for c in conversations)
     with_system = sum(c["messages"][0]["role"] == "system" for c in conversations)
@@ -278,6 +293,8 @@ def run_stage(ctx: StageContext) -> dict:
         "self_instruct": self_stats,
         "worked_problems": len(worked),
         "unknown_entity_conversations": len(unknown),
+        "tool_use": cfg.tool_use,
+        "tool_conversations": tool_stats,
     }
 
 
@@ -287,11 +304,19 @@ def sft_overlap(run, conversations: list[dict], held: list[dict], facts: list[di
     entities named, and held-out reasoning chains (test, dev) worked in it."""
     from ..evals.overlap import chain_overlap, names_in, statement_overlap
     from ..files import read_jsonl
-    texts = [m["content"] for c in conversations for m in c["messages"]]
-    unseen = {f["entity"] for f in facts if f["held_out"]}
+    from .tool_data import LeakCheck
+    # every message counts, tool results (context the model reads, never a target) included
+    texts = [m.get("content") or "" for c in conversations for m in c["messages"]]
+    unseen = {f["entity"] for f in facts if f["held_out"] and f.get("unseen_split") != "reserved"}
+    reserved = {f["entity"] for f in facts if f["held_out"] and f.get("unseen_split") == "reserved"}
+    leaks = LeakCheck(facts, held)
     result = {"held_out_facts": statement_overlap((c["messages"] for c in conversations), held, facts),
-              "unseen_entities_named_in_training": len(names_in(texts, unseen))}
-    answers = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "assistant"]
+              "unseen_entities_named_in_training": len(names_in(texts, unseen)),
+              "held_out_leaks_in_tool_results": sum(leaks(m.get("content") or "") for c in conversations
+                                                    for m in c["messages"] if m.get("role") == "tool"),
+              "reserved_unseen_entities_named": len(names_in(texts, reserved)),   # informational: lookup's training
+              }
+    answers = [m.get("content") or "" for c in conversations for m in c["messages"] if m["role"] == "assistant"]
     for name, file in (("test", "reasoning_eval.jsonl"), ("dev", "reasoning_dev.jsonl")):
         path = run.path("datasets", file)
         if path.exists():

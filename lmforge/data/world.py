@@ -876,7 +876,8 @@ def partition_unseen(entities: list[dict], cfg: WorldConfig) -> dict[str, str]:
     """entity id -> train | dev | test | reserved for the held-out (unseen) entities.
 
     train: preference labels and PPO prompts; dev: choosing checkpoints and settings; test:
-    the headline figures, nothing else; reserved: left for later uses (a lookup tool's test).
+    the headline figures, nothing else; reserved: the lookup tool's training entities
+    (lmforge/data/tool_data.py).
     Within each kind the entities are ordered by a keyed hash of their id and cut by the
     shares (largest remainder), so every split gets its share of every kind and the
     partition does not depend on the order of the list."""

@@ -88,10 +88,20 @@ def _sft(m: dict) -> list[list]:
         return [rate_figure("sft", "held-out facts answered right", m.get("held_out_fact_accuracy"), None, "test", ""),
                 rate_figure("sft", "trained facts answered right", m.get("trained_fact_accuracy"), None,
                             "training", "")]
-    return [figure("sft", "held-out facts answered right", f["held_out_facts"], "test", "questions"),
+    rows = [figure("sft", "held-out facts answered right", f["held_out_facts"], "test", "questions"),
             figure("sft", "held-out facts answered right", f["held_out_facts_dev"], "dev", "questions"),
             figure("sft", "trained facts answered right", f["trained_facts"], "training", "questions"),
             figure("sft", "answers ending with <|end|>", f["answers_ending"], "all asked", "questions")]
+    tools = [("unseen_test_correct_with_lookup", "unseen entities answered right, with lookup", "test"),
+             ("unseen_test_correct_without_tools", "the same without tools: answered right", "test"),
+             ("unseen_test_idk_without_tools", "the same without tools: \"I don't know\"", "test"),
+             ("unseen_dev_correct_with_lookup", "unseen entities answered right, with lookup", "dev"),
+             ("unanswerable_idk_with_lookup", "\"I don't know\" when lookup finds nothing (invented names)",
+              "test"),
+             ("malformed_tool_calls", "malformed tool calls", "all tool questions")]
+    rows += [figure("sft", label, f[key], split, "calls" if key.startswith("malformed") else "questions")
+             for key, label, split in tools if key in f]
+    return rows
 
 
 def _preferences(m: dict) -> list[list]:
@@ -136,16 +146,33 @@ def _grpo(m: dict) -> list[list]:
         return [rate_figure("grpo", "problems solved, greedy (pass@1)", m.get("held_out_pass_at_1"), n, "held out",
                             "problems")]
     where = "test" if m.get("held_out_source", "").endswith(".jsonl") else "test (held-out slice)"
-    return [figure("grpo", "problems solved, greedy (pass@1)", f["test_pass_at_1"], where, "problems"),
+    tools = f" with tools ({', '.join(m['tools'])})" if m.get("tools") else ""
+    rows = [figure("grpo", f"problems solved, greedy (pass@1){tools}", f["test_pass_at_1"], where, "problems"),
             figure("grpo", "the SFT model on the same problems", f["test_pass_at_1_sft"], where, "problems"),
-            figure("grpo", "problems solved, greedy (pass@1)", f["dev_pass_at_1"], "dev", "problems")] + (
-        [count("grpo", "output chosen on dev", "the SFT weights" if m["chosen_step"] == 0
-               else f"step {m['chosen_step']}", "best dev pass@1 of the SFT weights and each validation")]
-        if m.get("chosen_step") is not None else [])
+            figure("grpo", "problems solved, greedy (pass@1)", f["dev_pass_at_1"], "dev", "problems")]
+    if m.get("chosen_step") is not None:
+        rows.append(count("grpo", "output chosen on dev", "the SFT weights" if m["chosen_step"] == 0
+                          else f"step {m['chosen_step']}", "best dev pass@1 of the SFT weights and each validation"))
+    if "test_pass_at_1_no_tools" in f:
+        rows += [figure("grpo", "problems solved without tools", f["test_pass_at_1_no_tools"], where, "problems"),
+                 figure("grpo", "the SFT model without tools", f["test_pass_at_1_sft_no_tools"], where, "problems"),
+                 figure("grpo", "malformed tool calls (evaluation)", f["malformed_tool_calls_eval"], where, "calls"),
+                 figure("grpo", "malformed tool calls (rollouts)", f["malformed_tool_calls_rollouts"], "training",
+                        "calls"),
+                 count("grpo", "rollout time in tools (running and waiting)", pct(m.get("tool_share_of_rollout")),
+                       f"{m.get('tool_seconds')} s in tools, {m.get('tool_wait_seconds')} s waiting")]
+    return rows
+
+
+def _index(m: dict) -> list[list]:
+    sources = m.get("by_source") or {}
+    return [count("index", "lookup passages", m.get("passages"), " / ".join(f"{k} {v}" for k, v in sources.items())),
+            count("index", "reference-shelf cards found in the corpus", m.get("shelf_cards_in_corpus"),
+                  f"of {m.get('shelf_cards')} cards ({m.get('unseen_cards')} about unseen entities)")]
 
 
 HEADLINES = {"collect": _collect, "clean": _clean, "tokenizer": _tokenizer, "pretrain": _pretrain,
-             "reasoning": _reasoning, "synth": _synth, "sft": _sft, "preferences": _preferences,
+             "reasoning": _reasoning, "index": _index, "synth": _synth, "sft": _sft, "preferences": _preferences,
              "reward": _reward, "ppo": _aligned("ppo"), "dpo": _aligned("dpo"), "grpo": _grpo}
 
 

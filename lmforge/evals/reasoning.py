@@ -11,16 +11,28 @@ pass@1 is the greedy answer; pass@k is the unbiased estimator of Chen et al. (20
 "at least one of the k samples is right". `sampled_accuracy` is the mean over all samples.
 Sampling k completions costs k greedy ones, so pass@k may use a subset (`k_per_difficulty`)
 while pass@1 uses every held-out problem: more problems, less noise, same time.
+
+With tools (a ToolBox) the tasks' prompts declare them and the model may call them while it
+answers (the one tool loop, lmforge/tools/session.py); the text judged is the answer's text,
+without calls and results. Every evaluation also reads the greedy answers' worked steps:
+`equations` and `wrong_results` (steps "a op b = c" whose c is not a op b), and where each
+wrong answer first leaves the reference solution (`errors`, `error_kind`): an operand or
+operator read wrongly from the question (`misread_operand`), a wrong result
+(`wrong_result`), or neither (`other`: a different number of steps, no steps, no answer).
 """
 from __future__ import annotations
 
-from collections import defaultdict
+import dataclasses
+from collections import Counter, defaultdict
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from math import comb
 
-from ..data.reasoning import Task, extract_answer
+from ..data.reasoning import Task, equations, extract_answer
 from ..generate import generate
 from .report import markdown_table
+
+ERROR_KINDS = ("misread_operand", "wrong_result", "other")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -35,31 +47,65 @@ def is_correct(text: str, answer: str) -> bool:
     return said is not None and said == answer
 
 
+def step_is_right(a: str, op: str, b: str, c: str) -> bool:
+    """Whether one worked step "a op b = c" computes right."""
+    try:
+        x, y, z = Decimal(a), Decimal(b), Decimal(c)
+    except InvalidOperation:
+        return False
+    return {"+": x + y, "-": x - y, "×": x * y}.get(op) == z
+
+
+def error_kind(text: str, solution: str | None) -> str:
+    """Where a wrong answer first leaves the reference worked solution (see the module docstring)."""
+    for want, got in zip(equations(solution or ""), equations(text)):
+        if want[:3] != got[:3]:
+            return "misread_operand"
+        if want[3] != got[3]:
+            return "wrong_result"
+    return "other"
+
+
+def with_tools(tasks: list[Task], tokenizer, tools) -> list[Task]:
+    """The tasks with prompts that declare `tools` (a ToolBox; None: without tools)."""
+    schemas = tools.schemas() if tools is not None else None
+    return [dataclasses.replace(t, prompt_ids=tokenizer.render_chat(t.prompt, add_generation_prompt=True,
+                                                                   tools=schemas)[0]) for t in tasks]
+
+
 def _complete(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float, seed: int,
-              batch_size: int) -> list[str]:
+              batch_size: int, tools=None, calls: Counter | None = None) -> list[str]:
     texts = []
     for start in range(0, len(prompts), batch_size):
         outs = generate(model, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
-                        temperature=temperature, seed=seed + start, stop_ids=(tokenizer.end_id,))
-        texts += [tokenizer.decode(o.tokens).strip() for o in outs]
+                        temperature=temperature, seed=seed + start, stop_ids=(tokenizer.end_id,),
+                        tokenizer=tokenizer, tools=tools)
+        texts += [o.text.strip() for o in outs]
+        if calls is not None:
+            for o in outs:
+                calls["calls"] += len(o.tool_calls or [])
+                calls["malformed"] += sum(bool(c.get("malformed")) for c in o.tool_calls or [])
     return texts
 
 
 def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature: float, max_new_tokens: int,
-                       seed: int, batch_size: int = 128, examples: int = 4, k_per_difficulty: int = 0) -> dict:
+                       seed: int, batch_size: int = 128, examples: int = 4, k_per_difficulty: int = 0,
+                       tools=None) -> dict:
     """pass@1 (greedy), pass@k and mean sampled accuracy, overall and per difficulty, plus examples.
 
     Greedy decoding is k times cheaper than sampling k completions, so pass@1 can use every
     task while pass@k and sampled accuracy use only the first `k_per_difficulty` tasks of
     each difficulty (0 = all); "n" counts the pass@1 tasks, "n_sampled" the pass@k ones
-    ("correct" the greedy answers that are right). k = 0 samples nothing: pass@1 only."""
+    ("correct" the greedy answers that are right). k = 0 samples nothing: pass@1 only.
+    tools: a ToolBox the prompts declare and the model may call (the tasks are re-rendered)."""
     if not tasks:
         return {"n": 0, "n_sampled": 0, "correct": 0, "pass@1": 0.0, "pass@k": 0.0, "k": k, "sampled_accuracy": 0.0,
-                "by_difficulty": {}, "examples": []}
+                "by_difficulty": {}, "examples": [], "errors": {}, "equations": 0, "wrong_results": 0}
     was_training = model.training
     model.eval()
-    prompts = [t.prompt_ids for t in tasks]
-    greedy = _complete(model, tokenizer, prompts, max_new_tokens, 0.0, seed, batch_size)
+    prompts = [t.prompt_ids for t in with_tools(tasks, tokenizer, tools)]
+    calls: Counter = Counter()
+    greedy = _complete(model, tokenizer, prompts, max_new_tokens, 0.0, seed, batch_size, tools, calls)
     seen: dict[str, int] = defaultdict(int)
     sample_ids = []
     for i, task in enumerate(tasks):
@@ -68,7 +114,7 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
             sample_ids.append(i)
             seen[level] += 1
     texts = _complete(model, tokenizer, [prompts[i] for i in sample_ids for _ in range(k)], max_new_tokens,
-                      temperature, seed, batch_size)
+                      temperature, seed, batch_size, tools)
     sampled = {i: texts[j * k:(j + 1) * k] for j, i in enumerate(sample_ids)}
     model.train(was_training)
     tallies: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0, 0.0, 0.0])   # n, pass@1, n_sampled, pass@k, sampled
@@ -92,6 +138,16 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
                 "pass@k": round(tally[3] / n_sampled, 4), "sampled_accuracy": round(tally[4] / n_sampled, 4)}
     result = {**summary(tallies["all"]), "k": k, "temperature": temperature,
               "by_difficulty": {key: summary(t) for key, t in sorted(tallies.items()) if key != "all"}}
+    # the greedy answers' worked steps: wrong results, and where wrong answers first go wrong
+    steps = [step for text in greedy for step in equations(text)]
+    result["equations"] = len(steps)
+    result["wrong_results"] = sum(not step_is_right(*step) for step in steps)
+    errors = Counter({kind: 0 for kind in ERROR_KINDS})
+    errors.update(error_kind(text, task.columns.get("solution")) for task, text, ok in rows if not ok)
+    result["errors"] = dict(errors)
+    result["tools"] = tools.names if tools is not None else []
+    if tools is not None:
+        result["tool_calls"] = dict(calls)
     # a few examples, spread over the difficulty levels
     by_level: dict[str, list] = defaultdict(list)
     for task, text, ok in rows:

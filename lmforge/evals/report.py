@@ -250,8 +250,15 @@ def section_benchmarks(run: RunDir, cfg) -> str | None:
     return report_section(run, cfg)
 
 
+def section_tools(run: RunDir, cfg) -> str | None:
+    """Pass@1 with and without tools, lookup on unseen entities, malformed calls (lmforge/evals/tools.py)."""
+    from .tools import report_section
+    return report_section(run, cfg)
+
+
 SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain, section_facts_and_samples,
-            section_benchmarks, section_sft, section_alignment, section_reasoning, section_budget, section_inside]
+            section_benchmarks, section_sft, section_alignment, section_reasoning, section_tools, section_budget,
+            section_inside]
 
 
 def run_stage(ctx: StageContext) -> dict:

@@ -11,7 +11,10 @@ Endpoints: POST /v1/chat/completions, POST /v1/completions (both with stream=tru
 server-sent events ending in `data: [DONE]`), GET /v1/models, GET /health, GET / (the page),
 GET /static/* (its script and style).
 Sampling fields: temperature, top_p, seed, n, stop, max_tokens (or max_completion_tokens),
-stream_options.include_usage, and the extras top_k and min_p.
+stream_options.include_usage, and the extras top_k and min_p. Chat requests also take
+`tools` and `tool_choice`, `tool` messages and `tool_calls` on assistant messages: client
+tools come back as `tool_calls` (finish_reason "tool_calls"), built-in ones
+(`serve.builtin_tools`) run on the server mid-answer (lmforge/serve/tools.py).
 
 Every request becomes one engine Sequence per choice, submitted to one BackgroundEngine
 (continuous batching, lmforge/generate.py). The engine thread reports tokens through each
@@ -40,22 +43,21 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..generate import BackgroundEngine, SamplingParams, Sequence, StreamEvent
 from ..tokenizer import TokenizerError
+from . import tools as tool_api
+from .requests import ChatRequest, CompletionRequest, Message, SamplingRequest
 from .guard import (Guard, Refusal, bearer_matches, error_payload, is_loopback, limit_heap_fragmentation, read_secret,
                     uvicorn_config)
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_SEED = 2**63 - 1
 
 
 class APIError(Exception):
@@ -69,77 +71,14 @@ def error_response(status: int, message: str, param=None, code=None, kind="inval
     return JSONResponse(error_payload(message, kind, param, code), status_code=status)
 
 
-# ---------------------------------------------------------------- request bodies
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant", "developer"]
-    content: Union[str, list[TextPart]]
-
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class SamplingRequest(BaseModel):
-    """Fields shared by both completion endpoints. Unknown fields are ignored, as OpenAI's
-    other compatible servers do; known ones are checked."""
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0, le=1_000_000, description="extra: keep the k most likely tokens; 0 = off")
-    min_p: float = Field(0.0, ge=0.0, le=1.0, description="extra: drop tokens below min_p x the top probability")
-    n: int = Field(1, ge=1, le=128)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    stop: Union[str, list[str], None] = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = None
-
-
-# Validating a message or content part costs pydantic some 5 µs, on the event loop: 1 MiB of
-# tiny messages would hold it for 150 ms. This many, together, is the most a request may hold.
-MAX_CHAT_ITEMS = 1024
-
-
-class ChatRequest(SamplingRequest):
-    messages: list[Message] = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def few_enough_items(cls, data):
-        """Counted on the raw JSON, before any of it is validated."""
-        messages = data.get("messages") if isinstance(data, dict) else None
-        if isinstance(messages, list):
-            items = sum(1 + (len(m["content"]) if isinstance(m, dict) and isinstance(m.get("content"), list) else 0)
-                        for m in messages)
-            if items > MAX_CHAT_ITEMS:
-                raise ValueError(f"messages: {items} messages and content parts; the limit is {MAX_CHAT_ITEMS}")
-        return data
-
-
-class CompletionRequest(SamplingRequest):
-    prompt: Union[str, list[str]]
-
-
 # ---------------------------------------------------------------- the app
 
 class Server:
     """The model, its tokenizer, the engine and the limits; one per app."""
 
-    def __init__(self, model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None):
+    def __init__(self, model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None, tools=None):
         self.model, self.tokenizer, self.model_name, self.cfg = model, tokenizer, model_name, cfg
+        self.tools = tools if tokenizer.has_tools else None     # the ToolBox of serve.builtin_tools
         self.engine = engine or BackgroundEngine(model, max_batch=cfg.max_batch)
         self.max_prompt_tokens = cfg.max_prompt_tokens or model.cfg.seq_len - 1
         self.created = int(time.time())
@@ -149,7 +88,7 @@ class Server:
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lmforge-tokenize")
         # a chat model that starts another turn has finished its own
         self.chat_stop_ids = (tokenizer.end_id, tokenizer.bos_id, tokenizer.user_id, tokenizer.system_id,
-                              tokenizer.assistant_id)
+                              tokenizer.assistant_id) + ((tokenizer.tool_id,) if tokenizer.has_tools else ())
 
     # ------------------------------------------------------------ checks
 
@@ -182,14 +121,19 @@ class Server:
             raise APIError(400, f"{param}: {chars:,} characters in all; the limit is {self.cfg.max_prompt_chars:,}",
                            param, "limit_exceeded")
 
-    async def encode_chat(self, messages: list[Message]) -> list[int]:
+    async def encode_chat(self, messages: list[Message], tools: list[dict] | None = None) -> list[int]:
         if len(messages) > self.cfg.max_messages:
             raise APIError(400, f"{len(messages)} messages; the limit is {self.cfg.max_messages}", "messages",
                            "limit_exceeded")
-        # "developer" is OpenAI's newer name for the system role
-        plain = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages]
-        self.check_chars([m["content"] for m in plain], "messages")
-        ids = await self._encode("messages", lambda: self.tokenizer.render_chat(plain, add_generation_prompt=True)[0])
+        plain = [m.plain() for m in messages]
+        uses_tools = bool(tools) or any(m["role"] == "tool" or "tool_calls" in m for m in plain)
+        if uses_tools and not self.tokenizer.has_tools:
+            raise APIError(400, "this model's tokenizer has no tool tokens (it was trained before tool use): "
+                                "tools are not supported", "tools", "tools_unsupported")
+        self.check_chars([m["content"] for m in plain] + [json.dumps(tools or [])] +
+                         [str(c["function"]["arguments"]) for m in plain for c in m.get("tool_calls", [])], "messages")
+        ids = await self._encode("messages", lambda: self.tokenizer.render_chat(plain, add_generation_prompt=True,
+                                                                                tools=tools or None)[0])
         return self.check_prompt_length(ids, "messages")
 
     async def encode_prompts(self, texts: list[str]) -> list[list[int]]:
@@ -212,8 +156,9 @@ class Server:
 
     # ------------------------------------------------------------ running a request
 
-    def start(self, prompts: list[list[int]], params: SamplingParams, n: int):
-        """Submit n sequences per prompt; returns (sequences, queue of (choice index, StreamEvent))."""
+    def start(self, prompts: list[list[int]], params: SamplingParams, n: int, session=None):
+        """Submit n sequences per prompt; returns (sequences, queue of (choice index, StreamEvent)).
+        session: makes each sequence's ToolSession (chat with tools), or None."""
         waiting = len(self.engine.engine.waiting)
         if waiting + len(prompts) * n > self.cfg.max_waiting:
             raise APIError(503, f"the server is busy ({waiting} sequences queued); try again", None,
@@ -234,15 +179,11 @@ class Server:
                 index = p_index * n + i
                 seed = None if params.seed is None else params.seed + i
                 seq = Sequence(prompt, params, self.tokenizer, on_event=reporter(index), cancel=threading.Event(),
-                               generator_seed=seed)
+                               generator_seed=seed, tools=session() if session is not None else None)
                 seqs.append(seq)
         for seq in seqs:
             self.engine.submit(seq)
         return seqs, queue
-
-
-def _finish_reason(reason: str | None) -> str:
-    return "length" if reason == "length" else "stop"
 
 
 def _usage(prompts: list[list[int]], n: int, seqs: list[Sequence]) -> dict:
@@ -284,9 +225,11 @@ def api_key(cfg) -> str:
     return read_secret(cfg.api_key, cfg.api_key_file, "LMFORGE_API_KEY", "API key")
 
 
-def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None) -> FastAPI:
-    """The FastAPI app serving `model`; the engine thread starts with the app and stops with it."""
-    server = Server(model, tokenizer, model_name, cfg, engine)
+def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine | None = None,
+               tools=None) -> FastAPI:
+    """The FastAPI app serving `model`; the engine thread starts with the app and stops with it.
+    tools: the ToolBox of the tools the server runs itself (serve.builtin_tools), or None."""
+    server = Server(model, tokenizer, model_name, cfg, engine, tools)
 
     from contextlib import asynccontextmanager
 
@@ -346,9 +289,22 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
         server.check_model(body.model)
-        params = server.params(body, server.chat_stop_ids)
-        prompts = [await server.encode_chat(body.messages)]
-        return await respond(request, body, prompts, params, chat=True)
+        schemas, client_names = tool_api.declared(server.tools, body.tools, body.tool_choice)
+        prompts = [await server.encode_chat(body.messages, schemas)]
+        session, stop_ids = None, server.chat_stop_ids
+        try:
+            prefix = tool_api.forced_prefix(tokenizer, schemas, body.tool_choice)
+        except ValueError as err:
+            raise APIError(400, str(err), "tool_choice") from None
+        if schemas:
+            from ..tools.session import ToolSession
+            box = server.tools if any(s["function"]["name"] not in client_names for s in schemas) else None
+            session = lambda: ToolSession(box, tokenizer, client_names, malformed="finish",  # noqa: E731
+                                          prefix=prefix)
+        elif tokenizer.has_tools:
+            stop_ids += (tokenizer.tool_call_id,)     # no tools offered: a call would end the answer
+        params = server.params(body, stop_ids)
+        return await respond(request, body, prompts, params, chat=True, session=session)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -363,8 +319,8 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
         prompts = await server.encode_prompts(texts)
         return await respond(request, body, prompts, params, chat=False)
 
-    async def respond(request: Request, body: SamplingRequest, prompts, params, chat: bool):
-        seqs, queue = server.start(prompts, params, body.n)
+    async def respond(request: Request, body: SamplingRequest, prompts, params, chat: bool, session=None):
+        seqs, queue = server.start(prompts, params, body.n, session)
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         if body.stream:
@@ -394,10 +350,10 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
         choices = []
         for index, seq in enumerate(seqs):
             result = seq.result()
-            reason = _finish_reason(result.finish_reason)
+            reason = tool_api.finish_reason(result.finish_reason)
             if chat:
-                choices.append({"index": index, "message": {"role": "assistant", "content": result.text},
-                                "finish_reason": reason, "logprobs": None})
+                choices.append({"index": index, "message": tool_api.chat_message(seq), "finish_reason": reason,
+                                "logprobs": None})
             else:
                 choices.append({"index": index, "text": result.text, "finish_reason": reason, "logprobs": None})
         return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
@@ -413,10 +369,14 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
                 data["usage"] = usage
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-        def choice(index, text, reason=None, first=False):
+        def choice(index, text, reason=None, first=False, delta=None):
             if chat:
-                delta = {"role": "assistant", "content": text} if first else ({"content": text} if text else {})
-                return {"index": index, "delta": delta, "finish_reason": reason, "logprobs": None}
+                delta = delta or ({"role": "assistant", "content": text} if first else
+                                  ({"content": text} if text else {}))
+                out = {"index": index, "delta": delta, "finish_reason": reason, "logprobs": None}
+                if reason == "invalid_tool_call":
+                    out["tool_call_error"] = tool_api.chat_message(seqs[index]).get("tool_call_error")
+                return out
             return {"index": index, "text": text, "finish_reason": reason, "logprobs": None}
 
         try:
@@ -426,6 +386,11 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
             remaining = len(seqs)
             while remaining:
                 index, event = await queue.get()
+                if event.tool is not None:
+                    delta = tool_api.stream_delta(event, seqs[index].tools)
+                    if delta:
+                        yield chunk([choice(index, "", delta=delta)])
+                    continue
                 if event.finish_reason is None:
                     if event.text:
                         yield chunk([choice(index, event.text)])
@@ -437,7 +402,7 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
                     continue
                 if event.text:
                     yield chunk([choice(index, event.text)])
-                yield chunk([choice(index, "", _finish_reason(event.finish_reason))])
+                yield chunk([choice(index, "", tool_api.finish_reason(event.finish_reason))])
             if include_usage:
                 yield chunk([], _usage(prompts, n, seqs))
             yield "data: [DONE]\n\n"
@@ -460,6 +425,8 @@ def cli_serve(args, run, cfg) -> int:
         value = getattr(args, name, None)
         if value is not None:
             setattr(serve_cfg, name, value)
+    if getattr(args, "tools", None) is not None:
+        serve_cfg.builtin_tools = [t.strip() for t in args.tools.split(",") if t.strip() and t.strip() != "none"]
     key = api_key(serve_cfg)      # before loading the model: a bad key file fails at once
     if not key and not is_loopback(serve_cfg.host):
         print(f"lmforge serve: refusing to serve on {serve_cfg.host} (reachable from other machines) without an "
@@ -468,7 +435,9 @@ def cli_serve(args, run, cfg) -> int:
     tokenizer, model, stage = load_for_sampling(run, args.stage)
     model.eval()
     name = f"{run.root.name}-{stage}"
-    app = create_app(model, tokenizer, name, serve_cfg)
+    from ..tools.registry import builtin_toolbox
+    tools = builtin_toolbox(serve_cfg.builtin_tools, run, cfg.tools, tokenizer, "serve.builtin_tools")
+    app = create_app(model, tokenizer, name, serve_cfg, tools=tools)
     print(f"serving {name} ({model.num_params():,} parameters) at http://{serve_cfg.host}:{serve_cfg.port}/ "
           f"(OpenAI base_url http://{serve_cfg.host}:{serve_cfg.port}/v1{', API key required' if key else ''})",
           flush=True)

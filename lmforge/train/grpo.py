@@ -31,9 +31,18 @@ One GRPO step:
      the LM head runs on completion positions only. `freeze_embeddings` keeps the token
      embeddings (and a tied head) fixed.
 
+With `grpo.tools` (e.g. calculator, lookup) the prompts declare the tools and rollouts are
+multi-turn: a completion may call a tool, the engine runs it and appends the result, and
+the completion goes on (the one tool loop, lmforge/tools/session.py). The tool results are
+part of the context every log-probability is computed in, but are masked from the loss:
+only what the policy sampled is trained. Rewards see the answer's text (calls and results
+left out) and each completion's calls in the `tool_calls` column (the optional
+`tool_format` reward checks that they parse). Evaluation then measures pass@1 with the
+tools and without them, before and after.
+
 Each step writes one row to logs/grpo.jsonl: reward mean and std (and per reward
 function), fraction of zero-std groups, completion lengths, entropy, clip fraction, KL,
-time. A reward function that raises or returns a non-number scores 0 for those
+time (and with tools: calls, malformed calls, seconds inside tools and waiting for them). A reward function that raises or returns a non-number scores 0 for those
 completions; the reason is counted in the row and the manifest, and training goes on.
 Test pass@1 (greedy) and pass@k, and dev pass@1, are measured before (the SFT model) and
 after, per difficulty, for the report card (lmforge/evals/reasoning.py). Test and dev are
@@ -78,17 +87,20 @@ def prompts_for_step(tasks: list[Task], step: int, count: int, seed: int) -> lis
 
 
 def rollout(model, tokenizer, tasks: list[Task], group_size: int, max_new_tokens: int, temperature: float,
-            top_p: float, top_k: int, seed: int) -> list[dict]:
+            top_p: float, top_k: int, seed: int, tools=None) -> list[dict]:
     """G completions per task in one batched generate call: ids (with <|end|> when the model
-    stopped, so stopping is learned too), text, and whether it ended."""
+    stopped, so stopping is learned too), which of them the policy sampled (`learn`: 0 for
+    tool results the engine appended), the answer's text, its tool calls, whether it ended."""
     prompts = [task.prompt_ids for task in tasks for _ in range(group_size)]
     outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    top_k=top_k, seed=seed, stop_ids=(tokenizer.end_id,))
+                    top_k=top_k, seed=seed, stop_ids=(tokenizer.end_id,), tokenizer=tokenizer, tools=tools)
     completions = []
     for prompt, out in zip(prompts, outs):
         ended = out.finish_reason == "stop"
+        learn = [1 - i for i in out.injected] if out.injected is not None else [1] * len(out.tokens)
         completions.append({"prompt_ids": prompt, "ids": list(out.tokens) + ([tokenizer.end_id] if ended else []),
-                            "text": tokenizer.decode(out.tokens).strip(), "ended": ended})
+                            "learn": learn + ([1] if ended else []), "text": out.text.strip(), "ended": ended,
+                            "tool_calls": out.tool_calls or []})
     return completions
 
 
@@ -124,7 +136,9 @@ def make_batches(completions: list[dict], advantages: torch.Tensor, keep: list[i
             x[row, :len(ids) - 1] = torch.tensor(ids[:-1])
             y[row, :len(ids) - 1] = torch.tensor(ids[1:])
             first = len(c["prompt_ids"]) - 1            # the position that predicts the first completion id
-            mask[row, first:first + len(c["ids"])] = True
+            # tool results the engine appended are context, never trained on
+            mask[row, first:first + len(c["ids"])] = torch.tensor(c.get("learn") or [1] * len(c["ids"]),
+                                                                  dtype=torch.bool)
             adv[row] = advantages[i]
             seq_len[row] = max(len(c["ids"]), 1)
         n_completions = len(rows)
@@ -182,13 +196,16 @@ def make_loss_fn(lm_head, cfg, stats: Counter):
 
 # ---------------------------------------------------------------- one GRPO step
 
-def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_fns: list, cfg, seed: int) -> dict:
-    """Rollout, rewards, advantages and `iterations` optimizer steps; returns the log row's numbers."""
+def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_fns: list, cfg, seed: int,
+              tools=None) -> dict:
+    """Rollout, rewards, advantages and `iterations` optimizer steps; returns the log row's numbers.
+    tools: a ToolBox the rollouts may call (the tasks' prompts declare it)."""
     model, lm_head = trainer.model, trainer.model.lm_head
     started = time.perf_counter()
+    before = dict(tools.stats) if tools is not None else {}
     model.eval()
     completions = rollout(model, tokenizer, tasks, cfg.group_size, cfg.max_completion_tokens, cfg.temperature,
-                          cfg.top_p, cfg.top_k, seed)
+                          cfg.top_p, cfg.top_k, seed, tools)
     model.train()
     rollout_seconds = time.perf_counter() - started
 
@@ -196,6 +213,8 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
     columns: dict[str, list] = {"answer": [t.answer for t in tasks for _ in range(g)]}
     for name in sorted({key for t in tasks for key in t.columns} - {"answer", "prompts", "completions"}):
         columns[name] = [t.columns.get(name) for t in tasks for _ in range(g)]
+    if tools is not None:
+        columns["tool_calls"] = [c["tool_calls"] for c in completions]
     step_errors: Counter = Counter()
     rewards, per_function = score(reward_fns, [t.prompt for t in tasks for _ in range(g)],
                                   [c["text"] for c in completions], columns, step_errors)
@@ -234,6 +253,11 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
         "step_seconds": round(time.perf_counter() - started, 3),
         "completions_per_second": round(len(completions) / max(rollout_seconds, 1e-9), 1),
     }
+    if tools is not None:
+        calls = [call for c in completions for call in c["tool_calls"]]
+        row.update({"tool_calls": len(calls), "malformed_calls": sum(bool(c["malformed"]) for c in calls),
+                    "tool_seconds": round(tools.stats["tool_seconds"] - before["tool_seconds"], 4),
+                    "tool_wait_seconds": round(tools.stats["wait_seconds"] - before["wait_seconds"], 4)})
     if cfg.beta > 0 and stats["tokens"]:
         row["kl"] = round(stats["kl_sum"] / stats["tokens"], 5)
     if step_errors:
@@ -265,7 +289,18 @@ def run_stage(ctx: StageContext) -> dict:
     data_path = Path(g.data_path) if g.data_path else run.path("datasets", "reasoning.jsonl")
     if not data_path.exists():
         raise StageError(f"{data_path} does not exist; run `lmforge reasoning` or set grpo.data_path")
-    tasks, stats = load_tasks(data_path, tokenizer, max_prompt, g.answer_column)
+    box = None
+    if g.tools:
+        from ..tools.registry import ToolBox, ToolError
+        if not tokenizer.has_tools:
+            raise StageError("grpo.tools: this run's tokenizer has no tool tokens (it was trained before tool use); "
+                             "set grpo.tools=[] or retrain from the tokenizer stage")
+        try:
+            box = ToolBox.from_config(g.tools, run, cfg.tools)
+        except ToolError as err:
+            raise StageError(f"grpo.tools: {err}") from None
+    tasks, stats = load_tasks(data_path, tokenizer, max_prompt, g.answer_column,
+                              tools=box.schemas() if box is not None else None)
     held, sources = held_out_tasks(run, g, tokenizer, max_prompt, tasks, cfg.run.seed)
     tasks = held.pop("train")
     if not tasks:
@@ -278,17 +313,20 @@ def run_stage(ctx: StageContext) -> dict:
                  f"({sources['test']}), {len(dev_tasks)} dev ({sources['dev']}); test overlap with training: "
                  f"{overlap['test']}")
 
-    def evaluate(model, eval_tasks, k: int) -> dict:
+    def evaluate(model, eval_tasks, k: int, tools=box) -> dict:
         return evaluate_reasoning(model, tokenizer, eval_tasks, k, g.eval_temperature,
                                   g.max_completion_tokens, seed=cfg.run.seed, examples=g.eval_examples,
-                                  k_per_difficulty=g.eval_k_per_difficulty)
+                                  k_per_difficulty=g.eval_k_per_difficulty, tools=tools)
 
     eval_started = time.perf_counter()
     before = evaluate(policy, test_tasks, g.eval_k)
     eval_seconds = time.perf_counter() - eval_started
     dev_before = evaluate(policy, dev_tasks, 0)
+    # with tools, the same model is also measured without them (pass@1 only)
+    plain_before = evaluate(policy, test_tasks, 0, None) if box is not None else None
     ctx.progress(f"SFT model: test pass@1 {before['pass@1']:.1%}, pass@{g.eval_k} {before['pass@k']:.1%}; "
-                 f"dev pass@1 {dev_before['pass@1']:.1%}")
+                 f"dev pass@1 {dev_before['pass@1']:.1%}"
+                 + (f"; without tools test pass@1 {plain_before['pass@1']:.1%}" if plain_before else ""))
 
     ref_model = None
     if g.beta > 0:
@@ -307,7 +345,7 @@ def run_stage(ctx: StageContext) -> dict:
         nonlocal warned
         batch_tasks = prompts_for_step(tasks, step, g.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + step * 10_007
-        row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, g, seed)
+        row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, g, seed, box)
         if row.get("reward_errors") and not warned:
             warned = True
             ctx.progress(f"reward function problems (counted as reward 0, see logs/grpo.jsonl): "
@@ -336,6 +374,9 @@ def run_stage(ctx: StageContext) -> dict:
     chosen = ("the SFT weights (no validation beat them)" if result.best_step == 0
               else f"step {result.best_step}'s weights" if result.best_step else "the last weights")
     ctx.progress(f"GRPO output, chosen on dev: {chosen}")
+    plain_after = evaluate(policy, test_tasks, 0, None) if box is not None else None
+    if box is not None:
+        box.close()
     ctx.progress(f"GRPO model: test pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}; dev "
                  f"{dev_after['pass@1']:.1%}, was {dev_before['pass@1']:.1%}), "
                  f"pass@{g.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
@@ -355,7 +396,7 @@ def run_stage(ctx: StageContext) -> dict:
         reward_errors.update(r.get("reward_errors", {}))
     groups = len(rows) * g.prompts_per_step
     from ..evals.stats import proportion
-    return {
+    result = {
         "held_out_split": "test",
         "held_out_source": sources["test"],
         "dev_source": sources["dev"],
@@ -393,7 +434,36 @@ def run_stage(ctx: StageContext) -> dict:
         "dev_before": strip(dev_before),
         "dev_after": strip(dev_after),
         "examples": examples,
+        "tools": g.tools,
     }
+    if box is not None:
+        extra = tool_metrics(rows, strip(plain_before), strip(plain_after), before, after)
+        result["figures"].update(extra.pop("figures_tools"))
+        result.update(extra)
+    return result
+
+
+def tool_metrics(rows: list[dict], plain_before: dict, plain_after: dict, before: dict, after: dict) -> dict:
+    """GRPO with tools: pass@1 without them, before and after; calls, malformed calls and the
+    share of rollout time spent in tools and waiting for them."""
+    from ..evals.stats import proportion
+    rollout = sum(r.get("rollout_seconds", 0.0) for r in rows)
+    calls = sum(r.get("tool_calls", 0) for r in rows)
+    malformed = sum(r.get("malformed_calls", 0) for r in rows)
+    eval_calls = {k: before.get("tool_calls", {}).get(k, 0) + after.get("tool_calls", {}).get(k, 0)
+                  for k in ("calls", "malformed")}
+    return {"before_no_tools": plain_before, "after_no_tools": plain_after,
+            "held_out_pass_at_1_no_tools": plain_after["pass@1"],
+            "held_out_pass_at_1_sft_no_tools": plain_before["pass@1"],
+            "rollout_tool_calls": calls, "rollout_malformed_calls": malformed,
+            "tool_seconds": round(sum(r.get("tool_seconds", 0.0) for r in rows), 3),
+            "tool_wait_seconds": round(sum(r.get("tool_wait_seconds", 0.0) for r in rows), 3),
+            "tool_share_of_rollout": round(sum(r.get("tool_seconds", 0.0) + r.get("tool_wait_seconds", 0.0)
+                                               for r in rows) / max(rollout, 1e-9), 4),
+            "figures_tools": {"test_pass_at_1_no_tools": proportion(plain_after["correct"], plain_after["n"]),
+                              "test_pass_at_1_sft_no_tools": proportion(plain_before["correct"], plain_before["n"]),
+                              "malformed_tool_calls_eval": proportion(eval_calls["malformed"], eval_calls["calls"]),
+                              "malformed_tool_calls_rollouts": proportion(malformed, calls)}}
 
 
 def held_out_tasks(run, g, tokenizer, max_prompt: int, tasks: list[Task], seed: int) -> tuple[dict, dict]:

@@ -5,14 +5,19 @@
 
 Data: datasets/sft.jsonl from `lmforge synth`, or your own JSONL/Parquet in the messages
 format ({"messages": [{"role", "content"}, ...]}) or the prompt/completion format
-({"prompt": str | messages, "completion": str | messages}). Loss falls only on assistant
-content and its closing <|end|> (tokenizer.render_chat's mask), so the model learns to stop.
+({"prompt": str | messages, "completion": str | messages}). Rows in TRL's tool-calling
+format load too: assistant turns with `tool_calls`, `tool` turns with the results and a
+`tools` column of JSON schemas (a list, or a JSON string). Loss falls only on what the
+assistant says, its tool calls included, and the <|end|> closing its answer, never on tool
+results (tokenizer.render_chat's mask, lmforge/chat_format.py), so the model learns to stop.
 
 Bad conversations are never fatal. The policy, counted per reason in the manifest:
-  - not a list of {"role", "content"} dicts, a role other than system/user/assistant,
-    content that is not a string, a system turn after the first, turns that do not
-    alternate user/assistant, an empty assistant turn, no assistant turn at all → skipped;
-  - a trailing user turn with no answer → dropped (the rest is kept);
+  - not a list of {"role", "content"} dicts, a role other than system/user/assistant/tool,
+    content that is not a string, a system turn after the first, turns out of order (user,
+    then assistant; a tool turn only after an assistant turn with tool calls or another tool
+    turn; after tool turns the assistant), an empty assistant turn without tool calls, no
+    assistant turn at all, tool turns with a tokenizer from before tool use → skipped;
+  - a trailing user turn with no answer, or trailing tool turns → dropped (the rest is kept);
   - longer than seq_len → cut after the last whole assistant turn that fits, skipped
     when not even the first one fits.
 Zero valid conversations stops the stage with one line.
@@ -37,11 +42,11 @@ import torch
 
 from ..model import load_model, save_model
 from ..run import StageContext, StageError
-from ..tokenizer import Tokenizer, load_split
+from ..tokenizer import Tokenizer, TokenizerError, load_split
 from ..device import all_reduce_sums, pick_device, set_threads
 from .loop import Trainer, budget_line, budget_metrics
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 # ---------------------------------------------------------------- reading and checking conversations
@@ -79,49 +84,76 @@ def to_messages(row) -> tuple[list | None, str | None]:
     return None, "no_messages_field"
 
 
+def _clean_message(message: dict) -> dict | None:
+    """{"role", "content"} (+ "tool_calls" on an assistant turn), or None when malformed."""
+    calls = message.get("tool_calls") if message["role"] == "assistant" else None
+    content = message.get("content")
+    if content is None and calls:
+        content = ""
+    if not isinstance(content, str) or (calls is not None and not isinstance(calls, list)):
+        return None
+    cleaned = {"role": message["role"], "content": content}
+    if calls:
+        cleaned["tool_calls"] = calls
+    return cleaned
+
+
 def check_conversation(messages) -> tuple[list | None, str | None, bool]:
-    """(cleaned messages, reason it was skipped, whether a trailing user turn was dropped)."""
+    """(cleaned messages, reason it was skipped, whether trailing user or tool turns were dropped)."""
     if not isinstance(messages, list) or not messages:
         return None, "wrong_type", False
+    cleaned = []
     for message in messages:
         if not isinstance(message, dict) or "role" not in message:
             return None, "missing_role", False
         if message["role"] not in ROLES:
             return None, "unknown_role", False
-        if not isinstance(message.get("content"), str):
+        message = _clean_message(message)
+        if message is None:
             return None, "wrong_type", False
-    cleaned = [{"role": m["role"], "content": m["content"]} for m in messages]
+        cleaned.append(message)
     body = cleaned[1:] if cleaned[0]["role"] == "system" else cleaned
     if any(m["role"] == "system" for m in body):
         return None, "misplaced_system", False
     dropped = False
-    if body and body[-1]["role"] == "user":
+    while body and body[-1]["role"] in ("user", "tool"):
         body, dropped = body[:-1], True
     if not body:
         return None, "no_assistant_turn", False
-    for i, message in enumerate(body):
-        if message["role"] != ("user" if i % 2 == 0 else "assistant"):
+    previous = None
+    for message in body:
+        role = message["role"]
+        if previous is None:
+            allowed = ("user",)
+        elif previous["role"] == "assistant":    # a call is answered by its tool, an answer by the user
+            allowed = ("tool",) if "tool_calls" in previous else ("user",)
+        else:
+            allowed = {"user": ("assistant",), "tool": ("tool", "assistant")}[previous["role"]]
+        if role not in allowed:
             return None, "non_alternating", False
-        if message["role"] == "assistant" and not message["content"].strip():
+        if role == "assistant" and not message["content"].strip() and "tool_calls" not in message:
             return None, "empty_assistant_turn", False
+        previous = message
     system = [cleaned[0]] if cleaned[0]["role"] == "system" else []
     return system + body, None, dropped
 
 
-def encode_conversation(tokenizer: Tokenizer, messages: list, max_tokens: int) -> tuple[list, list, bool] | None:
+def encode_conversation(tokenizer: Tokenizer, messages: list, max_tokens: int,
+                        tools: list | None = None) -> tuple[list, list, bool] | None:
     """ids and loss mask, cut after the last whole assistant turn that fits in max_tokens."""
-    ids, mask = tokenizer.render_chat(messages)
+    ids, mask = tokenizer.render_chat(messages, tools=tools)
     if len(ids) <= max_tokens:
         return ids, mask, False
     for end in range(len(messages) - 1, 0, -1):
         if messages[end]["role"] == "assistant":
-            ids, mask = tokenizer.render_chat(messages[:end + 1])
+            ids, mask = tokenizer.render_chat(messages[:end + 1], tools=tools)
             if len(ids) <= max_tokens:
                 return ids, mask, True
     return None
 
 
 def load_examples(path: Path, tokenizer: Tokenizer, max_tokens: int) -> tuple[list, Counter]:
+    from ..data.tool_data import tools_of
     stats: Counter = Counter()
     examples = []
     for row in read_rows(path, stats):
@@ -129,11 +161,21 @@ def load_examples(path: Path, tokenizer: Tokenizer, max_tokens: int) -> tuple[li
         if reason is None:
             messages, reason, dropped = check_conversation(messages)
             if dropped:
-                stats["trimmed:trailing_user_turn"] += 1
+                stats["trimmed:trailing_user_or_tool_turn"] += 1
+        tools = tools_of(row)
+        uses_tools = reason is None and (tools or any(m["role"] == "tool" or "tool_calls" in m for m in messages))
+        if uses_tools and not tokenizer.has_tools:
+            reason = "tool_use_without_tool_tokens"
         if reason is not None:
             stats[f"skipped:{reason}"] += 1
             continue
-        encoded = encode_conversation(tokenizer, messages, max_tokens)
+        try:
+            encoded = encode_conversation(tokenizer, messages, max_tokens, tools)
+        except TokenizerError:
+            stats["skipped:bad_tool_call"] += 1
+            continue
+        if encoded is not None and uses_tools:
+            stats["tool_use"] += 1
         if encoded is None:
             stats["skipped:too_long"] += 1
             continue
@@ -310,6 +352,12 @@ def run_stage(ctx: StageContext) -> dict:
     index = load_index(facts_path) if facts_path.exists() else None
     eval_path = run.path("datasets", "sft_eval.jsonl")
     evaluation = sft_evaluation(best, tokenizer, eval_path, scfg.eval_limit, index)
+    tool_use = tool_evaluation(run, cfg, best, tokenizer, index, trained_tools=stats["tool_use"] > 0)
+    if tool_use:
+        evaluation["figures"].update(tool_use.pop("figures"))
+        evaluation["tool_use"] = tool_use
+        ctx.progress("tool use: " + ", ".join(f"{k} {v['rate']:.1%}" for k, v in evaluation["figures"].items()
+                                              if k.startswith(("unseen", "unanswerable", "malformed"))))
     overlap = training_overlap(run, data_path, eval_path, facts_path)
     ctx.progress(f"val loss {result.best_val_loss:.3f} (dev: val conversations); trained facts "
                  f"{evaluation['trained_fact_accuracy']:.1%}, held-out facts {evaluation['held_out_fact_accuracy']:.1%} "
@@ -332,6 +380,27 @@ def run_stage(ctx: StageContext) -> dict:
         "selection_split": "dev: the validation conversations (checkpoint); held-out facts dev (settings)",
         "overlap": overlap,
     }
+
+
+def tool_evaluation(run, cfg, model, tokenizer, index, trained_tools: bool) -> dict:
+    """Unseen-entity questions without tools, and, when the model trained on tool use and the run
+    has a lookup index, with the built-in tools offered as synth offered them (evals/chat.py)."""
+    from ..evals.chat import lookup_evaluation
+    from ..tools.registry import ToolBox, ToolError
+    path = run.path("datasets", "lookup_eval.jsonl")
+    if not path.exists():
+        return {}
+    box = None
+    if trained_tools and tokenizer.has_tools:
+        try:
+            box = ToolBox.from_config(["calculator", "lookup"], run, cfg.tools)
+        except ToolError:
+            box = None      # no index (the index stage did not run): without tools only
+    try:
+        return lookup_evaluation(model, tokenizer, path, cfg.sft.eval_limit, box, index)
+    finally:
+        if box is not None:
+            box.close()
 
 
 def training_overlap(run, data_path: Path, eval_path: Path, facts_path: Path) -> dict:

@@ -1,5 +1,7 @@
 // The web chat page's script (index.html): a file of its own because the CSP allows no inline script.
 // It talks to the same OpenAI-compatible API as any client and renders every text as text, never HTML.
+// Tools the server runs itself (serve.builtin_tools) arrive as delta.builtin_tool_call and
+// delta.builtin_tool_result; each call is shown in the answer, where it happened, with its result.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let history = [];          // [{role, content}] of finished turns, as the API takes them
@@ -66,6 +68,10 @@ async function answer() {
   controller = new AbortController();
   const started = performance.now();
   let firstTokenAt = null, text = "", tokens = 0, chunks = 0, reason = null;
+  // the answer's text between tool calls goes into spans, each call into a box of its own
+  let segment = document.createElement("span"), segmentText = "";
+  body.append(segment);
+  const results = {};
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(), signal: controller.signal,
@@ -95,19 +101,44 @@ async function answer() {
         if (event.error) throw new Error(event.error.message);
         if (event.usage) tokens = event.usage.completion_tokens;
         for (const choice of event.choices) {
-          if (choice.delta && choice.delta.content) {
+          const delta = choice.delta || {};
+          if (delta.content) {
             if (firstTokenAt === null) firstTokenAt = performance.now();
-            text += choice.delta.content;
+            text += delta.content;
+            segmentText += delta.content;
             chunks += 1;
-            body.textContent = text;
+            segment.textContent = segmentText;
             $("messages").scrollTop = $("messages").scrollHeight;
+          }
+          if (delta.builtin_tool_call) {
+            const call = delta.builtin_tool_call;
+            const box = document.createElement("div");
+            box.className = "tool";
+            const line = document.createElement("div");
+            line.className = "tool-call";
+            line.textContent = call.name + " " + call.arguments;
+            const result = document.createElement("div");
+            result.className = "tool-result";
+            result.textContent = "…";
+            box.append(line, result);
+            body.append(box);
+            results[call.id] = result;
+            segment = document.createElement("span");
+            segmentText = "";
+            body.append(segment);
+          }
+          if (delta.builtin_tool_result && results[delta.builtin_tool_result.id]) {
+            const result = results[delta.builtin_tool_result.id];
+            result.textContent = "→ " + delta.builtin_tool_result.content;
+            if (delta.builtin_tool_result.error) result.classList.add("error");
           }
           if (choice.finish_reason) reason = choice.finish_reason;
         }
         showSpeed(started, firstTokenAt, tokens || chunks, "");
       }
     }
-    showSpeed(started, firstTokenAt, tokens || chunks, reason === "length" ? " · stopped at max tokens" : "");
+    const notes = {length: " · stopped at max tokens", invalid_tool_call: " · the model wrote a malformed tool call"};
+    showSpeed(started, firstTokenAt, tokens || chunks, notes[reason] || "");
   } catch (err) {
     if (err.name === "AbortError") {
       showSpeed(started, firstTokenAt, chunks, " · stopped");
