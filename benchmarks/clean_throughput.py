@@ -41,7 +41,7 @@ from lmforge.data.site import build_site, path_of  # noqa: E402
 from lmforge.data.sources import charset_of, decode_bytes  # noqa: E402
 from lmforge.data.world import build_world  # noqa: E402
 from lmforge.files import atomic_write_json  # noqa: E402
-from lmforge.run import RunDir  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
 
 
 def world_config(scale: int) -> WorldConfig:
@@ -168,7 +168,7 @@ def curated_folder(count: int, copies: int, chars: int, workers: int) -> dict:
     from lmforge.data.prose import long_document, near_copy
     from lmforge.data.site_pii import unseen_line, unseen_pii
     from lmforge.files import read_documents
-    from lmforge.run import get_stage, run_stage
+    from lmforge.run import execute_stage, get_stage
     stand_in = {"email": DEFAULT_REPLACEMENTS["email"], "phone": DEFAULT_REPLACEMENTS["phone"],
                 "ipv6": DEFAULT_REPLACEMENTS["ipv6"]}
     rng = random.Random(22)
@@ -194,8 +194,8 @@ def curated_folder(count: int, copies: int, chars: int, workers: int) -> dict:
             (books / name).write_text(text, encoding="utf-8")
         run = RunDir(Path(tmp) / "run")
         cfg = load_config("micro", [f"collect.sources=[books=folder:{books}]", f"clean.workers={workers}"])
-        run_stage(run, cfg, get_stage("collect"))
-        m = run_stage(run, cfg, get_stage("clean"))["metrics"]
+        execute_stage(run, cfg, get_stage("collect"))
+        m = execute_stage(run, cfg, get_stage("clean"))["metrics"]
         kept = {d["meta"]["path"]: d["text"] for d in read_documents(run.path("data", "clean"))}
         removed = {d["meta"]["path"]: d["meta"]["reason"] for d in read_documents(run.path("data", "removed"))}
     distinct = [name for name in texts if name.startswith("book")]

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lmforge.data.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
 from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
-from lmforge.run import RunDir  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, DraftVocabulary, SpeculativeStats,  # noqa: E402
                                  load_draft, run_draft_vocabulary, speculative_generate)
 

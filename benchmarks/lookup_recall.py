@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.data.tool_data import answered_by  # noqa: E402
 from lmforge.files import read_jsonl  # noqa: E402
-from lmforge.run import RunDir  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tools.lookup import LookupIndex  # noqa: E402
 
 

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.model import load_model  # noqa: E402
-from lmforge.run import RunDir  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
 from lmforge.train.sft import load_examples, make_batch_fn, masked_loss_sum, pack_rows, single_rows  # noqa: E402

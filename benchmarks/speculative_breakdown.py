@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lmforge.speculative as spec  # noqa: E402
 from lmforge.generate import SamplingParams, load_for_sampling  # noqa: E402
-from lmforge.run import RunDir  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import prompts_for  # noqa: E402

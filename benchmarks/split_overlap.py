@@ -32,7 +32,7 @@ from lmforge.data.splits import keyed_fraction  # noqa: E402
 from lmforge.data.synth import build_conversations, split_facts, unknown_conversations  # noqa: E402
 from lmforge.data.world import read_facts  # noqa: E402
 from lmforge.evals.overlap import FactFinder, chain_overlap, names_in, prompt_overlap, statement_overlap  # noqa: E402
-from lmforge.run import RunDir  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
 
 
 def synth_counts(cfg, facts: list[dict]) -> dict:

@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
-from .run import STAGE_NAMES, RunDir, StageError, get_stage, run_pipeline, run_stage, stage_state
+from .errors import StageError
+from .run import execute_stage, get_stage, run_pipeline, stage_state
+from .rundir import STAGE_NAMES, RunDir
 
 
 def _add_common(p: argparse.ArgumentParser, preset: bool = True) -> None:
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(importlib.import_module(module_name), func_name)(args, run, cfg)
         run.root.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
-        run_stage(run, cfg, get_stage(args.command), force=args.force)
+        execute_stage(run, cfg, get_stage(args.command), force=args.force)
         return 0
     except ConfigError as err:
         print(f"lmforge: config error: {err}", file=sys.stderr)

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
+
 PRESET_DIR = Path(__file__).parent / "presets"
-
-
-class ConfigError(ValueError):
-    """A config problem, phrased as one line for the user."""
 
 
 def opt(default, lo=None, hi=None, choices=None, help=""):

@@ -220,7 +220,7 @@ def import_hf(folder) -> tuple[GPT, Path]:
 
 def cli_export(args, run, cfg) -> int:
     from .generate import resolve_stage
-    from .run import StageError
+    from .errors import StageError
     if args.format != "hf":
         raise StageError(f"unknown export format {args.format!r}; allowed: hf")
     stage = resolve_stage(run, args.stage)
@@ -238,7 +238,7 @@ def cli_export(args, run, cfg) -> int:
 
 
 def cli_import(args, run, cfg) -> int:
-    from .run import StageError
+    from .errors import StageError
     from .tokenizer import Tokenizer, TokenizerError
     try:
         model, folder = import_hf(args.folder)

@@ -718,7 +718,7 @@ def format_bar_chart(pairs: list[tuple[str, float]], width: int = 40) -> str:
 def model_stages(run) -> list[str]:
     """Stages of the run that have a model on disk, in graph order, then any other model
     folder (e.g. one written by `lmforge import`)."""
-    from .run import STAGE_NAMES
+    from .rundir import STAGE_NAMES
     models = run.path("models")
     found = [name for name in STAGE_NAMES if (run.model_dir(name) / "model.safetensors").exists()]
     if models.is_dir():
@@ -741,7 +741,7 @@ def resolve_stage(run, stage: str | None) -> str | None:
 def load_for_sampling(run, stage: str | None):
     """The tokenizer and the model of `stage` (default: the latest finished stage with a model)."""
     from .model import load_model
-    from .run import StageError
+    from .errors import StageError
     from .tokenizer import Tokenizer
     stage = resolve_stage(run, stage)
     if stage is None or not (run.model_dir(stage) / "model.safetensors").exists():
@@ -754,7 +754,7 @@ def _sampling_args(args, cfg) -> dict:
     pick = lambda value, default: default if value is None else value  # noqa: E731
     settings = {"temperature": pick(args.temperature, cfg.generate.temperature),
                 "top_k": pick(args.top_k, cfg.generate.top_k), "top_p": pick(args.top_p, cfg.generate.top_p)}
-    from .run import StageError
+    from .errors import StageError
     min_p = getattr(args, "min_p", None)
     if min_p is not None:
         settings["min_p"] = min_p

@@ -71,7 +71,7 @@ def compare(run, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0
 
 
 def cli_compare(args, run, cfg) -> int:
-    from .run import StageError
+    from .errors import StageError
     if not run.tokenizer_dir.exists() or not model_stages(run):
         raise StageError(f"no trained model in {run.root}; run `lmforge run --to pretrain` first")
     from .tokenizer import Tokenizer

@@ -1,12 +1,13 @@
-"""The run directory (artifact paths, manifests) and the stage graph that `lmforge run` walks.
+"""The stage graph that `lmforge run` walks: the STAGES table, fingerprints, and running a stage.
 
-A run is a folder (DESIGN §1). Each stage writes `stages/<stage>.json`: its status, a
-fingerprint of the config sections it reads and of its inputs, its metrics and its
-wall time. Like `make`, a stage whose manifest is `done` with the same fingerprint is
-skipped; one left `running` (killed) or `failed` with the same fingerprint resumes
-from its own checkpoint; anything else runs from scratch.
+Each stage writes `stages/<stage>.json` (lmforge/rundir.py): its status, a fingerprint of the
+config sections it reads and of its inputs, its metrics and its wall time. Like `make`, a
+stage whose manifest is `done` with the same fingerprint is skipped; one left `running`
+(killed) or `failed` with the same fingerprint resumes from its own checkpoint; anything else
+runs from scratch.
 
-    from lmforge.run import RunDir, run_pipeline
+    from lmforge.run import run_pipeline
+    from lmforge.rundir import RunDir
     run_pipeline(cfg, RunDir("runs/tiny"), to_stage="pretrain")
 """
 from __future__ import annotations
@@ -14,33 +15,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
-import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from .config import Config, dump_yaml, load_config
-from .files import atomic_write_json, atomic_write_text
-
-
-class StageError(RuntimeError):
-    """A stage cannot run (missing inputs, bad data); the message is one line for the user."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    needs: tuple[str, ...]          # upstream stages whose artifacts this one reads
-    config_keys: tuple[str, ...]    # config sections (or section.key) that decide its output
-    entry: str                      # "module:function", imported only when the stage runs
-    headline: str                   # the metric `lmforge status` shows
-    about: str
-    uses: tuple[str, ...] = ()      # optional upstream stages: part of the fingerprint when they are done
-
+from . import progress
+from .config import Config
+from .errors import StageError
+from .rundir import STAGE_NAMES, RunDir, Stage, StageContext, is_main_process, peak_memory_mb, versions
 
 # The graph, in run order.
 STAGES: list[Stage] = [
@@ -76,7 +59,9 @@ STAGES: list[Stage] = [
     Stage("report", ("pretrain",), ("report", "generate"), "lmforge.evals.report:run_stage",
           "sections", "write the report card", uses=("sft", "reward", "ppo", "dpo", "grpo")),
 ]
-STAGE_NAMES = [s.name for s in STAGES]
+# Stages import lmforge/rundir.py, not this module, so the order is written there too.
+if tuple(s.name for s in STAGES) != STAGE_NAMES:
+    raise RuntimeError("lmforge/run.py STAGES and lmforge/rundir.py STAGE_NAMES list different stages")
 
 
 def get_stage(name: str) -> Stage:
@@ -90,116 +75,6 @@ def _barrier() -> None:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-class RunDir:
-    """Named paths inside one run folder, and its manifests."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def path(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
-
-    # artifacts ---------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.path("config.yaml")
-
-    @property
-    def world_dir(self) -> Path:
-        return self.path("data", "world")
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.path("data", "raw")
-
-    @property
-    def tokens_dir(self) -> Path:
-        return self.path("data", "tokens")
-
-    @property
-    def tokenizer_dir(self) -> Path:
-        return self.path("tokenizer")
-
-    @property
-    def report_dir(self) -> Path:
-        return self.path("report")
-
-    def documents_dir(self) -> Path:
-        """Where training text comes from: data/clean once a clean stage has run, else data/raw."""
-        clean = self.path("data", "clean")
-        manifest = self.read_manifest("clean")
-        return clean if manifest and manifest.get("status") == "done" else self.raw_dir
-
-    def model_dir(self, stage: str) -> Path:
-        return self.path("models", stage)
-
-    def log_path(self, stage: str) -> Path:
-        return self.path("logs", f"{stage}.jsonl")
-
-    # manifests ---------------------------------------------------------------
-    def manifest_path(self, stage: str) -> Path:
-        return self.path("stages", f"{stage}.json")
-
-    def read_manifest(self, stage: str) -> dict | None:
-        path = self.manifest_path(stage)
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return {"status": "corrupt"}
-
-    def write_manifest(self, stage: str, manifest: dict) -> None:
-        if is_main_process():
-            atomic_write_json(self.manifest_path(stage), manifest)
-
-    def load_config(self) -> Config:
-        return load_config(None, base=self.config_path)
-
-    def save_config(self, cfg: Config) -> None:
-        if is_main_process():
-            atomic_write_text(self.config_path, dump_yaml(cfg))
-
-    def latest_model_stage(self) -> str | None:
-        """The last stage in graph order that finished and wrote a model."""
-        found = None
-        for stage in STAGES:
-            manifest = self.read_manifest(stage.name)
-            if manifest and manifest.get("status") == "done" and (self.model_dir(stage.name) / "model.safetensors").exists():
-                found = stage.name
-        return found
-
-
-@dataclass
-class StageContext:
-    """What a stage function receives."""
-    run: RunDir
-    cfg: Config
-    stage: Stage
-    resume: bool    # an earlier attempt with the same fingerprint left a checkpoint to continue from
-
-    def progress(self, message: str) -> None:
-        if is_main_process():
-            print(f"[{self.stage.name}] {message}", file=sys.stderr, flush=True)
-
-
-def versions() -> dict:
-    import torch
-    from . import __version__
-    return {"lmforge": __version__, "python": platform.python_version(), "torch": torch.__version__}
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def fingerprint(run: RunDir, cfg: Config, stage: Stage) -> tuple[str, dict]:
@@ -234,7 +109,7 @@ def stage_state(run: RunDir, cfg: Config, stage: Stage) -> str:
     return "resume" if manifest.get("status") in ("running", "failed") else "fresh"
 
 
-def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False, estimate: dict | None = None) -> dict:
+def execute_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False, estimate: dict | None = None) -> dict:
     """Run one stage (skipping it when it is up to date) and return its manifest."""
     fp, parts = fingerprint(run, cfg, stage)
     state = stage_state(run, cfg, stage)
@@ -269,7 +144,7 @@ def run_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False, estim
 
 
 def select_stages(from_stage: str | None, to_stage: str | None) -> list[Stage]:
-    names = STAGE_NAMES
+    names = list(STAGE_NAMES)
     start = names.index(get_stage(from_stage).name) if from_stage else 0
     end = names.index(get_stage(to_stage).name) if to_stage else len(names) - 1
     if start > end:
@@ -291,9 +166,8 @@ def run_pipeline(cfg: Config, run: RunDir, from_stage: str | None = None, to_sta
     results = []
     try:
         for stage in upto:
-            results.append(run_stage(run, cfg, stage, force=stage.name in forced, estimate=plan.get(stage.name)))
+            results.append(execute_stage(run, cfg, stage, force=stage.name in forced, estimate=plan.get(stage.name)))
     finally:
-        from . import progress
         progress.clear()
     return results
 
@@ -303,7 +177,6 @@ def announce_estimate(run: RunDir, cfg: Config, names: list[str]) -> dict:
     progress bars the whole run's plan (lmforge/estimate.py)."""
     if not names:
         return {}
-    from . import progress
     from .estimate import estimate_run, format_estimate
     plan = estimate_run(cfg, run, names)
     for line in format_estimate(plan, cfg, cfg.run.reference_minutes):

@@ -356,7 +356,7 @@ def prepare_draft_run(target_dir, draft_dir) -> list[str]:
     import shutil
 
     from .config import load_config, validate
-    from .run import STAGE_NAMES, RunDir
+    from .rundir import STAGE_NAMES, RunDir
     target, draft = RunDir(target_dir), RunDir(draft_dir)
     if not (target.tokenizer_dir / "tokenizer.json").exists() or not target.config_path.exists():
         raise SystemExit(f"{target.root} has no tokenizer: run the target to its tokenizer stage first")
@@ -399,7 +399,7 @@ def load_draft(draft_dir, target_run, stage: str | None = None, coverage: float 
     distilled model when there is one, else its latest; refuses a draft whose tokenizer is
     not the target run's (prepare-draft makes one that is)."""
     from .generate import load_for_sampling
-    from .run import RunDir
+    from .rundir import RunDir
     draft_run = RunDir(draft_dir)
     if stage is None and (draft_run.model_dir(DISTILL_STAGE) / "model.safetensors").exists():
         stage = DISTILL_STAGE
@@ -458,7 +458,7 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float =
     from .config import load_config
     from .generate import resolve_stage
     from .model import load_model, save_model
-    from .run import RunDir
+    from .rundir import RunDir
     from .tokenizer import load_split
     from .device import pick_device
     from .train.loop import Trainer

@@ -17,7 +17,8 @@ from lmforge.data.profiles import resolve_profile, source_profiles
 from lmforge.data.prose import long_document, near_copy
 from lmforge.data.sources import parse_sources
 from lmforge.files import read_documents
-from lmforge.run import RunDir, get_stage, run_stage
+from lmforge.run import execute_stage, get_stage
+from lmforge.rundir import RunDir
 
 from .conftest import lmforge
 
@@ -92,12 +93,12 @@ def test_mixed_sources_with_their_own_profiles_in_one_run(tmp_path):
                                 "world.n_entities=20", "world.article_variants=1", "world.stories=10",
                                 "world.dialogues=10", "world.arithmetic=10", "clean.workers=2"])
     run = RunDir(tmp_path / "run")
-    run_stage(run, cfg, get_stage("collect"))
+    execute_stage(run, cfg, get_stage("collect"))
     # a world page copied into the books folder after collect would not count: copy one in first
     world_doc = next(d for d in read_documents(run.raw_dir) if d["meta"].get("kind") == "story")
     (books / "borrowed.txt").write_text(world_doc["text"], encoding="utf-8")
-    run_stage(run, cfg, get_stage("collect"), force=True)
-    m = run_stage(run, cfg, get_stage("clean"))["metrics"]
+    execute_stage(run, cfg, get_stage("collect"), force=True)
+    m = execute_stage(run, cfg, get_stage("clean"))["metrics"]
     texts["borrowed.txt"] = world_doc["text"]
     kept = {d["meta"].get("path"): d for d in read_documents(run.path("data", "clean")) if d["source"] == "books"}
     assert set(kept) == {f"book{i:02d}.txt" for i in range(6)} | {"borrowed.txt"}

@@ -13,7 +13,8 @@ import pytest
 
 from lmforge.config import load_config
 from lmforge.files import read_documents, read_jsonl
-from lmforge.run import RunDir, get_stage, run_stage
+from lmforge.run import execute_stage, get_stage
+from lmforge.rundir import RunDir
 
 SMALL = ["world.n_entities=60", "world.article_variants=2", "world.stories=40", "world.dialogues=40",
          "world.arithmetic=80", "collect.site_dirt_fraction=0.06", "collect.shard_docs=150"]
@@ -22,8 +23,8 @@ SMALL = ["world.n_entities=60", "world.article_variants=2", "world.stories=40", 
 def collect_and_clean(run_dir, *overrides: str) -> tuple[RunDir, dict]:
     cfg = load_config("micro", SMALL + list(overrides))
     run = RunDir(run_dir)
-    run_stage(run, cfg, get_stage("collect"))
-    return run, run_stage(run, cfg, get_stage("clean"))["metrics"]
+    execute_stage(run, cfg, get_stage("collect"))
+    return run, execute_stage(run, cfg, get_stage("clean"))["metrics"]
 
 
 def texts(run: RunDir, folder: str) -> list[tuple[str, str]]:
@@ -86,7 +87,7 @@ def test_output_does_not_depend_on_workers_or_on_crawling(cleaned, tmp_path):
     other = RunDir(tmp_path / "one-worker")
     shutil.copytree(run.root, other.root)
     cfg = load_config("micro", SMALL + ["clean.workers=1"])
-    one = run_stage(other, cfg, get_stage("clean"), force=True)["metrics"]
+    one = execute_stage(other, cfg, get_stage("clean"), force=True)["metrics"]
     assert texts(other, "clean") == texts(run, "clean")
     assert texts(other, "removed") == texts(run, "removed")
     assert one["removed"] == m["removed"] and one["workers"] == 1 and m["workers"] == 2
@@ -105,11 +106,11 @@ def test_ray_executor_gives_the_same_output(tmp_path):
             "world.arithmetic=10", "collect.shard_docs=40", "collect.sources=[world]"]
     run = RunDir(tmp_path / "local")
     cfg = load_config("micro", tiny + ["clean.workers=2"])
-    run_stage(run, cfg, get_stage("collect"))
-    run_stage(run, cfg, get_stage("clean"))
+    execute_stage(run, cfg, get_stage("collect"))
+    execute_stage(run, cfg, get_stage("clean"))
     other = RunDir(tmp_path / "ray")
     shutil.copytree(run.root, other.root)
-    run_stage(other, load_config("micro", tiny + ["clean.executor=ray", "clean.workers=2"]), get_stage("clean"),
+    execute_stage(other, load_config("micro", tiny + ["clean.executor=ray", "clean.workers=2"]), get_stage("clean"),
               force=True)
     assert texts(other, "clean") == texts(run, "clean") and texts(run, "clean")
 
@@ -143,13 +144,13 @@ def test_interrupted_clean_resumes_from_finished_shards(cleaned, tmp_path, monke
     with monkeypatch.context() as patch:
         patch.setattr(clean_module, "_find_duplicates", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            run_stage(other, cfg, get_stage("clean"), force=True)
+            execute_stage(other, cfg, get_stage("clean"), force=True)
     assert json.loads(other.manifest_path("clean").read_text())["status"] == "failed"
     assert list(other.path("data", ".clean_work").glob("filter-*.json"))     # finished shards left markers
     calls = []
     original = clean_module.filter_shard
     monkeypatch.setattr(clean_module, "filter_shard", lambda task: calls.append(task["shard"]) or original(task))
-    resumed = run_stage(other, cfg, get_stage("clean"))
+    resumed = execute_stage(other, cfg, get_stage("clean"))
     assert resumed["resumed"] and calls == []                                # no shard filtered twice
     assert texts(other, "clean") == texts(run, "clean")
     assert resumed["metrics"]["accounting"] == m["accounting"]

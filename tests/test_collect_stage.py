@@ -11,7 +11,9 @@ import pytest
 
 from lmforge.config import ConfigError, load_config
 from lmforge.files import read_documents
-from lmforge.run import RunDir, StageError, get_stage, run_stage
+from lmforge.errors import StageError
+from lmforge.run import execute_stage, get_stage
+from lmforge.rundir import RunDir
 
 SENTENCES = ["The old lighthouse keeper walked along the shore every morning.",
              "He counted the boats that came home with the tide and wrote their names in a book.",
@@ -48,13 +50,13 @@ def test_mixed_sources_weights_and_accounting(tmp_path):
     sources = f"[world@0.5, books=folder:{books}@0.3, letters=jsonl:{letters}#content@0.2]"
     cfg = load_config("micro", [f"collect.sources={sources}", "collect.shard_docs=100", "clean.workers=1"])
     run = RunDir(tmp_path / "run")
-    collect = run_stage(run, cfg, get_stage("collect"))["metrics"]
+    collect = execute_stage(run, cfg, get_stage("collect"))["metrics"]
     assert collect["by_source"]["books"] == 12 and collect["by_source"]["letters"] == 6
     assert collect["unreadable"] == {"binary": 1, "empty": 1, "bad_json": 1}
     assert [s["weight"] for s in collect["sources"]] == [0.5, 0.3, 0.2]
     assert sorted(p.name for p in run.raw_dir.glob("*.parquet"))[:2] == ["books-00000.parquet", "letters-00000.parquet"]
     assert (run.world_dir / "facts.jsonl").exists() and not (run.world_dir / "site_truth.jsonl").exists()
-    clean = run_stage(run, cfg, get_stage("clean"))["metrics"]
+    clean = execute_stage(run, cfg, get_stage("clean"))["metrics"]
     acc = clean["accounting"]
     assert acc["inputs"] == collect["inputs"] == acc["kept"] + acc["removed"] + acc["unreadable"]
     rates = clean["mixture_rates"]
@@ -76,7 +78,7 @@ def test_hub_source_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_config("micro", ["collect.sources=[hub:HuggingFaceFW/fineweb-edu]"])
     with pytest.raises(StageError) as err:
-        run_stage(RunDir(tmp_path / "run"), cfg, get_stage("collect"))
+        execute_stage(RunDir(tmp_path / "run"), cfg, get_stage("collect"))
     assert "needs the network" in str(err.value) and "\n" not in str(err.value)
 
 

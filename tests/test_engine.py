@@ -55,7 +55,7 @@ def make_tokenizer() -> Tokenizer:
 
 def make_run(root, stages=("pretrain",), seq_len=64, **model_overrides):
     """A run folder with a tokenizer and a random model per stage, each with a done manifest."""
-    from lmforge.run import RunDir
+    from lmforge.rundir import RunDir
     run = RunDir(root)
     tokenizer = make_tokenizer()
     tokenizer.save(run.tokenizer_dir, model_max_length=seq_len)

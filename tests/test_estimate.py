@@ -1,7 +1,7 @@
 """The time estimate `lmforge run` prints before it starts (lmforge/estimate.py)."""
 from lmforge.config import load_config
 from lmforge.estimate import estimate_run, format_estimate, total_seconds
-from lmforge.run import RunDir
+from lmforge.rundir import RunDir
 
 
 def test_estimate_measures_every_model_stage_of_a_micro_run(tmp_path):

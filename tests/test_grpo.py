@@ -8,7 +8,8 @@ import torch
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
 from lmforge.data.reasoning import make_problems
 from lmforge.model import GPT, save_model
-from lmforge.run import RunDir, StageContext, get_stage
+from lmforge.run import get_stage
+from lmforge.rundir import RunDir, StageContext
 from lmforge.tokenizer import Tokenizer
 from lmforge.train.grpo import (
     group_advantages, grpo_step, make_batches, make_loss_fn, prompts_for_step, run_stage, token_logprobs)

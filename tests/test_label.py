@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.data.preferences import load_pairs
-from lmforge.run import RunDir
+from lmforge.rundir import RunDir
 from lmforge.serve.label import ensure_items, label_terminal, labeler_for, parse_answer
 
 ROOT = Path(__file__).resolve().parents[1]

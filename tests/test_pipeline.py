@@ -2,7 +2,7 @@
 import json
 
 from lmforge.files import read_documents
-from lmforge.run import STAGE_NAMES
+from lmforge.rundir import STAGE_NAMES
 
 from .conftest import lmforge
 

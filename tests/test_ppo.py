@@ -7,7 +7,9 @@ from torch import nn
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
 from lmforge.model import GPT, load_model
-from lmforge.run import RunDir, StageContext, StageError, get_stage
+from lmforge.errors import StageError
+from lmforge.run import get_stage
+from lmforge.rundir import RunDir, StageContext
 from lmforge.tokenizer import Tokenizer
 from lmforge.train.ppo import (
     PolicyAndValue,

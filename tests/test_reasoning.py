@@ -196,7 +196,7 @@ class _Ctx:
 def test_stage_writes_disjoint_splits(tmp_path):
     from lmforge.config import load_config
     from lmforge.files import read_jsonl
-    from lmforge.run import RunDir
+    from lmforge.rundir import RunDir
     run = RunDir(tmp_path / "run")
     run.world_dir.mkdir(parents=True)
     entities = [{"id": "person-0", "name": "Ada Berg", "kind": "person", "gender": "f", "held_out": False},

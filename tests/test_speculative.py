@@ -196,7 +196,7 @@ def test_lookup_sampling_follows_the_target_distribution():
 
 def test_prepare_draft_run_shares_the_tokenizer(tmp_path):
     from lmforge.config import load_config
-    from lmforge.run import RunDir
+    from lmforge.rundir import RunDir
     from lmforge.speculative import prepare_draft_run
     from tests.test_engine import make_run
     target, _ = make_run(tmp_path / "tiny")

@@ -11,7 +11,7 @@ import torch
 from lmforge.config import TokenizerConfig, load_config
 from lmforge.evals.standard import (EvalDataError, choice_scores, extract_answer, read_task, report_section,
                                     score_choice_task)
-from lmforge.run import RunDir
+from lmforge.rundir import RunDir
 from lmforge.tokenizer import Tokenizer
 
 from .conftest import ROOT, lmforge

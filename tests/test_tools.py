@@ -279,7 +279,7 @@ def test_a_tokenizer_without_tool_tokens_has_tools_off():
 
 def test_the_index_takes_your_own_documents(micro_copy, tmp_path):
     from tests.conftest import lmforge
-    from lmforge.run import RunDir
+    from lmforge.rundir import RunDir
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "zoo.md").write_text("The zebracorn lives in the Glimmer Hills.\n\nIt eats moonberries.\n")

@@ -43,7 +43,8 @@ import numpy as np
 
 from ..config import CleanConfig
 from ..files import atomic_write_json, read_documents
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from .dedup import DedupKeys, doc_key, find_exact_duplicates, find_near_duplicates
 from .executors import make_executor
 from .mixture import copies, mixture_rates

@@ -22,7 +22,8 @@ import re
 import time
 from collections import Counter
 
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from .crawl import Crawler
 from .shards import DocWriter, ShardedWriter
 from .sources import (SourceError, SourceSpec, UnreadableInput, parse_sources, read_folder, read_hub, read_jsonl,

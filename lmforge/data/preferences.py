@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from .splits import fact_groups, fact_key, keyed_fraction, pick
 from .synth import ask, split_facts
 from .world import read_facts

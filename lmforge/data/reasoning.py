@@ -492,7 +492,7 @@ def run_stage(ctx) -> dict:
     rcfg = cfg.reasoning
     people = trained_people(run.world_dir / "entities.jsonl")
     languages = [lang for lang in cfg.world.languages if lang in ANSWER_LINE]
-    from ..run import StageError
+    from ..errors import StageError
     if not people:
         raise StageError(f"{run.world_dir / 'entities.jsonl'} has no trained persons to write word problems about")
     def split(problem: Problem) -> str | None:

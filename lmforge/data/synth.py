@@ -36,7 +36,8 @@ import random
 from collections import Counter, defaultdict
 
 from ..files import atomic_write_jsonl
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from .splits import fact_groups, fact_key, keyed_fraction
 from .world import read_facts
 

@@ -266,7 +266,7 @@ def _classifier_scores(seen: dict, outcome: dict) -> dict:
 
 
 def main() -> None:
-    from ..run import RunDir
+    from ..rundir import RunDir
     print(json.dumps(score_cleaning(RunDir(Path(sys.argv[1]))), indent=2, ensure_ascii=False))
 
 

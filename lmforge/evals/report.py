@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import atomic_write_text, read_jsonl
-from ..run import STAGE_NAMES, RunDir, StageContext
+from ..rundir import STAGE_NAMES, RunDir, StageContext
 
 
 def stage_metrics(run: RunDir, stage: str) -> dict | None:

@@ -457,7 +457,7 @@ def run_eval(run, cfg, model, tokenizer, stage: str, rank: int = 0, world_size: 
 def cli_eval(args, run, cfg) -> int:
     from ..device import init_distributed, pick_device
     from ..generate import load_for_sampling
-    from ..run import StageError
+    from ..errors import StageError
     device = pick_device(cfg.run.device)
     rank, world_size = init_distributed(device)
     try:

@@ -154,7 +154,7 @@ def run_stage(ctx) -> dict:
     from ..data.sources import SourceError, parse_sources
     from ..data.world import read_facts
     from ..files import atomic_write_jsonl, read_documents
-    from ..run import StageError
+    from ..errors import StageError
     cfg, run = ctx.cfg, ctx.run
     started = time.perf_counter()
     facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in cfg.world.languages]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import load_model, save_model
-from ..run import StageContext
+from ..rundir import StageContext
 from .loop import Trainer, budget_line, budget_metrics
 from .pairs import answer_logprob_sums, collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
 from .sft import make_batch_fn

@@ -68,7 +68,8 @@ from ..data.reasoning import Task, balanced_subset, load_tasks, resolve_reward, 
 from ..evals.reasoning import evaluate_reasoning
 from ..generate import generate
 from ..model import load_model, save_model
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from ..tokenizer import Tokenizer
 from ..device import pick_device, set_threads
 from .loop import Trainer, budget_line, budget_metrics

@@ -26,7 +26,7 @@ import torch
 
 from ..data.preferences import SPLITS, encode_answer, load_pairs, pair_split
 from ..files import read_jsonl
-from ..run import StageError
+from ..errors import StageError
 
 
 def encoded_pairs(pairs: list, tokenizer, max_tokens: int, splitter, stats: Counter):

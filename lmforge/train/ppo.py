@@ -67,7 +67,8 @@ from torch import nn
 
 from ..files import read_jsonl, read_jsonl_lenient
 from ..model import GPT, load_model, save_model
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from ..tokenizer import Tokenizer
 from .grpo import make_batches, prompts_for_step, rollout, token_logprobs
 from ..device import pick_device, set_threads

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from ..device import all_reduce_sums, pick_device, set_threads
 from ..model import GPT, load_model, save_model
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from ..tokenizer import Tokenizer, TokenizerError, load_split
 from .loop import Trainer, budget_line, budget_metrics
 

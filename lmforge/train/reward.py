@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import GPT, load_model, save_model
-from ..run import StageContext
+from ..rundir import StageContext
 from .loop import Trainer, budget_line, budget_metrics
 from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
 from .sft import make_batch_fn

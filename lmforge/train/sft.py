@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from ..model import load_model, save_model
-from ..run import StageContext, StageError
+from ..errors import StageError
+from ..rundir import StageContext
 from ..tokenizer import Tokenizer, TokenizerError, load_split
 from ..device import all_reduce_sums, pick_device, set_threads
 from .loop import Trainer, budget_line, budget_metrics
