@@ -65,7 +65,7 @@ def likelihood_ranking(run, cfg, tokenizer, sft) -> dict:
 
 def win_rate_ceiling(run, cfg, tokenizer, sft) -> dict:
     items = [r for r in load_items(run, "preferences_eval.jsonl") if r.get("split", "test") == "test"]
-    answers = sample_answers(sft, tokenizer, items, 1.0, cfg.run.seed + 1, cfg.label.max_new_tokens)
+    answers = sample_answers(sft, tokenizer, items, 1.0, cfg.run.seed + 1, cfg.preferences.max_new_tokens)
     index = load_index(run.world_dir / "facts.jsonl")
     verdicts = [judge(a["text"], a["ended"], item, index) for item, a in zip(items, answers)]
     best = max(v.score for v in verdicts)

@@ -72,7 +72,7 @@ def sft_knows(run, cfg, tokenizer, items: dict, keys: set) -> dict:
     a known entity, "I don't know" for an unseen one)."""
     sft = load_model(run.model_dir("sft")).eval()
     asked = [items[k] for k in sorted(keys)]
-    answers = sample_answers(sft, tokenizer, asked, 0.0, cfg.run.seed, cfg.label.max_new_tokens)
+    answers = sample_answers(sft, tokenizer, asked, 0.0, cfg.run.seed, cfg.preferences.max_new_tokens)
     best = ("correct", "idk_unknown")
     index = load_index(run.world_dir / "facts.jsonl")
     return {item["id"]: judge(a["text"], a["ended"], item, index).reason.split(",")[0] in best

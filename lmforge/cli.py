@@ -115,9 +115,9 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--stage", help="the model that samples the answers when there are no label items yet "
                    "(default sft)")
     p.add_argument("--terminal", action="store_true", help="label in the terminal instead of a web page")
-    p.add_argument("--host", default=None, help="address to bind (default label.host: 127.0.0.1, this machine "
+    p.add_argument("--host", default=None, help="address to bind (default preferences.host: 127.0.0.1, this machine "
                    "only; any other needs a password)")
-    p.add_argument("--port", type=int, default=None, help="default label.port")
+    p.add_argument("--port", type=int, default=None, help="default preferences.port")
     p.add_argument("--password", default=None, help="ask for this password (HTTP Basic, any user name); shows in "
                    "`ps`: prefer --password-file or $LMFORGE_LABEL_PASSWORD")
     p.add_argument("--password-file", default=None, help="ask for the password on this file's first line")

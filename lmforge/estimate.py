@@ -200,7 +200,7 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
         # trained facts, held-out test and dev questions; a batch decodes until its longest answer ends
         evaluation = probe.generation(3 * t.eval_limit, 2 * ANSWER_TOKENS, 64)
         return {"before": 0.0, "per_step": per_step, "steps": t.max_steps, "after": evaluation}
-    lab = cfg.label
+    lab = cfg.preferences
     labelled = lab.prompts + lab.dev_prompts + lab.test_prompts
     answer = min(lab.max_new_tokens, 2 * ANSWER_TOKENS)
     if name == "preferences":

@@ -45,7 +45,7 @@ STAGES: list[Stage] = [
           uses=("reasoning", "index")),
     Stage("sft", ("pretrain", "synth"), ("sft", "run.seed"), "lmforge.train.sft:run_stage",
           "held_out_fact_accuracy", "supervised fine-tuning: the chat model"),
-    Stage("preferences", ("collect", "sft"), ("label", "world.languages"), "lmforge.data.preferences:run_stage",
+    Stage("preferences", ("collect", "sft"), ("preferences", "world.languages"), "lmforge.data.preferences:run_stage",
           "pairs", "preference pairs: the SFT model's answers judged by the automatic annotator "
           "(or by people with `lmforge label`)"),
     Stage("reward", ("sft", "preferences"), ("reward", "run.seed"), "lmforge.train.reward:run_stage",

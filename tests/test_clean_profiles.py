@@ -11,11 +11,9 @@ import random
 
 import pytest
 
-from lmforge.config import ConfigError, load_config
+from lmforge.config import ConfigError, load_config, parse_sources, resolve_profile, source_profiles
 from lmforge.data.pipeline import build_steps
-from lmforge.data.profiles import resolve_profile, source_profiles
 from lmforge.data.prose import long_document, near_copy
-from lmforge.data.sources import parse_sources
 from lmforge.files import read_documents
 from lmforge.run import execute_stage, get_stage
 from lmforge.rundir import RunDir

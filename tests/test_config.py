@@ -54,3 +54,22 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("lmforge: config error:")
     assert not (tmp_path / "r" / "stages").exists()
+
+
+def test_the_old_label_section_still_loads_with_a_one_line_note(tmp_path, capsys):
+    import yaml
+
+    from lmforge.rundir import RunDir
+    new = load_config("micro", ["preferences.prompts=7"])
+    old = load_config("micro", ["label.prompts=7"])
+    note = capsys.readouterr().err.strip().splitlines()
+    assert old.preferences.prompts == 7 and len(note) == 1 and "'label' section is now called 'preferences'" in note[0]
+    # the stage's fingerprint hashes the section under its old name: runs made before the rename stay up to date
+    assert old.section_hash("preferences", "world.languages") == new.section_hash("preferences", "world.languages")
+    # a run folder written before the rename (its config.yaml says `label:`) loads, quietly
+    saved = new.to_dict()
+    saved["label"] = saved.pop("preferences")
+    run = RunDir(tmp_path / "old")
+    run.root.mkdir()
+    run.config_path.write_text(yaml.safe_dump(saved))
+    assert run.load_config().preferences.prompts == 7 and capsys.readouterr().err == ""

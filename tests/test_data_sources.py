@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from lmforge.config import ConfigError
-from lmforge.data.sources import (SourceError, SourceSpec, UnreadableInput, decode_bytes, parse_sources, read_folder,
-                                  read_hub, read_jsonl, read_parquet, read_warc)
+from lmforge.config import SourceSpec, parse_sources
+from lmforge.data.sources import (SourceError, UnreadableInput, decode_bytes, read_folder, read_hub, read_jsonl,
+                                  read_parquet, read_warc)
 
 
 def split(records):

@@ -158,7 +158,7 @@ def train_model(examples: list[tuple[str, int]], window: int = 48, hash_bits: in
 
 def read_slice(path: str) -> list[tuple[str, int]]:
     """A JSONL file of {"text", "label"} rows; a bad row stops with one line naming it."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
     out = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):

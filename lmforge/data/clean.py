@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import CleanConfig
+from ..config import CleanConfig, parse_sources, resolve_profile, source_profiles
 from ..files import atomic_write_json, read_documents
 from ..errors import StageError
 from ..rundir import StageContext
@@ -49,9 +49,7 @@ from .dedup import DedupKeys, doc_key, find_exact_duplicates, find_near_duplicat
 from .executors import make_executor
 from .mixture import copies, mixture_rates
 from .pipeline import build_steps, unwanted_lists  # noqa: F401 - unwanted_lists: part of this module's interface
-from .profiles import resolve_profile, source_profiles
 from .shards import DocWriter
-from .sources import parse_sources
 from .steps import Step, StepStats, run_steps
 
 PREVIEW_CHARS = 2000

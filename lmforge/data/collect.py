@@ -22,12 +22,13 @@ import re
 import time
 from collections import Counter
 
+from ..config import SourceSpec, parse_sources
 from ..errors import StageError
 from ..rundir import StageContext
 from .crawl import Crawler
 from .shards import DocWriter, ShardedWriter
-from .sources import (SourceError, SourceSpec, UnreadableInput, parse_sources, read_folder, read_hub, read_jsonl,
-                      read_parquet, read_warc, read_world_text)
+from .sources import (SourceError, UnreadableInput, read_folder, read_hub, read_jsonl, read_parquet, read_warc,
+                      read_world_text)
 from .world import build_world, write_world
 
 

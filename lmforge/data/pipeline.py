@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import CleanConfig, ConfigError
+from ..config.profiles import RULES
 from .extract import ExtractText
 from .language import LanguageFilter
 from .pii import PiiReplacer
-from .profiles import RULES
 from .quality import C4Lines, FineWebQuality, GopherQuality, GopherRepetition, MathRoute
 from .steps import Step
 from .unwanted import UnwantedFilter, read_list_file

@@ -5,13 +5,13 @@
 
 Prompts are the world's fact questions, about trained entities (the model should
 answer) and about held-out entities that never appeared in any document (the model
-should say it does not know). The SFT model samples `label.candidates` answers to each
+should say it does not know). The SFT model samples `preferences.candidates` answers to each
 prompt through the shared generation engine; these "label items" are written to
 datasets/label_items.jsonl. A labeler then prefers some answers over others:
 
-- the automatic annotator (`label.annotator=auto`) judges each answer by the world's
+- the automatic annotator (`preferences.annotator=auto`) judges each answer by the world's
   ground truth (lmforge/evals/judge.py) and, like a real annotator, gets pairs wrong:
-  `label.noise` of them on average, every pair alike (`label.noise_model=flip`) or the
+  `preferences.noise` of them on average, every pair alike (`preferences.noise_model=flip`) or the
   close calls more often than the clear ones (`gap`, see flip_probabilities);
 - people use `lmforge label` (web page or terminal); their labels carry
   `"source": "human"` and are kept when the automatic annotator runs again.
@@ -25,15 +25,15 @@ datasets/preferences.jsonl in TRL's conversational preference format:
 keys; `split` says which split the pair belongs to.)
 
 Splits go by fact, not by wording (lmforge/data/splits.py): a known entity's fact (entity,
-attribute, with its reverse) is train, dev or test by a keyed hash (`label.dev_fact_share`,
-`label.test_fact_share`), an unseen entity is train, dev or test by the world's partition
+attribute, with its reverse) is train, dev or test by a keyed hash (`preferences.dev_fact_share`,
+`preferences.test_fact_share`), an unseen entity is train, dev or test by the world's partition
 (data/world/entities.jsonl `unseen_split`; the reserved ones are never asked here). Label
-items are drawn per split: `label.prompts` train items (reward and DPO train pairs, PPO
-prompts), `label.dev_prompts` dev items (reward and DPO checkpoint selection) and
-`label.test_prompts` test items (the reward model's headline accuracy), each with sampled
+items are drawn per split: `preferences.prompts` train items (reward and DPO train pairs, PPO
+prompts), `preferences.dev_prompts` dev items (reward and DPO checkpoint selection) and
+`preferences.test_prompts` test items (the reward model's headline accuracy), each with sampled
 candidates. datasets/preferences_eval.jsonl holds prompts that are never labeled, on which
-PPO and DPO are evaluated against SFT: `label.eval_dev_prompts` dev ones for tuning and
-`label.eval_prompts` test ones for the headline. So no dev or test prompt asks a fact, or
+PPO and DPO are evaluated against SFT: `preferences.eval_dev_prompts` dev ones for tuning and
+`preferences.eval_prompts` test ones for the headline. So no dev or test prompt asks a fact, or
 names an unseen entity, that a training prompt or answer does; the manifest's `overlap`
 counts that from the text, and `judge_check` how the judge did on generated trick answers.
 
@@ -84,9 +84,9 @@ def fact_splits(facts: list[dict], cfg) -> list[str]:
     """train | dev | test | reserved for each fact a preference prompt may ask: per fact group
     (with its reverse) for known entities, the world's partition for unseen ones."""
     groups, unseen = fact_groups(facts), unseen_splits(facts, cfg.world)
-    shares = [("test", cfg.label.test_fact_share), ("dev", cfg.label.dev_fact_share)]
+    shares = [("test", cfg.preferences.test_fact_share), ("dev", cfg.preferences.dev_fact_share)]
     return [unseen[f["entity_id"]] if f["held_out"] else
-            pick(keyed_fraction(f"preference:{groups[fact_key(f)]}", cfg.label.seed), shares, "train")
+            pick(keyed_fraction(f"preference:{groups[fact_key(f)]}", cfg.preferences.seed), shares, "train")
             for f in facts]
 
 
@@ -363,7 +363,7 @@ def preference_prompts(facts: list[dict], cfg) -> tuple[list[dict], list[dict]]:
     by_split: dict[str, list[dict]] = {}
     for fact, split in zip(pool, fact_splits(pool, cfg)):
         by_split.setdefault(split, []).append(fact)
-    lcfg = cfg.label
+    lcfg = cfg.preferences
     items, eval_items = [], []
     for split, count in (("train", lcfg.prompts), ("dev", lcfg.dev_prompts), ("test", lcfg.test_prompts)):
         items += make_prompts(by_split.get(split, []), count, lcfg.held_out_entity_share, split, lcfg.seed)
@@ -377,8 +377,8 @@ def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list
     facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
     items, eval_items = preference_prompts(facts, cfg)
     if not any(item["split"] == "train" for item in items):
-        raise StageError("no training facts to ask about; lower label.dev_fact_share / label.test_fact_share")
-    lcfg = cfg.label
+        raise StageError("no training facts to ask about; lower preferences.dev_fact_share / preferences.test_fact_share")
+    lcfg = cfg.preferences
     sample_candidates(model, tokenizer, items, lcfg.candidates, lcfg.temperature, lcfg.max_new_tokens, lcfg.seed)
     return items, eval_items
 
@@ -401,7 +401,7 @@ def run_stage(ctx: StageContext) -> dict:
     from ..model import load_model
     from ..device import pick_device, set_threads
     from ..tokenizer import Tokenizer
-    cfg, run, lcfg = ctx.cfg, ctx.run, ctx.cfg.label
+    cfg, run, lcfg = ctx.cfg, ctx.run, ctx.cfg.preferences
     set_threads(cfg.run.threads)
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     model = load_model(run.model_dir("sft"), device=pick_device(cfg.run.device)).eval()
@@ -428,8 +428,8 @@ def run_stage(ctx: StageContext) -> dict:
     with file_lock(path):      # human labels written up to now are kept, none can slip in between
         human, torn = human_rows(path)
         if lcfg.annotator == "human" and not human:
-            raise StageError(f"label.annotator=human but {path} has no human labels; "
-                             f"run `lmforge label --run-dir {run.root}` first, or set label.annotator=auto")
+            raise StageError(f"preferences.annotator=human but {path} has no human labels; "
+                             f"run `lmforge label --run-dir {run.root}` first, or set preferences.annotator=auto")
         atomic_write_jsonl(path, human + auto_rows)
     from ..evals.judge import says_idk
     unknown = [i for i in items if not i["known"]]

@@ -82,7 +82,7 @@ def win_rate(ours: list[float], theirs: list[float]) -> tuple[float, dict]:
 @torch.no_grad()
 def compare(items, policy, sft, reward_model, tokenizer, device, stage: str, cfg, index=None) -> dict:
     """The policy against SFT on one set of prompts: win rates, rates, KL and examples."""
-    max_new = cfg.label.max_new_tokens
+    max_new = cfg.preferences.max_new_tokens
     greedy = {name: sample_answers(m, tokenizer, items, 0.0, cfg.run.seed, max_new) for name, m in
               (("sft", sft), (stage, policy))}
     sampled = {name: sample_answers(m, tokenizer, items, 1.0, cfg.run.seed + 1, max_new) for name, m in

@@ -180,7 +180,7 @@ def ensure_items(run, cfg, stage: str = "sft", out=sys.stdout) -> Path:
     from ..files import atomic_write_jsonl
     from ..generate import load_for_sampling
     tokenizer, model, stage = load_for_sampling(run, stage)
-    print(f"{path} does not exist: sampling {cfg.label.prompts} prompts x {cfg.label.candidates} answers "
+    print(f"{path} does not exist: sampling {cfg.preferences.prompts} prompts x {cfg.preferences.candidates} answers "
           f"with the {stage} model", file=out, flush=True)
     items, _ = build_items(run, cfg, model.eval(), tokenizer, cfg.world.languages)
     atomic_write_jsonl(path, items)
@@ -341,8 +341,8 @@ def _leave(labeler: Labeler, say) -> int:
 
 def cli_label(args, run, cfg) -> int:
     from .guard import is_loopback, read_secret
-    host = args.host if args.host is not None else cfg.label.host
-    port = args.port if args.port is not None else cfg.label.port
+    host = args.host if args.host is not None else cfg.preferences.host
+    port = args.port if args.port is not None else cfg.preferences.port
     password = "" if args.terminal else read_secret(args.password or "", args.password_file or "",
                                                      "LMFORGE_LABEL_PASSWORD", "password")
     if not args.terminal and not password and not is_loopback(host):

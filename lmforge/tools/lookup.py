@@ -151,7 +151,8 @@ def source_passages(specs, max_bytes: int, counts: dict) -> list[str]:
 
 def run_stage(ctx) -> dict:
     from ..data.shelf import shelf_cards
-    from ..data.sources import SourceError, parse_sources
+    from ..config import parse_sources
+    from ..data.sources import SourceError
     from ..data.world import read_facts
     from ..files import atomic_write_jsonl, read_documents
     from ..errors import StageError

@@ -32,7 +32,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Callable
 
-BUILTIN_TOOLS = ("calculator", "lookup")
+from ..config import BUILTIN_TOOLS
+
 
 
 class ToolError(ValueError):
@@ -77,15 +78,6 @@ def tool_from_callable(fn: Callable, name: str | None = None) -> Tool:
         parameters = {"type": "object", "properties": {p.name: {"type": "string"} for p in arguments},
                       "required": [p.name for p in arguments if p.default is inspect.Parameter.empty]}
     return Tool(str(name), fn, str(description), parameters)
-
-
-def check_specs(specs: list, where: str) -> None:
-    """Config check: each entry is a built-in name or module:function (imported only when used)."""
-    from ..config import ConfigError
-    for spec in specs:
-        if not isinstance(spec, str) or (spec not in BUILTIN_TOOLS and ":" not in spec):
-            raise ConfigError(f"{where}: unknown tool {spec!r}; built in: {', '.join(BUILTIN_TOOLS)}, "
-                              "or give module:function")
 
 
 def resolve_tool(spec: str, run=None, tools_cfg=None) -> Tool:

@@ -92,7 +92,7 @@ def load_pair_rows(path: Path, tokenizer, max_tokens: int, dev_fraction: float, 
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
         raise StageError(f"no usable training preference pairs in {path} ({reasons})")
     if not result.test:
-        raise StageError(f"no test preference pairs in {path}: raise label.test_prompts (or, for pairs of "
+        raise StageError(f"no test preference pairs in {path}: raise preferences.test_prompts (or, for pairs of "
                          f"your own, the stage's test_fraction)")
     if not result.dev:      # a checkpoint still has to be chosen on something that is not the test set
         result.dev, result.flipped["dev"] = result.train[:1], [False]

@@ -1,6 +1,6 @@
 """Cleaning profiles: which rules a source's documents go through, and with which thresholds.
 
-    from lmforge.data.profiles import resolve_profile
+    from lmforge.config import resolve_profile
     profile = resolve_profile("curated", cfg.clean)          # or "web", "code-docs", "my-profile.yaml"
     profile.rules                                            # ("language", "pii")
     profile.clean                                            # CleanConfig with the profile's thresholds
@@ -41,7 +41,9 @@ from pathlib import Path
 
 import yaml
 
-from ..config import CleanConfig, ConfigError, _set_field
+from ..errors import ConfigError
+from .data_sections import CleanConfig
+from .fields import set_field
 
 # The per-document rules, in the order they run (extraction and the math route come first).
 RULES = ("language", "gopher_quality", "gopher_repetition", "c4", "fineweb", "unwanted", "classifier", "pii")
@@ -129,7 +131,7 @@ def resolve_profile(name: str, clean: CleanConfig) -> Profile:
         if key in RUN_FIELDS:
             raise ConfigError(f"cleaning profile {name}: clean.{key} is set for the whole run, not per profile")
         try:
-            _set_field(own, str(key), value, f"clean.{key}")
+            set_field(own, str(key), value, f"clean.{key}")
         except ConfigError as err:
             raise ConfigError(f"cleaning profile {name}: {err}") from None
     return Profile(name, rules, dict(definition["thresholds"]), own)
