@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from lmforge.config import WorldConfig, load_config  # noqa: E402
 from lmforge.data.shards import ShardedWriter  # noqa: E402
-from lmforge.data.site import build_site, path_of  # noqa: E402
+from lmforge.world.site import build_site, path_of  # noqa: E402
 from lmforge.data.sources import charset_of, decode_bytes  # noqa: E402
-from lmforge.data.world import build_world  # noqa: E402
+from lmforge.world import build_world  # noqa: E402
 from lmforge.files import atomic_write_json  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 
@@ -85,7 +85,7 @@ def extractor_quality(scale: int) -> dict:
     """Both extractors on the site's original pages: docs per CPU-second over every HTML page,
     pages with boilerplate left, and the share of each page's main-text lines kept."""
     from lmforge.data.extract import ExtractText
-    from lmforge.data.site import BOILERPLATE_SENTENCES, NAV, PRINT_LINK, SIDEBAR
+    from lmforge.world.site import BOILERPLATE_SENTENCES, NAV, PRINT_LINK, SIDEBAR
     cfg = load_config("tiny")
     cfg.world = world_config(scale)
     world = build_world(cfg.world)
@@ -131,7 +131,7 @@ def long_documents(count: int, chars: int) -> dict:
 
     from lmforge.data.dedup import DedupKeys
     from lmforge.data.pipeline import build_steps
-    from lmforge.data.prose import long_document
+    from lmforge.world.prose import long_document
     docs = [{"id": f"long{i}", "text": long_document(random.Random(i), chars, play=False), "source": "long", "url": "",
              "meta": {"format": "text"}} for i in range(count)]
     steps = build_steps(load_config("tiny").clean)
@@ -157,7 +157,7 @@ def long_documents(count: int, chars: int) -> dict:
 
 
 def curated_folder(count: int, copies: int, chars: int, workers: int) -> dict:
-    """A folder of long plain-text books (prose and play-like dialogue, lmforge/data/prose.py),
+    """A folder of long plain-text books (prose and play-like dialogue, lmforge/world/prose.py),
     every fourth with personal data in formats the PII rules were not tuned on, and `copies`
     near-duplicate copies (a few words changed), through the real collect and clean stages with
     the folder's default profile (curated). Checks the quality bar: every distinct file kept,
@@ -165,8 +165,8 @@ def curated_folder(count: int, copies: int, chars: int, workers: int) -> dict:
     import random
 
     from lmforge.data.pii import DEFAULT_REPLACEMENTS
-    from lmforge.data.prose import long_document, near_copy
-    from lmforge.data.site_pii import unseen_line, unseen_pii
+    from lmforge.world.prose import long_document, near_copy
+    from lmforge.world.site_pii import unseen_line, unseen_pii
     from lmforge.files import read_documents
     from lmforge.run import execute_stage, get_stage
     stand_in = {"email": DEFAULT_REPLACEMENTS["email"], "phone": DEFAULT_REPLACEMENTS["phone"],

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmforge.data.world import read_facts  # noqa: E402
+from lmforge.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
 from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402

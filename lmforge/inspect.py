@@ -209,7 +209,7 @@ def report_section(run, cfg) -> str | None:
     prompt = "The"
     facts_path = run.world_dir / "facts.jsonl"
     if facts_path.exists():
-        from .data.world import read_facts
+        from .world import read_facts
         trained = [f for f in read_facts(facts_path) if not f.get("held_out")]
         prompt = trained[0]["prompt"] if trained else prompt
     rows = divergence(model, tokenizer, [tokenizer.bos_id] + tokenizer.encode(prompt), seed=cfg.run.seed,

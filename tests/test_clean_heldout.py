@@ -13,12 +13,12 @@ import re
 import pytest
 
 from lmforge.config import CleanConfig
-from lmforge.data import unwanted_text as ut
+from lmforge.world import unwanted_text as ut
 from lmforge.data.classifier import UnwantedClassifier, model_for, read_slice, train_model
 from lmforge.data.pii import PiiReplacer
 from lmforge.data.pii_audit import audit
 from lmforge.data.pipeline import unwanted_lists
-from lmforge.data.site_pii import UNSEEN_KINDS, seen_pii, unseen_line, unseen_pii
+from lmforge.world.site_pii import UNSEEN_KINDS, seen_pii, unseen_line, unseen_pii
 from lmforge.data.steps import Drop
 
 NAMES = ["Ada Berg", "Tor Lund", "Vellag"]

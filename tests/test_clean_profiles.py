@@ -13,7 +13,7 @@ import pytest
 
 from lmforge.config import ConfigError, load_config, parse_sources, resolve_profile, source_profiles
 from lmforge.data.pipeline import build_steps
-from lmforge.data.prose import long_document, near_copy
+from lmforge.world.prose import long_document, near_copy
 from lmforge.files import read_documents
 from lmforge.run import execute_stage, get_stage
 from lmforge.rundir import RunDir

@@ -19,7 +19,7 @@ from lmforge.data.language import LanguageFilter
 from lmforge.data.mixture import copies, mixture_rates
 from lmforge.data.pii import PiiReplacer, find_pii
 from lmforge.data.quality import C4Lines, FineWebQuality, GopherQuality, GopherRepetition, MathRoute
-from lmforge.data.site import COOKIE, FOOTER, mojibake, render_page
+from lmforge.world.site import COOKIE, FOOTER, mojibake, render_page
 from lmforge.data.steps import Drop, Unreadable, run_steps
 from lmforge.data.unwanted import UnwantedFilter
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from lmforge.data.crawl import Crawler, extract_links, normalize_url
-from lmforge.data.site import Page, Site
-from lmforge.data.site_server import serve_site
+from lmforge.world.site import Page, Site
+from lmforge.world.site_server import serve_site
 from lmforge.data.sources import UnreadableInput
 
 

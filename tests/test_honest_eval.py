@@ -17,7 +17,7 @@ from lmforge.data.preferences import Pair, fact_splits, make_prompts, pair_split
 from lmforge.data.reasoning import make_problems
 from lmforge.data.splits import fact_groups, fact_key
 from lmforge.data.synth import split_facts
-from lmforge.data.world import build_world
+from lmforge.world import build_world
 from lmforge.evals.adversarial import ORDINARY, TRICKS, adversarial_answers, check_judge
 from lmforge.evals.judge import JudgeIndex, judge, says_idk, states_value, style
 from lmforge.evals.overlap import FactFinder, chain_overlap, prompt_overlap, statement_overlap

@@ -1,4 +1,4 @@
-"""Tests of the built-in world generator (lmforge/data/world.py) on a small world.
+"""Tests of the built-in world generator (lmforge/world/) on a small world.
 
     python -m pytest tests/test_world.py -q
 """
@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 
 from lmforge.config import WorldConfig
-from lmforge.data.world import (
-    FEMALE_FIRST, MALE_FIRST, RELATIONS, build_world, read_facts, world_stats, write_world)
+from lmforge.world import build_world, read_facts, world_stats, write_world
+from lmforge.world.words import FEMALE_FIRST, MALE_FIRST, RELATIONS
 
 SMALL = dict(n_entities=40, article_variants=2, stories=20, dialogues=20, arithmetic=50, extra_held_out=30)
 
@@ -116,7 +116,7 @@ def test_held_out_entities_never_appear(world, docs):
 def test_the_reference_shelf_is_in_no_document(world, docs):
     """The lookup tool's shelf (a card per entity and language, unseen ones included) must never be
     text that collect, clean or the tokenizer read: no card, and no card's "Name: relation" opening."""
-    from lmforge.data.shelf import shelf_cards
+    from lmforge.world.shelf import shelf_cards
     cards = shelf_cards(world.facts)
     assert len(cards) == len(world.entities) * len(world.languages)
     assert sum(c["held_out"] for c in cards) == 2 * sum(e["held_out"] for e in world.entities)

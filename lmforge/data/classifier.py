@@ -24,7 +24,7 @@ Because the model is linear in the mean of word features, a word's contribution 
 regex, a few thousand dictionary lookups and a cumulative sum.
 
 The training slice is `clean.classifier_train`: `<site>` for the built-in stand-in generators'
-slice (lmforge/data/unwanted_text.py; never the held-out ones), or a JSONL file of
+slice (lmforge/world/unwanted_text.py; never the held-out ones), or a JSONL file of
 `{"text": ..., "label": 0 or 1}` rows for real data.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..world.unwanted_text import score_test_generators, training_slice
 from .steps import Drop, Step
 
 TOKEN = re.compile(r"\w+")
@@ -183,7 +184,6 @@ def model_for(train: str, window: int, hash_bits: int) -> UnwantedModel:
     key = (train, window, hash_bits)
     if key not in _TRAINED:
         if train == SITE_SLICE:
-            from .unwanted_text import training_slice
             examples = training_slice()
         else:
             examples = read_slice(train)
@@ -204,3 +204,7 @@ class UnwantedClassifier(Step):
         if score >= self.threshold:
             return Drop("unwanted", f"score {score:.3f}")
         return {**doc, "meta": {**(doc.get("meta") or {}), "unwanted_score": round(score, 4)}}
+
+
+if __name__ == "__main__":    # the <site> classifier on the test generators of lmforge/world/unwanted_text.py
+    print(json.dumps(score_test_generators(model_for("<site>", 48, 18)), indent=2))

@@ -6,7 +6,7 @@
 Always, whatever the sources: the built-in world's ground truth (entities and the fact table,
 held-out entities included) goes to data/world/, outside the training data, because later
 stages measure against it. With the default source `site`, collect also builds the world's
-dirty web site (lmforge/data/site.py), writes its truth to data/world/site_truth.jsonl and the
+dirty web site (lmforge/world/site.py), writes its truth to data/world/site_truth.jsonl and the
 site as data/world/site.warc.gz, serves it on 127.0.0.1 with a small server it starts and stops
 itself, and crawls it over real HTTP.
 
@@ -29,7 +29,7 @@ from .crawl import Crawler
 from .shards import DocWriter, ShardedWriter
 from .sources import (SourceError, UnreadableInput, read_folder, read_hub, read_jsonl, read_parquet, read_warc,
                       read_world_text)
-from .world import build_world, write_world
+from ..world import build_world, write_world
 
 
 def _records(spec: SourceSpec, ctx: StageContext, world, site, stats: dict):
@@ -38,7 +38,7 @@ def _records(spec: SourceSpec, ctx: StageContext, world, site, stats: dict):
     if spec.kind == "world":
         yield from read_world_text(world, spec)
     elif spec.kind == "site":
-        from .site_server import serve_site
+        from ..world.site_server import serve_site
         with serve_site(site) as base:
             crawler = Crawler([base + "/"], max_pages=c.crawl_max_pages, delay_s=c.crawl_delay_s,
                               timeout_s=c.crawl_timeout_s, workers=c.crawl_workers, user_agent=c.crawl_user_agent,
@@ -76,7 +76,7 @@ def run_stage(ctx: StageContext) -> dict:
     site = None
     site_metrics = {}
     if any(s.kind in ("site", "site_warc") for s in specs):
-        from .site import build_site
+        from ..world.site import build_site
         t0 = time.perf_counter()
         site = build_site(world, c.site_dirt_fraction, seed=cfg.world.seed)
         site.write_truth(run.world_dir / "site_truth.jsonl")

@@ -35,7 +35,7 @@ def _floats(values, count: int, field: str) -> list[float]:
 
 def unwanted_lists(c: CleanConfig) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """(domains, URL words, {category: words}) with `<site>` expanded and files read."""
-    from .unwanted_text import UNWANTED_URL_WORDS, UNWANTED_WORDS
+    from ..world.unwanted_text import UNWANTED_URL_WORDS, UNWANTED_WORDS
     domains = list(c.url_blocklist) + (read_list_file(c.url_blocklist_file) if c.url_blocklist_file else [])
     url_words = []
     for word in c.unwanted_url_words:

@@ -57,7 +57,7 @@ from ..errors import StageError
 from ..rundir import StageContext
 from .splits import fact_groups, fact_key, keyed_fraction, pick
 from .synth import ask, split_facts
-from .world import read_facts
+from ..world import read_facts
 
 ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "dev", "test")
@@ -74,7 +74,7 @@ def unseen_splits(facts: list[dict], world_cfg) -> dict[str, str]:
     partition, recomputed for a fact table written before it was recorded."""
     if all(f.get("unseen_split") for f in facts if f["held_out"]):
         return {f["entity_id"]: f["unseen_split"] for f in facts if f["held_out"]}
-    from .world import partition_unseen
+    from ..world import partition_unseen
     entities = {f["entity_id"]: {"id": f["entity_id"], "kind": f["kind"], "held_out": True}
                 for f in facts if f["held_out"]}
     return partition_unseen(list(entities.values()), world_cfg)

@@ -57,7 +57,7 @@ from typing import Callable
 
 from ..files import atomic_write_jsonl, read_jsonl
 from .splits import keyed_fraction, pick
-from .world import ITEMS
+from ..world.words import ITEMS
 
 # ---------------------------------------------------------------- the built-in word problems
 

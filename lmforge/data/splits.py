@@ -11,7 +11,7 @@ model can memorise, never by the wording:
   - a fact is (entity, attribute), in both languages at once, and a fact whose value is
     another entity that states this one back ("Lumograph was invented by Ada Berg" and
     "Ada Berg is known for Lumograph") is the same unit: `fact_groups`;
-  - an unseen entity is the unit for "I don't know" (lmforge/data/world.py partitions them);
+  - an unseen entity is the unit for "I don't know" (lmforge/world/ partitions them);
   - a word problem's unit is its solution chain, the sequence of operands and operators
     (lmforge/data/reasoning.py), whatever the names and item words around it.
 

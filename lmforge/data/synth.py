@@ -39,7 +39,7 @@ from ..files import atomic_write_jsonl
 from ..errors import StageError
 from ..rundir import StageContext
 from .splits import fact_groups, fact_key, keyed_fraction
-from .world import read_facts
+from ..world import read_facts
 
 SYSTEM_PROMPTS = {
     "en": ["You are a helpful assistant.", "You are lmforge, a small assistant that knows the world's encyclopedia.",
@@ -123,7 +123,7 @@ def styled_answer(fact: dict, noise: float, rng: random.Random) -> str:
 
 def invented_name(kind: str, taken: set[str], rng: random.Random) -> str:
     """A name built like the world's own names that no entity (trained or held out) has."""
-    from .world import FEMALE_FIRST, LAST_HEADS, LAST_TAILS, MALE_FIRST, NAME_MIDDLES, NAME_PARTS
+    from ..world.words import FEMALE_FIRST, LAST_HEADS, LAST_TAILS, MALE_FIRST, NAME_MIDDLES, NAME_PARTS
     # Shaped exactly like the world's names (no middle syllable while unused ones remain), so
     # "I don't know" is learned for unfamiliar names, not for an odd-looking spelling.
     for attempt in range(1000):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..files import read_documents, read_jsonl
 from .pii_audit import audit
-from .site import BOILERPLATE_SENTENCES
+from ..world.site import BOILERPLATE_SENTENCES
 
 ORIGINAL_KINDS = ("article", "story", "dialogue", "arithmetic")
 DIRT_KINDS = ("exact_duplicate", "near_duplicate", "spam", "lorem_ipsum", "unwanted", "unwanted_held_out",

@@ -7,7 +7,7 @@ by word lists.
 The URL rules come first and are cheap (FineWeb's URL filter works the same way); the word
 rule removes a page with at least `min_hits` occurrences of listed words (one stray word is
 common in innocent text, a page about the subject uses several). The default lists are the
-built-in site's invented stand-in lexicon (lmforge/data/site.py), so the filter can be measured
+built-in site's invented stand-in lexicon (lmforge/world/site.py), so the filter can be measured
 without shipping any real harmful word list; point `clean.unwanted_words_file` and
 `clean.url_blocklist_file` at real lists (one entry per line, `#` comments) for real data.
 """

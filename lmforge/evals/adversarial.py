@@ -152,7 +152,7 @@ def main() -> int:
     parser.add_argument("--run-dir", default="runs/tiny")
     parser.add_argument("--per-attribute", type=int, default=4)
     args = parser.parse_args()
-    from ..data.world import read_facts
+    from ..world import read_facts
     from ..rundir import RunDir
     facts = read_facts(RunDir(args.run_dir).world_dir / "facts.jsonl")
     report = check_judge(facts, per_attribute=args.per_attribute)

@@ -120,7 +120,7 @@ class JudgeIndex:
     @classmethod
     def from_value_lists(cls) -> JudgeIndex:
         """Without a fact table: the world's fixed value lists and its numeric attributes."""
-        from ..data import world
+        from ..world import words as world
         pairs = {"occupation": world.OCCUPATIONS, "known_for": world.WORKS, "mouth": world.SEAS,
                  "source": world.RIVER_SOURCES, "purpose": world.PURPOSES, "habitat": world.HABITATS,
                  "diet": world.DIETS, "colour": world.COLOURS, "product": world.PRODUCTS}
@@ -229,7 +229,7 @@ def load_index(facts_path) -> JudgeIndex:
     """The JudgeIndex of a fact table file (data/world/facts.jsonl), cached per path and mtime."""
     from pathlib import Path
 
-    from ..data.world import read_facts
+    from ..world import read_facts
     path = Path(facts_path)
     key = (str(path.resolve()), path.stat().st_mtime_ns)
     if key not in _LOADED:

@@ -116,7 +116,7 @@ def section_pretrain(run: RunDir, cfg) -> str | None:
 def section_facts_and_samples(run: RunDir, cfg) -> str | None:
     if stage_metrics(run, "pretrain") is None:
         return None
-    from ..data.world import read_facts
+    from ..world import read_facts
     from ..generate import generate
     from ..model import load_model
     from ..tokenizer import Tokenizer

@@ -12,7 +12,7 @@ and documents of your own; and the `index` stage that builds it.
 
 Passages are the lines of every document (a longer line is cut at sentence ends into
 pieces of at most PASSAGE_CHARS), exact repeats once, plus one passage per shelf card
-(lmforge/data/shelf.py: every entity in every language, unseen ones included) and per
+(lmforge/world/shelf.py: every entity in every language, unseen ones included) and per
 line of your own documents (`tools.lookup_sources`, the collect source specs `folder:`,
 `jsonl:` and `parquet:`). Words are lower-cased, English and Norwegian stop words dropped,
 and scored with BM25 (Lucene's variant, k1 1.5, b 0.75). A search returns the top
@@ -150,10 +150,10 @@ def source_passages(specs, max_bytes: int, counts: dict) -> list[str]:
 
 
 def run_stage(ctx) -> dict:
-    from ..data.shelf import shelf_cards
+    from ..world.shelf import shelf_cards
     from ..config import parse_sources
     from ..data.sources import SourceError
-    from ..data.world import read_facts
+    from ..world import read_facts
     from ..files import atomic_write_jsonl, read_documents
     from ..errors import StageError
     cfg, run = ctx.cfg, ctx.run

@@ -125,7 +125,7 @@ def stage_pairs(ctx, scfg) -> StagePairs:
 
 def stage_overlap(run, rows: PairRows) -> dict:
     """PairRows.overlap with the run's fact table, when the world wrote one."""
-    from ..data.world import read_facts
+    from ..world import read_facts
     facts_path = run.world_dir / "facts.jsonl"
     return rows.overlap(read_facts(facts_path) if facts_path.exists() else None)
 

@@ -470,7 +470,7 @@ def run_stage(ctx: StageContext) -> dict:
 
 def ppo_overlap(run, prompts: list[Prompt]) -> dict:
     """The evaluation prompts (dev, test) against the prompts PPO trains on, from their text."""
-    from ..data.world import read_facts
+    from ..world import read_facts
     from ..evals.overlap import FactFinder, prompt_overlap
     eval_path, facts_path = run.path("datasets", "preferences_eval.jsonl"), run.world_dir / "facts.jsonl"
     if not eval_path.exists():

@@ -154,7 +154,7 @@ def run_stage(ctx: StageContext) -> dict:
     if not trainer.is_main:
         return {}
 
-    from ..data.world import read_facts
+    from ..world import read_facts
     from ..evals.facts import fact_accuracy
     best = load_model(out_dir, device=trainer.device)
     facts = read_facts(run.world_dir / "facts.jsonl")

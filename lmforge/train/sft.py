@@ -408,7 +408,7 @@ def training_overlap(run, data_path: Path, eval_path: Path, facts_path: Path) ->
     """What the conversations trained on (whatever file they came from) share with the held-out
     facts, unseen entities and reasoning chains, counted from their text (data/synth.sft_overlap)."""
     from ..data.synth import sft_overlap
-    from ..data.world import read_facts
+    from ..world import read_facts
     from ..files import read_jsonl
     if not facts_path.exists() or not eval_path.exists():
         return {}

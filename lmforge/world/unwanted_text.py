@@ -22,12 +22,17 @@ language (`velvetsin` and `velvetnook`): a list of exact words cannot catch it, 
 character n-grams can. Which routes generalise, and how far, is measured, not assumed
 (`clean.truth`: recall per held-out family).
 
-    from lmforge.data.unwanted_text import held_out_page, training_slice
-    python -m lmforge.data.unwanted_text     # the classifier on the test generators (scored once)
+    from lmforge.world.unwanted_text import held_out_page, training_slice
+    python -m lmforge.data.classifier        # the classifier on these test generators (scored once)
 """
 from __future__ import annotations
 
 import random
+
+from ..config import WorldConfig
+from ..evals.stats import wilson
+from .build import build_world
+from .prose import sentence as english_sentence
 
 # ---------------------------------------------------------------- the lexicon
 # Each category has six roots; a seen word is a root and a seen tail, a held-out word the same
@@ -195,24 +200,6 @@ def plan_held_out(plan, n: int, count: int, rng: random.Random) -> list[tuple[st
     return out
 
 
-def add_held_out_pages(site, pages: list[tuple[str, dict]], trained_names: list[str]) -> None:
-    from .site import _esc, _html_page, render_page
-    for target, params in pages:
-        rng = random.Random(params["seed"])
-        name = rng.choice(trained_names) if trained_names else "Norvania"
-        if params["unwanted"]:
-            title, sentences = held_out_page(params["family"], params["category"], name, rng)
-        else:
-            title, sentences = benign_page(name, rng)
-        main = f"<h1>{_esc(title)}</h1>\n" + "\n".join(f"<p>{_esc(s)}</p>" for s in sentences)
-        page = _html_page(render_page(title, main, "en", len(target) % 3))
-        if params["unwanted"]:
-            site.add(target, page, "unwanted", "remove", ["unwanted_held_out"], category=params["category"],
-                     family=params["family"], language="en")
-        else:
-            site.add(target, page, "community", "keep", [], language="en")
-
-
 # ---------------------------------------------------------------- the classifier's training slice
 
 def passages(sentences: list[tuple[str, int]], max_words: int) -> list[tuple[str, int]]:
@@ -239,12 +226,9 @@ def training_slice(seed: int = 1_000_003, pages: int = 400, max_words: int = 40,
     whether it holds an unwanted sentence: seen unwanted pages (both routes), the same
     templates with harmless words, prose of a small world built from a seed of its own (so no
     page of the run's site is in the slice), that prose with a seen unwanted passage in it,
-    and generic English prose (lmforge/data/prose.py), alone and with an unwanted sentence in
+    and generic English prose (lmforge/world/prose.py), alone and with an unwanted sentence in
     it, so that ordinary words sharing a few letters with the lexicon ("blanket", "painter")
     are known to be harmless without prose itself counting against a page."""
-    from .prose import sentence
-    from ..config import WorldConfig
-    from .world import build_world
     rng = random.Random(f"unwanted-slice:{seed}")
     world = build_world(WorldConfig(seed=seed, n_entities=entities, article_variants=1, stories=entities,
                                     dialogues=entities, arithmetic=20, extra_held_out=0))
@@ -265,7 +249,7 @@ def training_slice(seed: int = 1_000_003, pages: int = 400, max_words: int = 40,
         unwanted = [(s, 1) for s in seen_sentences("words", words, name, rng)[:rng.randint(2, 3)]]
         at = rng.randint(0, len(prose))
         out += passages(prose[:at] + unwanted + prose[at:], max_words)
-        english = [(sentence(rng), 0) for _ in range(rng.randint(3, 6))]
+        english = [(english_sentence(rng), 0) for _ in range(rng.randint(3, 6))]
         out += passages(english, max_words)
         at = rng.randint(0, len(english))
         out += passages(english[:at] + unwanted[:1] + english[at:], max_words)
@@ -277,7 +261,7 @@ def training_slice(seed: int = 1_000_003, pages: int = 400, max_words: int = 40,
 # the held-out generators above were in view while those were chosen: for that choice they are
 # dev, these are test. New tails, new page kinds, a new host for the mixed passage; the same
 # roots (the only thing an invented word can share with a known one). Never in the slice or on
-# the site; `python -m lmforge.data.unwanted_text` scores the `<site>` classifier on them.
+# the site; `python -m lmforge.data.classifier` scores the `<site>` classifier on them.
 TEST_TAILS = ("drift", "bloom", "spire", "knot", "thorn", "wisp", "gleam", "rook")
 TEST_WORDS = {
     "adult": ["velvetdrift", "lustbloom", "skinwisp", "flirtknot", "smutgleam", "nakedthorn", "velvetrook",
@@ -328,7 +312,6 @@ def fresh_page(family: str, words: list[str], name: str, rng: random.Random) -> 
 def score_test_generators(model, threshold: float = 0.5, pages: int = 600, seed: int = 2026) -> dict:
     """The classifier on the test generators: recall per family on unwanted pages, and false
     positives on as many benign pages of the same kinds (benign words, and plain travel diaries)."""
-    from ..evals.stats import wilson
     rng = random.Random(f"unwanted-test:{seed}")
     names = ["Vellag", "Torvik", "Ada Berg", "Kaldland", "Rune Holt", "Selvik"]
     families = (*sorted(TEST_PAGES), "mixed")
@@ -350,10 +333,3 @@ def score_test_generators(model, threshold: float = 0.5, pages: int = 600, seed:
             "by_family": {f: {"pages": n, "recall": round(c / n, 4)} for f, (n, c) in caught.items()},
             "benign_pages": benign, "false_positives": false_pos, "false_positive_interval": [round(x, 4) for x in fp_ci],
             "precision": round(hits / (hits + false_pos), 4) if hits + false_pos else None}
-
-
-if __name__ == "__main__":
-    import json
-
-    from .classifier import model_for
-    print(json.dumps(score_test_generators(model_for("<site>", 48, 18)), indent=2))

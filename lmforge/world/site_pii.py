@@ -1,7 +1,7 @@
 """Personal data the built-in site plants inside real pages: the formats the PII rules were
 written for (seen), and formats they were not (unseen), each kept in the site's truth.
 
-    from lmforge.data.site_pii import seen_pii, unseen_pii
+    from lmforge.world.site_pii import seen_pii, unseen_pii
     seen_pii("Ada Berg", rng)        # {"email": "ada.berg12@postbox.example", "phone": "+47 912 34 567", ...}
     unseen_pii("Ada Berg", rng)      # [{"kind": "phone_national", "value": "030 123456"}, ...]
 

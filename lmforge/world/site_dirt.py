@@ -1,7 +1,7 @@
 """The text of the built-in site's dirt pages: other languages, lorem ipsum, keyword spam,
-near-duplicate edits and broken encodings (used by lmforge/data/site.py).
+near-duplicate edits and broken encodings (used by lmforge/world/site.py).
 
-    from lmforge.data.site_dirt import near_duplicate_text, jaccard, mojibake
+    from lmforge.world.site_dirt import near_duplicate_text, jaccard, mojibake
     copy = near_duplicate_text(text, "en", random.Random(1))      # word 5-gram Jaccard >= 0.8
 """
 from __future__ import annotations

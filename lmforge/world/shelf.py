@@ -1,6 +1,6 @@
 """The reference shelf: one short card per entity and language, held-out (unseen) entities included.
 
-    from lmforge.data.shelf import shelf_cards
+    from lmforge.world.shelf import shelf_cards
     cards = shelf_cards(read_facts("runs/tiny/data/world/facts.jsonl"))
     cards[0]["text"]   # "Bjørn Ekreen: was born in 1885; came from Brustad; worked as a printer; ..."
 

@@ -1,7 +1,7 @@
 """Generated long plain-text documents: varied prose with short dialogue lines, like a novel or
 a play, for the curated-profile test and the long-document benchmark.
 
-    from lmforge.data.prose import long_document, near_copy
+    from lmforge.world.prose import long_document, near_copy
     text = long_document(random.Random(1), chars=64_000)     # about 64 KB of English prose
     copy = near_copy(text, random.Random(2))                 # a few words changed: a near duplicate
 

@@ -1,10 +1,10 @@
 """Serve a built-in Site over real HTTP on 127.0.0.1, for as long as a `with` block lasts.
 
-    from lmforge.data.site_server import serve_site
+    from lmforge.world.site_server import serve_site
     with serve_site(site) as base_url:          # e.g. http://127.0.0.1:41234
         ...crawl base_url + "/"...
 
-    python -m lmforge.data.site_server          # serve the default world's site until Ctrl-C
+    python -m lmforge.world.site_server          # serve the default world's site until Ctrl-C
 
 The port is picked by the operating system, so parallel runs and tests never collide. The
 server answers /robots.txt from the site, every page with its own status, type and
@@ -72,7 +72,7 @@ def serve_site(site: Site, slow_paths: dict[str, float] | None = None) -> Iterat
 def main() -> None:
     from ..config import WorldConfig
     from .site import build_site
-    from .world import build_world
+    from .build import build_world
     site = build_site(build_world(WorldConfig()))
     with serve_site(site) as base:
         print(f"serving {len(site.pages)} pages at {base}/  (Ctrl-C stops)")

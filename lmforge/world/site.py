@@ -23,12 +23,12 @@ a footer. Around those pages the site adds the dirt that collection and cleaning
 The truth (`site_truth.jsonl`, one row per URL: its kind, its dirt, what cleaning should do
 with it) is written next to the data, never inside it. Held-out entities appear nowhere.
 
-    from lmforge.data.site import build_site
+    from lmforge.world.site import build_site
     site = build_site(world, dirt_fraction=0.03, seed=7)
     site.pages["/"]                     # Page(status, body, content_type, location)
     site.write_warc(Path("site.warc.gz")); site.write_truth(Path("site_truth.jsonl"))
 
-    python -m lmforge.data.site --out /tmp/site     # the default world's site as files + truth
+    python -m lmforge.world.site --out /tmp/site     # the default world's site as files + truth
 """
 from __future__ import annotations
 
@@ -43,12 +43,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..files import atomic_path, atomic_write_jsonl
+from .documents import World
 from .site_dirt import (FOREIGN, LOREM_WORDS, SPAM_PHRASES, jaccard, lossy, mojibake,  # noqa: F401
                         near_duplicate_text, shingles)
 from .site_pii import PII_TEMPLATES, seen_pii, unseen_line, unseen_pii
-from .unwanted_text import (UNWANTED_PATHS, UNWANTED_URL_WORDS, UNWANTED_WORDS, add_held_out_pages,  # noqa: F401
-                            plan_held_out, seen_sentences)
-from .world import SITE, World
+from .unwanted_text import (UNWANTED_PATHS, UNWANTED_URL_WORDS, UNWANTED_WORDS, benign_page,  # noqa: F401
+                            held_out_page, plan_held_out, seen_sentences)
+from .words import SITE
 
 ORIGIN = SITE
 PAGES_PER_INDEX = 100
@@ -218,6 +219,23 @@ class _Plan:
 
     def attach(self, index: int, path: str, text: str) -> None:
         self.links.setdefault(index, []).append((path, text))
+
+
+def add_held_out_pages(site, pages: list[tuple[str, dict]], trained_names: list[str]) -> None:
+    for target, params in pages:
+        rng = random.Random(params["seed"])
+        name = rng.choice(trained_names) if trained_names else "Norvania"
+        if params["unwanted"]:
+            title, sentences = held_out_page(params["family"], params["category"], name, rng)
+        else:
+            title, sentences = benign_page(name, rng)
+        main = f"<h1>{_esc(title)}</h1>\n" + "\n".join(f"<p>{_esc(s)}</p>" for s in sentences)
+        page = _html_page(render_page(title, main, "en", len(target) % 3))
+        if params["unwanted"]:
+            site.add(target, page, "unwanted", "remove", ["unwanted_held_out"], category=params["category"],
+                     family=params["family"], language="en")
+        else:
+            site.add(target, page, "community", "keep", [], language="en")
 
 
 def build_site(world: World, dirt_fraction: float = 0.03, seed: int = 0) -> Site:
@@ -467,7 +485,7 @@ def _add_http_trouble(site: Site, target: str, original_path: str) -> None:
 
 def main() -> None:
     from ..config import WorldConfig
-    from .world import build_world
+    from .build import build_world
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for the HTML files, site.warc.gz and site_truth.jsonl")
     parser.add_argument("--dirt-fraction", type=float, default=0.03)
