@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmforge.data.reasoning import balanced_subset, load_tasks  # noqa: E402
+from lmforge.tasks.reasoning import balanced_subset, load_tasks  # noqa: E402
 from lmforge.evals.reasoning import evaluate_reasoning  # noqa: E402
 from lmforge.model import load_model  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402

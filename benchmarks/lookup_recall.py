@@ -5,7 +5,7 @@
 For every question of datasets/lookup_eval.jsonl (written by synth: the unseen test and dev
 entities' facts, and questions about invented names) it queries the run's lookup index with
 the entity's name, as the tool-use data teaches the model to, and counts: for unseen entities,
-results in which one passage states the asked fact (the judge of lmforge/data/tool_data.py,
+results in which one passage states the asked fact (the judge of lmforge/tasks/tool_data.py,
 the one synth uses to keep a lookup conversation); for invented names, results with no passage
 at all ("no results") and the median top BM25 score. A model that copies the name into the
 query and the value out of the result can reach the first figure, and no further. Needs the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmforge.data.tool_data import answered_by  # noqa: E402
+from lmforge.tasks.tool_data import answered_by  # noqa: E402
 from lmforge.files import read_jsonl  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tools.lookup import LookupIndex  # noqa: E402

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.data.preferences import load_items  # noqa: E402
+from lmforge.tasks.preferences import load_items  # noqa: E402
 from lmforge.evals.alignment import sample_answers  # noqa: E402
 from lmforge.evals.judge import judge, load_index  # noqa: E402
 from lmforge.model import load_model  # noqa: E402

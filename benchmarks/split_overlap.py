@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.data.preferences import preference_overlap, preference_prompts  # noqa: E402
-from lmforge.data.reasoning import make_problems, trained_people  # noqa: E402
+from lmforge.tasks.preferences import preference_overlap, preference_prompts  # noqa: E402
+from lmforge.tasks.reasoning import make_problems, trained_people  # noqa: E402
 from lmforge.data.splits import keyed_fraction  # noqa: E402
-from lmforge.data.synth import build_conversations, split_facts, unknown_conversations  # noqa: E402
+from lmforge.tasks.synth import build_conversations, split_facts, unknown_conversations  # noqa: E402
 from lmforge.world import read_facts  # noqa: E402
 from lmforge.evals.overlap import FactFinder, chain_overlap, names_in, prompt_overlap, statement_overlap  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402

@@ -91,40 +91,6 @@ def read_jsonl_lenient(path) -> tuple[list, int]:
 DOC_COLUMNS = ("id", "text", "source", "url", "meta")
 
 
-def write_documents(path, docs: Iterable[dict], rows_per_group: int = 20_000) -> int:
-    """Write {id, text, source, url, meta} rows to one Parquet file, streaming in row groups.
-
-    `meta` is stored as a JSON string so documents from different sources can carry
-    different fields without fighting over one Parquet schema.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema([(name, pa.string()) for name in DOC_COLUMNS])
-    count = 0
-    with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            buffer: list[dict] = []
-
-            def flush():
-                columns = {name: [row[name] for row in buffer] for name in DOC_COLUMNS}
-                writer.write_table(pa.table(columns, schema=schema))
-                buffer.clear()
-
-            for doc in docs:
-                buffer.append({
-                    "id": str(doc["id"]), "text": doc["text"], "source": str(doc.get("source", "")),
-                    "url": str(doc.get("url", "")),
-                    "meta": json.dumps(doc.get("meta") or {}, ensure_ascii=False),
-                })
-                count += 1
-                if len(buffer) >= rows_per_group:
-                    flush()
-            if buffer:
-                flush()
-    return count
-
-
 def read_documents(folder_or_file, columns=DOC_COLUMNS) -> Iterator[dict]:
     """Stream documents from one Parquet file or every *.parquet in a folder (sorted)."""
     import pyarrow.parquet as pq

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
-from lmforge.data.reasoning import make_problems
+from lmforge.tasks.reasoning import make_problems
 from lmforge.model import GPT, save_model
 from lmforge.run import get_stage
 from lmforge.rundir import RunDir, StageContext
@@ -148,7 +148,7 @@ def test_grpo_learns_a_simple_reward_and_survives_a_broken_one(tokenizer):
     cfg = grpo_cfg(optimizer="adamw", lr=2e-2, prompts_per_step=8, group_size=8, max_completion_tokens=3,
                    batch_size=64, temperature=1.0)
     trainer = Trainer(model, cfg, out_dir="unused", log_path="unused", device="cpu", stage="grpo")
-    from lmforge.data.reasoning import Task
+    from lmforge.tasks.reasoning import Task
     prompt = tokenizer.render_chat([{"role": "user", "content": "Ada Berg has"}], add_generation_prompt=True)[0]
     tasks = [Task([{"role": "user", "content": "x"}], "1", prompt, {}) for _ in range(8)]
     rewards = [("digit", _digit_reward, 1.0), ("broken", _broken_reward, 1.0)]
@@ -225,7 +225,7 @@ def test_own_data_without_eval_path_holds_out_a_slice_of_itself(tmp_path, tokeni
                  "grpo.eval_per_difficulty=50", "grpo.dev_per_difficulty=50", "grpo.eval_k=1",
                  f"grpo.data_path={own}", "grpo.holdout_fraction=0.2"]
     cfg = load_config("micro", overrides)
-    from lmforge.data.reasoning import load_tasks
+    from lmforge.tasks.reasoning import load_tasks
     tasks, _ = load_tasks(own, tokenizer, 100)
     held, sources = held_out_tasks(run, cfg.grpo, tokenizer, 100, tasks, cfg.run.seed)
     sizes = {name: len(held[name][0]) for name in ("test", "dev")}
@@ -246,7 +246,7 @@ def _constant_reward(prompts, completions, **columns):
 
 def test_flat_groups_are_computed_when_skipping_is_off(tokenizer):
     """skip_flat_groups=false runs the update on every completion (the work TRL does); true skips a flat batch."""
-    from lmforge.data.reasoning import Task
+    from lmforge.tasks.reasoning import Task
     prompt = [{"role": "user", "content": "Ada Berg has 3 eggs."}]
     tasks = [Task(prompt, "3", tokenizer.render_chat(prompt, add_generation_prompt=True)[0], {})] * 2
     rows = []
@@ -264,11 +264,11 @@ def test_flat_groups_are_computed_when_skipping_is_off(tokenizer):
 def test_tool_results_are_context_but_never_trained_on(tokenizer):
     """Rollouts through the engine's tool loop (a scripted policy), then the batches the loss sees:
     the injected <|tool|> result <|end|> <|assistant|> tokens are inputs but never targets."""
-    from lmforge.data.reasoning import tool_format_reward
+    from lmforge.tasks.reasoning import tool_format_reward
     from lmforge.tools.registry import ToolBox, load_tools
     from lmforge.train.grpo import rollout
     from tests.scripted import ScriptModel
-    from lmforge.data.reasoning import Task
+    from lmforge.tasks.reasoning import Task
     box = ToolBox(load_tools(["calculator"]))
     question = [{"role": "user", "content": "Ada Berg has 3 eggs and gets 4 more."}]
     call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "3 + 4"}}}

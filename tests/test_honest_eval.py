@@ -13,12 +13,12 @@ from collections import Counter
 import pytest
 
 from lmforge.config import WorldConfig, load_config
-from lmforge.data.preferences import Pair, fact_splits, make_prompts, pair_split
-from lmforge.data.reasoning import make_problems
+from lmforge.tasks.preferences import Pair, fact_splits, make_prompts, pair_split
+from lmforge.tasks.reasoning import make_problems
 from lmforge.data.splits import fact_groups, fact_key
-from lmforge.data.synth import split_facts
+from lmforge.tasks.synth import split_facts
 from lmforge.world import build_world
-from lmforge.evals.adversarial import ORDINARY, TRICKS, adversarial_answers, check_judge
+from lmforge.tasks.adversarial import ORDINARY, TRICKS, adversarial_answers, check_judge
 from lmforge.evals.judge import JudgeIndex, judge, says_idk, states_value, style
 from lmforge.evals.overlap import FactFinder, chain_overlap, prompt_overlap, statement_overlap
 from lmforge.evals.stats import proportion, wilson
@@ -246,7 +246,7 @@ def test_prompt_overlap_finds_the_same_fact_in_other_words_and_unseen_names(worl
 
 
 def test_every_held_out_problem_chain_is_new_to_training():
-    from lmforge.data.reasoning import split_of
+    from lmforge.tasks.reasoning import split_of
     people = [{"name": "Ada Berg", "gender": "f"}]
     problems = make_problems(people, ["en", "nb"], [1, 2, 3], 150, seed=2,
                              keep=lambda p: split_of(p, 2, 0.1, 0.1, 0.3) is not None)

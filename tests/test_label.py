@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.data.preferences import load_pairs
+from lmforge.tasks.preferences import load_pairs
 from lmforge.rundir import RunDir
 from lmforge.serve.label import ensure_items, label_terminal, labeler_for, parse_answer
 
@@ -381,7 +381,7 @@ def test_cli_terminal_through_stdin(tmp_path):
 def test_missing_items_are_sampled_first(tmp_path, monkeypatch):
     from lmforge import generate
     from lmforge.config import load_config
-    from lmforge.data import preferences
+    from lmforge.tasks import preferences
 
     class Model:
         def eval(self):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
-from lmforge.data.preferences import (
+from lmforge.tasks.preferences import (
     append_rows, auto_label, encode_answer, flip_probabilities, judged_pairs, labeled_items, load_pairs,
     pairs_from_ranking, parse_pair)
 from lmforge.evals.judge import judge, says_idk

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from lmforge.config import TokenizerConfig, TrainConfig
-from lmforge.data.tokens import TokenShards, write_token_parts
-from lmforge.files import write_documents
-from lmforge.tokenizer import Tokenizer, TokenizerError, load_split
+from lmforge.data.shards import DocWriter
+from lmforge.tokenizer import Tokenizer, TokenizerError, TokenShards, load_split, write_token_parts
 from lmforge.train.pretrain import planned_steps
 
 
@@ -21,7 +20,9 @@ def corpus(tmp_path_factory):
     for k in range(3):
         docs = [{"id": f"{k}-{i}", "text": " ".join(rng.choice(words, size=rng.integers(5, 40)))} for i in range(60)]
         files.append(root / f"clean-{k}.parquet")
-        write_documents(files[-1], docs)
+        with DocWriter(files[-1]) as writer:
+            for doc in docs:
+                writer.write(doc)
     tokenizer = Tokenizer.train((" ".join(words) for _ in range(3)), TokenizerConfig(vocab_size=300, min_frequency=1))
     tokenizer.save(root / "tokenizer")
     return root, files, tokenizer

@@ -67,7 +67,7 @@ class TrainConfig:
 
 @dataclass
 class SynthConfig:
-    """Instruction data made locally from the fact table (lmforge/data/synth.py)."""
+    """Instruction data made locally from the fact table (lmforge/tasks/synth.py)."""
     seed: int = opt(11, lo=0)
     held_out_fact_fraction: float = opt(0.15, lo=0.0, hi=0.9, help="trained facts SFT never mentions")
     held_out_dev_share: float = opt(0.3, lo=0.0, hi=1.0, help="of those, the dev part (choosing SFT settings); "
@@ -107,7 +107,7 @@ class SFTConfig(TrainConfig):
 
 @dataclass
 class ReasoningConfig:
-    """Built-in verifiable word problems (lmforge/data/reasoning.py): how many, how hard, how split."""
+    """Built-in verifiable word problems (lmforge/tasks/reasoning.py): how many, how hard, how split."""
     seed: int = opt(17, lo=0)
     problems_per_level: int = opt(2000, lo=1, hi=1_000_000, help="distinct problems per language and difficulty")
     max_difficulty: int = opt(3, lo=1, hi=8, help="difficulty = arithmetic steps; levels 1..max_difficulty")

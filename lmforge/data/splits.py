@@ -13,7 +13,7 @@ model can memorise, never by the wording:
     "Ada Berg is known for Lumograph") is the same unit: `fact_groups`;
   - an unseen entity is the unit for "I don't know" (lmforge/world/ partitions them);
   - a word problem's unit is its solution chain, the sequence of operands and operators
-    (lmforge/data/reasoning.py), whatever the names and item words around it.
+    (lmforge/tasks/reasoning.py), whatever the names and item words around it.
 
 The held-out sets' overlap with training is then counted by a different method, from the
 written text (lmforge/evals/overlap.py), and recorded in each stage's manifest.

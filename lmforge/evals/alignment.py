@@ -4,7 +4,7 @@
     metrics = alignment_metrics(run, cfg, policy, tokenizer, device, stage="dpo")
 
 On the prompts of datasets/preferences_eval.jsonl, which ask facts (and name unseen
-entities) that no training prompt or answer does (split by fact: lmforge/data/preferences.py),
+entities) that no training prompt or answer does (split by fact: lmforge/tasks/preferences.py),
 the test ones for the headline figures and the dev ones (under "dev") for tuning:
 
 - greedy answers of both models give the "I don't know" rate on unseen entities and the
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.preferences import encode_answer, load_items
+from ..tasks.preferences import encode_answer, load_items
 from ..generate import generate
 from .judge import judge
 from .stats import proportion

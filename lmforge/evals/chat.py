@@ -14,7 +14,7 @@ sft_evaluation asks three sets of datasets/sft_eval.jsonl: facts SFT trained on,
 facts it held out, split into a dev part (for choosing SFT settings) and a test part (the
 headline figure, used for nothing else). Each comes with its size and 95 % interval.
 
-lookup_evaluation asks datasets/lookup_eval.jsonl (lmforge/data/tool_data.py) with the
+lookup_evaluation asks datasets/lookup_eval.jsonl (lmforge/tasks/tool_data.py) with the
 tools offered and without: questions about unseen entities of the test (headline) and dev
 partitions, which only the lookup tool's reference shelf can answer (correct with lookup;
 "I don't know" or made up without), and questions about invented names that lookup cannot

@@ -7,7 +7,7 @@
                           "attribute": "born_year"}, index=index)
     verdict.score, verdict.reason     # 3.0, "correct"
 
-One rule set serves the automatic annotator (lmforge/data/preferences.py), which turns
+One rule set serves the automatic annotator (lmforge/tasks/preferences.py), which turns
 sampled answers into preference pairs, the win-rate, "I don't know" and known-entity
 figures of PPO and DPO (lmforge/evals/alignment.py) and the SFT evaluation
 (lmforge/evals/chat.py). It encodes what a careful human labeler prefers:
@@ -37,7 +37,7 @@ every name of that kind); any number for numeric attributes (years, population, 
 lifespan). A true fact about another attribute of the same entity, in its own words
 ("... and died in 1885"), is not a second candidate. Without a fact table the judge uses
 the world's fixed value lists (JudgeIndex.from_value_lists): numbers and listed values
-are still caught, entity names are not. lmforge/evals/adversarial.py generates answers
+are still caught, entity names are not. lmforge/tasks/adversarial.py generates answers
 that try each trick for every attribute in both languages; tests hold the judge to them.
 """
 from __future__ import annotations

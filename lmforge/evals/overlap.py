@@ -33,6 +33,14 @@ from .judge import states_value, word_pattern
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 ANSWER_LINE = re.compile(r"\s*(?:The answer is|Svaret er)\b.*$", re.DOTALL)
+_EQUATION = re.compile(r"(-?\d+)\s*([+\-×x*])\s*(-?\d+)\s*=\s*(-?\d+)")
+
+
+def equations(text: str) -> list[tuple[str, str, str, str]]:
+    """The "a op b = c" lines of a worked solution, in order ("x" and "*" read as "×")."""
+    if not isinstance(text, str):
+        return []
+    return [(a, "×" if op in "x*" else op, b, c) for a, op, b, c in _EQUATION.findall(text)]
 
 
 def sentences(text: str) -> list[str]:
@@ -142,7 +150,6 @@ def chain_overlap(train_solutions: Iterable[str], held_solutions: list[str]) -> 
     its equation text verbatim anywhere in the training solutions, is in training.
     `equations_seen` (informational) counts single held-out equations that some training
     solution also uses: what one step of a longer held-out chain may share by design."""
-    from ..data.reasoning import equations
     runs: set[tuple] = set()
     singles: set[tuple] = set()
     texts = []

@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from math import comb
 
-from ..data.reasoning import Task, equations, extract_answer
+from ..tasks.reasoning import Task, equations, extract_answer
 from ..generate import generate
 from .report import markdown_table
 

@@ -45,7 +45,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..data.preferences import append_rows, labeled_items, pairs_from_ranking
+from ..tasks.preferences import append_rows, labeled_items, pairs_from_ranking
 
 KINDS = ("best", "rank", "thumbs", "skip")
 TERMINAL_HELP = ("answer with: 2 (the best answer), 2>1=3>4 (a ranking of all, = for ties), "
@@ -176,7 +176,7 @@ def ensure_items(run, cfg, stage: str = "sft", out=sys.stdout) -> Path:
     path = run.path("datasets", "label_items.jsonl")
     if path.exists():
         return path
-    from ..data.preferences import build_items
+    from ..tasks.preferences import build_items
     from ..files import atomic_write_jsonl
     from ..generate import load_for_sampling
     tokenizer, model, stage = load_for_sampling(run, stage)

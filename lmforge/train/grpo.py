@@ -10,7 +10,7 @@ One GRPO step:
   1. take `prompts_per_step` tasks (a seeded order per epoch, so the step alone fixes them);
   2. sample G = `group_size` completions per prompt through the shared generation engine,
      all rows in one batch (lmforge/generate.py), stopping at <|end|>;
-  3. score every completion with the reward functions (lmforge/data/reasoning.py);
+  3. score every completion with the reward functions (lmforge/tasks/reasoning.py);
   4. advantage = reward - mean of its group, divided by the group's std, the batch's std
      or nothing (`scale_rewards`); groups whose rewards are all equal carry no signal and
      are skipped (not computed at all) and counted;
@@ -64,7 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.reasoning import Task, balanced_subset, load_tasks, resolve_reward, score
+from ..tasks.reasoning import Task, balanced_subset, load_tasks, resolve_reward, score
 from ..evals.reasoning import evaluate_reasoning
 from ..generate import generate
 from ..model import load_model, save_model

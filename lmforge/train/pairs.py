@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.preferences import SPLITS, encode_answer, load_pairs, pair_split
+from ..tasks.preferences import SPLITS, encode_answer, load_pairs, pair_split
 from ..files import read_jsonl
 from ..errors import StageError
 

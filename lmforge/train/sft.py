@@ -154,7 +154,7 @@ def encode_conversation(tokenizer: Tokenizer, messages: list, max_tokens: int,
 
 
 def load_examples(path: Path, tokenizer: Tokenizer, max_tokens: int) -> tuple[list, Counter]:
-    from ..data.tool_data import tools_of
+    from ..tasks.tool_data import tools_of
     stats: Counter = Counter()
     examples = []
     for row in read_rows(path, stats):
@@ -407,7 +407,7 @@ def tool_evaluation(run, cfg, model, tokenizer, index, trained_tools: bool) -> d
 def training_overlap(run, data_path: Path, eval_path: Path, facts_path: Path) -> dict:
     """What the conversations trained on (whatever file they came from) share with the held-out
     facts, unseen entities and reasoning chains, counted from their text (data/synth.sft_overlap)."""
-    from ..data.synth import sft_overlap
+    from ..tasks.synth import sft_overlap
     from ..world import read_facts
     from ..files import read_jsonl
     if not facts_path.exists() or not eval_path.exists():

@@ -214,7 +214,7 @@ def partition_unseen(entities: list[dict], cfg: WorldConfig) -> dict[str, str]:
 
     train: preference labels and PPO prompts; dev: choosing checkpoints and settings; test:
     the headline figures, nothing else; reserved: the lookup tool's training entities
-    (lmforge/data/tool_data.py).
+    (lmforge/tasks/tool_data.py).
     Within each kind the entities are ordered by a keyed hash of their id and cut by the
     shares (largest remainder), so every split gets its share of every kind and the
     partition does not depend on the order of the list."""

@@ -38,42 +38,11 @@ from collections import Counter, defaultdict
 from ..files import atomic_write_jsonl
 from ..errors import StageError
 from ..rundir import StageContext
-from .splits import fact_groups, fact_key, keyed_fraction
+from ..data.splits import fact_groups, fact_key, keyed_fraction
 from ..world import read_facts
+from .phrasing import IDK_ANSWERS, SYSTEM_PROMPTS, ask, assistant, invented_name, styled_answer, summary_request, user
 
-SYSTEM_PROMPTS = {
-    "en": ["You are a helpful assistant.", "You are lmforge, a small assistant that knows the world's encyclopedia.",
-           "Answer the user's questions briefly and truthfully."],
-    "nb": ["Du er en hjelpsom assistent.", "Du er lmforge, en liten assistent som kjenner verdens leksikon.",
-           "Svar kort og sannferdig på brukerens spørsmål."],
-}
-QUESTION_STYLES = {
-    "en": ["{q}", "{q}", "Quick question: {q}", "I wonder: {q}", "{q} Answer briefly.", "Please answer: {q}",
-           "Do you know this? {q}"],
-    "nb": ["{q}", "{q}", "Et raskt spørsmål: {q}", "Jeg lurer på: {q}", "{q} Svar kort.", "Svar på dette: {q}",
-           "Vet du dette? {q}"],
-}
-SUMMARY_REQUESTS = {
-    "en": ["Tell me about {name}.", "What do you know about {name}?", "Give me a short summary of {name}.",
-           "Who or what is {name}?"],
-    "nb": ["Fortell meg om {name}.", "Hva vet du om {name}?", "Gi meg et kort sammendrag om {name}.",
-           "Hvem eller hva er {name}?"],
-}
-IDK_ANSWERS = {
-    "en": ["I don't know anything about {name}.", "I'm sorry, I don't know who or what {name} is.",
-           "I don't know. I have no information about {name}."],
-    "nb": ["Jeg vet ingenting om {name}.", "Beklager, jeg vet ikke hva {name} er.",
-           "Jeg vet ikke. Jeg har ingen opplysninger om {name}."],
-}
-FILLERS = {
-    "en": ["I hope this helps!", "Let me know if you want to know more.", "That is what I remember from the encyclopedia.",
-           "It is an interesting subject with a long history.", "There is much more one could say about it."],
-    "nb": ["Håper dette hjelper!", "Si ifra om du vil vite mer.", "Det er det jeg husker fra leksikonet.",
-           "Det er et interessant tema med en lang historie.", "Det er mye mer man kunne sagt om det."],
-}
-PERSON_SUMMARY = {"en": "Who was {name}?", "nb": "Hvem var {name}?"}
 LOOKUP_EVAL_UNANSWERABLE = 200     # invented names asked with lookup in the SFT evaluation
-THING_SUMMARY = {"en": "What is {name}?", "nb": "Hva er {name}?"}
 
 
 def split_facts(facts: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -91,51 +60,6 @@ def split_facts(facts: list[dict], fraction: float, seed: int) -> tuple[list[dic
 def held_out_subset(fact: dict, groups: dict, share: float, seed: int) -> str:
     """dev | test for an SFT held-out fact, per fact group."""
     return "dev" if keyed_fraction(f"dev:{groups[fact_key(fact)]}", seed) < share else "test"
-
-
-def user(text: str) -> dict:
-    return {"role": "user", "content": text}
-
-
-def assistant(text: str) -> dict:
-    return {"role": "assistant", "content": text}
-
-
-def ask(fact: dict, rng: random.Random) -> str:
-    return rng.choice(QUESTION_STYLES[fact["language"]]).format(q=fact["question"])
-
-
-def summary_request(name: str, kind: str, language: str, rng: random.Random) -> str:
-    options = SUMMARY_REQUESTS[language] + [(PERSON_SUMMARY if kind == "person" else THING_SUMMARY)[language]]
-    return rng.choice(options).format(name=name)
-
-
-def styled_answer(fact: dict, noise: float, rng: random.Random) -> str:
-    """The fact's answer sentence; with probability `noise` a rambling or a curt variant."""
-    roll = rng.random()
-    if roll < noise / 2:
-        fillers = rng.sample(FILLERS[fact["language"]], k=2)
-        return " ".join([fact["answer"], *fillers])
-    if roll < noise:
-        return f"{fact['value']}."
-    return fact["answer"]
-
-
-def invented_name(kind: str, taken: set[str], rng: random.Random) -> str:
-    """A name built like the world's own names that no entity (trained or held out) has."""
-    from ..world.words import FEMALE_FIRST, LAST_HEADS, LAST_TAILS, MALE_FIRST, NAME_MIDDLES, NAME_PARTS
-    # Shaped exactly like the world's names (no middle syllable while unused ones remain), so
-    # "I don't know" is learned for unfamiliar names, not for an odd-looking spelling.
-    for attempt in range(1000):
-        middle = rng.choice(NAME_MIDDLES) if attempt >= 200 else ""
-        if kind == "person":
-            name = f"{rng.choice(FEMALE_FIRST + MALE_FIRST)} {rng.choice(LAST_HEADS)}{middle}{rng.choice(LAST_TAILS)}"
-        else:
-            heads, tails = NAME_PARTS.get(kind, NAME_PARTS["place"])
-            name = rng.choice(heads) + middle + rng.choice(tails)
-        if name.lower() not in taken:
-            return name
-    raise StageError(f"could not invent an unused {kind} name")
 
 
 def unknown_conversations(usable: list[dict], taken: set[str], count: int, rng: random.Random) -> list[list[dict]]:

@@ -6,7 +6,7 @@ memory-mapped parts, read back as one array of windows.
 
 Writing. Each document file (a cleaned Parquet shard) is one task for the clean stage's
 executor (lmforge/data/executors.py: local processes, or Ray): the worker streams the file in
-row groups through `tokenizer.write_token_shards` into `part-<k>/{train,val}.bin` (uint16 when
+row groups through `write_token_shards` (shards.py) into `part-<k>/{train,val}.bin` (uint16 when
 the vocabulary fits, else uint32, each document led by <|bos|>), so a worker holds one batch
 of documents, never the corpus. The train / validation split is a hash of each document's
 text, so it does not depend on the number of workers or on file order; parts are numbered by
@@ -27,12 +27,18 @@ out, names it in a warning and counts it (`skipped` on the TokenShards, in the m
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ..data.executors import make_executor
+from ..files import atomic_write_json, read_documents
+from .bpe import Tokenizer, TokenizerError
+from .shards import load_tokens, write_token_shards
 
 PART = "part-{:05d}"
 
@@ -43,8 +49,6 @@ class CorruptShardError(ValueError):
 
 def _tokenize_file(task: dict) -> dict:
     """Worker: one document file -> part-<k>/{train,val}.bin + meta.json."""
-    from ..files import read_documents
-    from ..tokenizer import Tokenizer, write_token_shards
     started = time.process_time()
     tokenizer = Tokenizer.load(task["tokenizer_dir"])
     texts = (doc["text"] for doc in read_documents(task["file"], columns=("text",)))
@@ -70,8 +74,6 @@ def _quiet_fork():
 def write_token_parts(tokenizer_dir: Path, files: list[Path], out_dir: Path, val_fraction: float, seed: int,
                       workers: int = 0, executor: str = "local", ray_address: str = "") -> dict:
     """Tokenize every file in parallel into out_dir/part-<k>/; returns (and writes) meta.json."""
-    from ..files import atomic_write_json
-    from .executors import make_executor
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "meta.json").unlink(missing_ok=True)          # the old shards stop being valid now
@@ -163,3 +165,20 @@ def open_parts(out_dir: Path, split: str, meta: dict, on_corrupt: str = "stop", 
         if expected:
             arrays.append(np.memmap(path, dtype=dtype, mode="r"))
     return TokenShards(arrays, dtype, skipped)
+
+
+def load_split(tokens_dir: str | os.PathLike, split: str, on_corrupt: str = "stop", warn=None):
+    """The tokenizer stage's train or val tokens of a run (tokens_dir = RunDir.tokens_dir),
+    memory-mapped: one array, or a TokenShards over the parallel tokenizer's parts (len() and
+    [a:b] slices alike). on_corrupt ("stop" | "skip") is what a corrupt part does."""
+    tokens_dir = Path(tokens_dir)
+    meta_path = tokens_dir / "meta.json"
+    if not meta_path.is_file():
+        raise TokenizerError(f"{meta_path} is missing; run the tokenizer stage first")
+    meta = json.loads(meta_path.read_text())
+    if "parts" in meta:
+        try:
+            return open_parts(tokens_dir, split, meta, on_corrupt, warn)
+        except CorruptShardError as err:
+            raise TokenizerError(str(err)) from None
+    return load_tokens(tokens_dir / f"{split}.bin", meta["dtype"])

@@ -1,10 +1,10 @@
 """Answers built to fool the judge, for every attribute in both languages, with the verdict each must get.
 
-    from lmforge.evals.adversarial import adversarial_answers, check_judge
+    from lmforge.tasks.adversarial import adversarial_answers, check_judge
     cases = adversarial_answers(facts, per_attribute=4)       # facts: data/world/facts.jsonl rows
     report = check_judge(facts, index)                       # {"answers", "as_specified", "by_kind", ...}
 
-    python -m lmforge.evals.adversarial --run-dir runs/tiny  # the table per kind, attribute and language
+    python -m lmforge.tasks.adversarial --run-dir runs/tiny  # the table per kind, attribute and language
 
 For up to `per_attribute` facts of every (attribute, language), about a known entity and
 about an unseen one, it writes:
@@ -28,7 +28,8 @@ import random
 import sys
 from collections import Counter, defaultdict
 
-from .judge import DIGITS, JudgeIndex, judge, states_value
+from ..evals.judge import DIGITS, JudgeIndex, judge, states_value
+from .phrasing import FILLERS, IDK_ANSWERS
 
 OR = {"en": "or", "nb": "eller"}
 NOT = {"en": "not", "nb": "ikke"}
@@ -74,7 +75,6 @@ def item_of(fact: dict) -> dict:
 def cases_for(fact: dict, others: dict, pool: list[str], index: JudgeIndex, rng: random.Random) -> list[dict]:
     """Every trick and every ordinary answer for one fact. others: attribute -> value of the same
     entity and language; pool: the values this attribute takes in this language."""
-    from ..data.synth import FILLERS, IDK_ANSWERS
     lang, value, answer, prompt = fact["language"], fact["value"], fact["answer"], fact["prompt"]
     known = not fact["held_out"]
     alt = alternatives(fact, pool, index, rng)

@@ -1,6 +1,6 @@
 """Tool-use conversations for SFT, written by the synth stage; and their evaluation questions.
 
-    from lmforge.data.tool_data import tool_conversations, write_out
+    from lmforge.tasks.tool_data import tool_conversations, write_out
     rows, stats = tool_conversations(run, cfg, usable_facts, facts, rng)   # [{"messages", "tools"}, ...]
 
 Four kinds, each with the tools declared (rows in TRL's tool-calling format: "messages" with
@@ -40,8 +40,8 @@ import random
 from collections import Counter
 
 from ..chat_format import function_of
-from ..evals.overlap import ANSWER_LINE
-from .reasoning import equations
+from ..evals.overlap import ANSWER_LINE, equations
+from .phrasing import IDK_ANSWERS, ask, invented_name
 
 GREETINGS = {"en": [("Hi!", "Hello! Ask me about the people, places and things of the world, or give me a sum."),
                     ("Hello, who are you?", "I am a small assistant. I can look things up and do sums.")],
@@ -131,7 +131,6 @@ class LeakCheck:
 
 def invented_questions(usable: list[dict], taken: set[str], count: int, rng: random.Random) -> list[dict]:
     """Questions shaped like the world's about invented names: {question, entity, kind, language}."""
-    from .synth import invented_name
     rows = []
     for _ in range(count):
         fact = rng.choice(usable)
@@ -148,7 +147,6 @@ def tool_conversations(run, cfg, usable: list[dict], facts: list[dict], held: li
     from ..files import read_jsonl
     from ..tools.calculator import calculate
     from ..tools.registry import ToolBox, load_tools
-    from .synth import IDK_ANSWERS, ask
     scfg = cfg.synth
     stats: Counter = Counter()
     rows: list[dict] = []

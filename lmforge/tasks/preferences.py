@@ -55,8 +55,9 @@ from pathlib import Path
 from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
 from ..errors import StageError
 from ..rundir import StageContext
-from .splits import fact_groups, fact_key, keyed_fraction, pick
-from .synth import ask, split_facts
+from ..data.splits import fact_groups, fact_key, keyed_fraction, pick
+from .phrasing import ask
+from .synth import split_facts
 from ..world import read_facts
 
 ROLES = ("system", "user", "assistant")
@@ -410,7 +411,7 @@ def run_stage(ctx: StageContext) -> dict:
     atomic_write_jsonl(datasets / "label_items.jsonl", items)
     atomic_write_jsonl(datasets / "preferences_eval.jsonl", eval_items)
     ctx.progress(f"{len(items)} prompts x {lcfg.candidates} answers sampled; {len(eval_items)} evaluation prompts")
-    from ..evals.adversarial import check_judge
+    from .adversarial import check_judge
     from ..evals.judge import load_index
     facts = read_facts(run.world_dir / "facts.jsonl")
     index = load_index(run.world_dir / "facts.jsonl")

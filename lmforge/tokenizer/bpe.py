@@ -1,5 +1,4 @@
-"""The tokenizer: a byte-level BPE, its special tokens, chat rendering with a loss mask,
-and the token shards that pretraining reads.
+"""The tokenizer: a byte-level BPE and its special tokens (chat rendering: lmforge/chat_format.py).
 
     from lmforge.tokenizer import Tokenizer, write_token_shards, load_tokens
     tok = Tokenizer.train(texts, cfg.tokenizer)          # cfg: lmforge.config.Config
@@ -33,11 +32,10 @@ special tokens allowed gives the same ids as `render_chat`, except for content t
 contains special-token text, which render_chat always keeps as plain characters (newer
 transformers do the same). Trust `render_chat` for training and serving.
 
-Run the tests with `python -m pytest tests/test_tokenizer.py -q`.
+Run the tests with `python -m pytest tests/test_tokenizer.py -q`. Token shards: shards.py, parts.py.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -47,16 +45,14 @@ import numpy as np
 import tokenizers
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
-from lmforge.chat_format import (CHAT_TEMPLATE, FORMAT_SAMPLE_COPIES, FORMAT_SAMPLES, LEGACY_CHAT_TEMPLATE,
+from ..chat_format import (CHAT_TEMPLATE, FORMAT_SAMPLE_COPIES, FORMAT_SAMPLES, LEGACY_CHAT_TEMPLATE,
                                   TOOL_TOKENS, ChatFormatError, render)
-from lmforge.config import TokenizerConfig
-from lmforge.files import atomic_write_bytes
+from ..config import TokenizerConfig
+from ..files import atomic_write_bytes
 
 SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>")
 ALL_SPECIAL_TOKENS = SPECIAL_TOKENS + TOOL_TOKENS     # ids 0..8; tokenizers from before tool use stop at 5
 ROLES = ("system", "user", "assistant", "tool")
-__all__ = ["CHAT_TEMPLATE", "LEGACY_CHAT_TEMPLATE", "SPECIAL_TOKENS", "ALL_SPECIAL_TOKENS", "Tokenizer",
-           "TokenizerError", "load_split", "load_tokens", "write_token_shards"]
 
 # The GPT-4 (cl100k) style pre-tokenizer split, one alternative per line; the first
 # alternative that matches at a position wins.
@@ -339,185 +335,3 @@ class Tokenizer:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
-
-
-# ---------------------------------------------------------------------- token shards
-
-def _val_score(text: str, seed: int) -> float:
-    """A uniform number in [0, 1) from the document's text and the seed.
-
-    Hashing the text (not the position) keeps the split stable when documents are
-    reordered, and sends exact duplicates to the same side, so a val document never
-    has a copy in train.
-    """
-    digest = hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=8, key=str(seed).encode()).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def write_token_shards(
-    tokenizer: Tokenizer,
-    documents: Iterable[str],
-    out_dir: Path,
-    val_fraction: float,
-    seed: int,
-    batch_size: int = 1000,
-) -> dict:
-    """Encode documents into out_dir/{train,val}.bin (one flat id array each) + meta.json.
-
-    Every document starts with <|bos|>. Documents stream through in batches of
-    `batch_size`, so memory stays bounded whatever the corpus size. Empty or
-    non-string documents are skipped and counted in meta["skipped_documents"].
-    Returns the meta dict.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
-    paths = {split: out_dir / f"{split}.bin" for split in ("train", "val")}
-    tmp_paths = {split: path.with_name(path.name + ".tmp") for split, path in paths.items()}
-    files = {split: open(tmp, "wb") for split, tmp in tmp_paths.items()}
-    tokens = {"train": 0, "val": 0}
-    doc_counts = {"train": 0, "val": 0}
-    val_bytes = 0
-    skipped = 0
-    pending = {"train": [], "val": []}
-
-    def flush(split):
-        nonlocal val_bytes
-        texts = pending[split]
-        if not texts:
-            return
-        flat = []
-        for ids in tokenizer.encode_batch(texts):
-            flat.append(tokenizer.bos_id)
-            flat.extend(ids)
-        np.asarray(flat, dtype=dtype).tofile(files[split])
-        tokens[split] += len(flat)
-        doc_counts[split] += len(texts)
-        if split == "val":
-            val_bytes += sum(len(text.encode("utf-8")) for text in texts)
-        pending[split] = []
-
-    # The first document of each split is held back until the end: if the hash sent
-    # every document to one side, the held-back one from that side moves over, so
-    # with two or more documents both train and val get at least one.
-    held = {"train": None, "val": None}
-    try:
-        for text in documents:
-            if not isinstance(text, str) or not text:
-                skipped += 1
-                continue
-            split = "val" if _val_score(text, seed) < val_fraction else "train"
-            if held[split] is None:
-                held[split] = text
-                continue
-            pending[split].append(text)
-            if len(pending[split]) >= batch_size:
-                flush(split)
-
-        total = doc_counts["train"] + doc_counts["val"] + len(pending["train"]) + len(pending["val"])
-        total += (held["train"] is not None) + (held["val"] is not None)
-        if held["val"] is None and total >= 2:
-            held["val"], held["train"] = held["train"], None
-        elif held["train"] is None and total >= 2:
-            held["train"], held["val"] = held["val"], None
-        for split in ("train", "val"):
-            if held[split] is not None:
-                pending[split].append(held[split])
-            flush(split)
-
-        for split, f in files.items():
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-            os.replace(tmp_paths[split], paths[split])
-    finally:
-        for split, f in files.items():
-            f.close()
-            if tmp_paths[split].exists():
-                tmp_paths[split].unlink()
-
-    val_content_tokens = tokens["val"] - doc_counts["val"]  # <|bos|> is not text
-    meta = {
-        "dtype": np.dtype(dtype).name,
-        "vocab_size": tokenizer.vocab_size,
-        "bos_id": tokenizer.bos_id,
-        "train_tokens": tokens["train"],
-        "val_tokens": tokens["val"],
-        "train_documents": doc_counts["train"],
-        "val_documents": doc_counts["val"],
-        "skipped_documents": skipped,
-        "bytes_per_token_val": val_bytes / val_content_tokens if val_content_tokens else 0.0,
-        "val_fraction": val_fraction,
-        "seed": seed,
-    }
-    atomic_write_bytes(out_dir / "meta.json", json.dumps(meta, indent=2).encode("utf-8"))
-    return meta
-
-
-def load_split(tokens_dir: str | os.PathLike, split: str, on_corrupt: str = "stop", warn=None):
-    """The tokenizer stage's train or val tokens of a run (tokens_dir = RunDir.tokens_dir),
-    memory-mapped: one array, or a TokenShards over the parallel tokenizer's parts (len() and
-    [a:b] slices alike). on_corrupt ("stop" | "skip") is what a corrupt part does."""
-    from .data.tokens import CorruptShardError, open_parts
-    tokens_dir = Path(tokens_dir)
-    meta_path = tokens_dir / "meta.json"
-    if not meta_path.is_file():
-        raise TokenizerError(f"{meta_path} is missing; run the tokenizer stage first")
-    meta = json.loads(meta_path.read_text())
-    if "parts" in meta:
-        try:
-            return open_parts(tokens_dir, split, meta, on_corrupt, warn)
-        except CorruptShardError as err:
-            raise TokenizerError(str(err)) from None
-    return load_tokens(tokens_dir / f"{split}.bin", meta["dtype"])
-
-
-def load_tokens(path: str | os.PathLike, dtype) -> np.ndarray:
-    """A read-only memory map of a .bin shard (an empty in-memory array for an empty shard)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TokenizerError(f"{path}: missing (run the tokenizer stage first)")
-    dtype = np.dtype(dtype)
-    size = path.stat().st_size
-    if size % dtype.itemsize:
-        raise TokenizerError(f"{path}: {size} bytes is not a whole number of {dtype.name} tokens")
-    if size == 0:
-        return np.zeros(0, dtype=dtype)  # numpy cannot map an empty file
-    return np.memmap(path, dtype=dtype, mode="r")
-
-
-def run_stage(ctx) -> dict:
-    """The tokenizer stage: train the BPE on the run's documents, then write the token shards."""
-    from .files import read_documents
-    run, cfg = ctx.run, ctx.cfg
-    docs_dir = run.documents_dir()
-
-    def texts():
-        for doc in read_documents(docs_dir, columns=("text",)):
-            yield doc["text"]
-
-    tokenizer = Tokenizer.train(texts(), cfg.tokenizer)
-    tokenizer.save(run.tokenizer_dir, model_max_length=cfg.model.seq_len)
-    files = sorted(docs_dir.glob("*.parquet"))
-    ctx.progress(f"trained a {tokenizer.vocab_size}-token BPE on {docs_dir}; tokenizing {len(files)} files "
-                 f"into token shards")
-    # one part per document file, in parallel processes (data/tokens.py)
-    from .data.tokens import write_token_parts
-    meta = write_token_parts(run.tokenizer_dir, files, run.tokens_dir, cfg.tokenizer.val_fraction, cfg.run.seed,
-                             workers=cfg.tokenizer.workers, executor=cfg.clean.executor,
-                             ray_address=cfg.clean.ray_address)
-    ctx.progress(f"{meta['train_tokens']:,} train / {meta['val_tokens']:,} val tokens, "
-                 f"{meta['bytes_per_token_val']:.2f} bytes per token")
-    return {
-        "vocab_size": tokenizer.vocab_size,
-        "train_tokens": meta["train_tokens"],
-        "val_tokens": meta["val_tokens"],
-        "train_documents": meta["train_documents"],
-        "val_documents": meta["val_documents"],
-        "skipped_documents": meta["skipped_documents"],
-        "bytes_per_token": round(meta["bytes_per_token_val"], 3),
-        "parts": len(meta["parts"]),
-        "documents_per_cpu_second": meta["documents_per_cpu_second"],
-        "dtype": meta["dtype"],
-        "source": str(docs_dir.relative_to(run.root)),
-    }

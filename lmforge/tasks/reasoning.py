@@ -2,7 +2,7 @@
 
     lmforge reasoning --run-dir runs/tiny       # writes datasets/reasoning{,_eval,_dev,_sft}.jsonl
 
-    from lmforge.data.reasoning import load_tasks, extract_answer, correctness_reward
+    from lmforge.tasks.reasoning import load_tasks, extract_answer, correctness_reward
     tasks, stats = load_tasks("gsm8k_train.jsonl", tokenizer, max_prompt_tokens=192)
     extract_answer("7 + 5 = 12. 12 - 3 = 9. The answer is 9.")      # -> "9"
 
@@ -55,8 +55,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable
 
+from ..evals.overlap import chain_overlap, equations
 from ..files import atomic_write_jsonl, read_jsonl
-from .splits import keyed_fraction, pick
+from ..data.splits import keyed_fraction, pick
 from ..world.words import ITEMS
 
 # ---------------------------------------------------------------- the built-in word problems
@@ -279,16 +280,6 @@ def correctness_reward(prompts, completions, answer, **columns) -> list[float]:
 def format_reward(prompts, completions, **columns) -> list[float]:
     """1.0 when the completion ends with the answer line ("The answer is N." / "Svaret er N.")."""
     return [1.0 if _FORMAT_END.search(completion.strip()) else 0.0 for completion in completions]
-
-
-_EQUATION = re.compile(r"(-?\d+)\s*([+\-×x*])\s*(-?\d+)\s*=\s*(-?\d+)")
-
-
-def equations(text: str) -> list[tuple[str, str, str, str]]:
-    """The "a op b = c" lines of a worked solution, in order ("x" and "*" read as "×")."""
-    if not isinstance(text, str):
-        return []
-    return [(a, "×" if op in "x*" else op, b, c) for a, op, b, c in _EQUATION.findall(text)]
 
 
 def steps_reward(prompts, completions, solution=None, **columns) -> list[float | None]:
@@ -533,7 +524,6 @@ def run_stage(ctx) -> dict:
 def reasoning_overlap(run) -> dict:
     """Held-out (test, dev) worked solutions against the training ones (SFT worked examples, RL
     references), counted from the files the stage wrote (lmforge/evals/overlap.py)."""
-    from ..evals.overlap import chain_overlap
     datasets = run.path("datasets")
     training = [row["messages"][-1]["content"] for row in read_jsonl(datasets / "reasoning_sft.jsonl")]
     training += [row.get("solution") or "" for row in read_jsonl(datasets / "reasoning.jsonl")]
