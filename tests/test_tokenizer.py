@@ -1,4 +1,4 @@
-"""Tests for lmforge/tokenizer.py: exact round trips, special tokens, chat rendering and
+"""Tests for lmforge/tokenizer/: exact round trips, special tokens, chat rendering and
 its Jinja twin, save/load, and the token shards.
 
     python -m pytest tests/test_tokenizer.py -q
@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from lmforge.config import TokenizerConfig
+from lmforge.chat_format import CHAT_TEMPLATE, LEGACY_CHAT_TEMPLATE
 from lmforge.tokenizer import (
     ALL_SPECIAL_TOKENS,
-    CHAT_TEMPLATE,
-    LEGACY_CHAT_TEMPLATE,
     SPECIAL_TOKENS,
     Tokenizer,
     TokenizerError,

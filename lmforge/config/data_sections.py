@@ -70,12 +70,12 @@ class CleanConfig:
     ray_address: str = opt("", help="Ray cluster address; empty = start a local Ray")
     # extraction
     extractor: str = opt("resiliparse", choices=["resiliparse", "trafilatura"],
-                         help="HTML main-text extractor: resiliparse (7x faster, the same text on the built-in site) "
-                              "or trafilatura")
+                         help="HTML main-text extractor: resiliparse (faster, the same text on the built-in site; "
+                              "docs/LOG.md) or trafilatura")
     extract_normalize: bool = opt(True, help="plain text and Markdown: unify line endings and blank lines (the "
                                   "curated profile keeps text exactly as it is)")
     extract_favor_precision: bool = opt(True, help="trafilatura: rather lose a line than keep boilerplate")
-    extract_fast: bool = opt(True, help="trafilatura without its fallback extractors (4x faster)")
+    extract_fast: bool = opt(True, help="trafilatura without its fallback extractors (faster)")
     max_html_depth: int = opt(200, lo=10, hi=100_000, help="deeper nested pages are unreadable")
     max_replacement_ratio: float = opt(0.001, lo=0.0, hi=1.0, help="share of U+FFFD above which text is broken")
     # language

@@ -23,7 +23,7 @@ It runs in three passes over the raw shards that collect wrote:
   3. per shard, in parallel: write the kept documents and the duplicates' removal rows
 
 Which of the steps after extraction a document goes through is its source's cleaning profile
-(lmforge/data/profiles.py: web, curated, code-docs or a YAML file); dedup and the mixture run
+(lmforge/config/profiles.py: web, curated, code-docs or a YAML file); dedup and the mixture run
 over all sources together. The manifest breaks removals down by source and profile.
 
 Each input document ends in exactly one place, and the manifest proves it:

@@ -91,7 +91,7 @@ def normalize_newlines(text: str) -> str:
 
 
 # A block whose content is only links and separators: a "share", "related" or navigation bar.
-# Matched on the HTML before parsing (walking resiliparse's DOM from Python cost 2 ms a page).
+# Matched on the HTML before parsing: walking resiliparse's DOM from Python is slow (docs/LOG.md).
 LINK_BLOCK = re.compile(r"<(div|p|li|td|dd|span|section|nav)\b[^>]*>(?:\s|&#?\w+;|[^\w<])*"
                         r"(?:<a\b[^>]*>[^<]*</a>(?:\s|&#?\w+;|[^\w<])*)+</\1\s*>", re.IGNORECASE)
 

@@ -11,7 +11,7 @@ The kept document's `meta.language` is the configured code, `meta.language_score
 
 Long documents are identified from a bounded sample (`sample_chars`, spread over the start,
 middle and end, so a book's front matter alone does not decide), so the cost per document is
-bounded. py3langid walks a byte automaton in a Python loop (about 0.5 µs a byte); the walk
+bounded. py3langid walks a byte automaton in a Python loop, slow on long text; the walk
 here is the same automaton run on every byte position at once with numpy, which gives the
 same feature counts in the same order, hence the same probabilities (tests compare them).
 """

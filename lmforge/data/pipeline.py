@@ -5,7 +5,7 @@
     steps = build_steps(profile.clean, profile.rules)           # a profile's rules only
 
 Extraction always comes first (and the math route when `clean.math_route` is set); then the
-profile's rules in the pipeline's order (lmforge/data/profiles.py: RULES).
+profile's rules in the pipeline's order (lmforge/config/profiles.py: RULES).
 """
 from __future__ import annotations
 

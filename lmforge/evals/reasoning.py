@@ -4,7 +4,7 @@
     result = evaluate_reasoning(model, tokenizer, tasks, k=8, temperature=1.0, max_new_tokens=64, seed=0)
     result["pass@1"], result["pass@k"], result["by_difficulty"]["2"]
 
-A completion is correct when the answer it states (data/reasoning.extract_answer: after
+A completion is correct when the answer it states (tasks/reasoning.extract_answer: after
 "The answer is" / "Svaret er" / "####", else its last number) equals the reference.
 pass@1 is the greedy answer; pass@k is the unbiased estimator of Chen et al. (2021),
 1 - C(n-c, k) / C(n, k), from n = k samples at `temperature`, which with n = k is simply

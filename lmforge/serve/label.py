@@ -6,7 +6,7 @@
 
 The items are datasets/label_items.jsonl, written by the `preferences` stage: a prompt and
 N sampled answers each. When the file is missing, the model of `--stage` (default sft)
-samples them here (data/preferences.py:build_items), so a person can label before any
+samples them here (tasks/preferences.py:build_items), so a person can label before any
 automatic run. For each item a person picks the best answer, ranks all of them (ties
 allowed) or gives each a thumbs up or down, or skips it. The label becomes preference
 pairs at once (pairs_from_ranking: best > each other; rank groups in order; each up >

@@ -11,7 +11,7 @@ answer's tokens. A batch of B pairs stacks the B chosen rows and then the B reje
 rows into one right-padded (2B, T) tensor, so one forward pass scores both sides.
 
 Pairs are train, dev or test as the preferences stage split them, by fact
-(data/preferences.pair_split): train pairs are trained on, dev pairs choose the checkpoint,
+(tasks/preferences.pair_split): train pairs are trained on, dev pairs choose the checkpoint,
 test pairs give the headline figures and nothing else. `PairRows.overlap` counts, from the
 text, what the dev and test prompts share with the training pairs (lmforge/evals/overlap.py).
 """
@@ -72,7 +72,7 @@ def item_splits(path: Path) -> dict[str, str]:
 
 def load_pair_rows(path: Path, tokenizer, max_tokens: int, dev_fraction: float, test_fraction: float, seed: int,
                    items: dict[str, str] | None = None) -> PairRows:
-    """Every usable pair of `path`, encoded, in its split (data/preferences.pair_split; `items`:
+    """Every usable pair of `path`, encoded, in its split (tasks/preferences.pair_split; `items`:
     label item id -> split for rows that do not carry one)."""
     if not path.exists():
         raise StageError(f"{path} does not exist; run `lmforge preferences` (or `lmforge label`) first")

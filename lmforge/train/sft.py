@@ -406,7 +406,7 @@ def tool_evaluation(run, cfg, model, tokenizer, index, trained_tools: bool) -> d
 
 def training_overlap(run, data_path: Path, eval_path: Path, facts_path: Path) -> dict:
     """What the conversations trained on (whatever file they came from) share with the held-out
-    facts, unseen entities and reasoning chains, counted from their text (data/synth.sft_overlap)."""
+    facts, unseen entities and reasoning chains, counted from their text (tasks/synth.sft_overlap)."""
     from ..tasks.synth import sft_overlap
     from ..world import read_facts
     from ..files import read_jsonl
