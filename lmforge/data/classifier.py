@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..files import atomic_path
 from ..world.unwanted_text import score_test_generators, training_slice
 from .steps import Drop, Step
 
@@ -105,7 +107,6 @@ class UnwantedModel:
         return float(self.passage_probabilities(text).max())
 
     def save(self, path: Path) -> None:
-        from ..files import atomic_path
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, coef=self.coef.astype(np.float32), intercept=self.intercept, window=self.window,
                      hash_bits=self.hash_bits, info=json.dumps(self.info))
@@ -159,7 +160,6 @@ def train_model(examples: list[tuple[str, int]], window: int = 48, hash_bits: in
 
 def read_slice(path: str) -> list[tuple[str, int]]:
     """A JSONL file of {"text", "label"} rows; a bad row stops with one line naming it."""
-    from ..errors import ConfigError
     out = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):

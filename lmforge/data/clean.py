@@ -42,15 +42,17 @@ from pathlib import Path
 import numpy as np
 
 from ..config import CleanConfig, parse_sources, resolve_profile, source_profiles
-from ..files import atomic_write_json, read_documents
 from ..errors import StageError
+from ..files import atomic_write_json, read_documents
 from ..rundir import StageContext
+from .classifier import model_for
 from .dedup import DedupKeys, doc_key, find_exact_duplicates, find_near_duplicates
 from .executors import make_executor
 from .mixture import copies, mixture_rates
 from .pipeline import build_steps, unwanted_lists  # noqa: F401 - unwanted_lists: part of this module's interface
 from .shards import DocWriter
 from .steps import Step, StepStats, run_steps
+from .truth import score_cleaning
 
 PREVIEW_CHARS = 2000
 
@@ -347,7 +349,6 @@ def run_stage(ctx: StageContext) -> dict:
     clean_cfg = dataclasses.asdict(c)
     classifier_path, classifier_info = "", None
     if c.classifier and any("classifier" in p.rules for p in [default, *profiles.values()]):
-        from .classifier import model_for
         model = model_for(c.classifier_train, c.classifier_window, c.classifier_hash_bits)
         classifier_path, classifier_info = str(work / "unwanted-classifier.npz"), dict(model.info)
         model.save(Path(classifier_path))     # workers (forked, spawned or on Ray) load this one
@@ -458,7 +459,6 @@ def run_stage(ctx: StageContext) -> dict:
     }
     truth_path = run.world_dir / "site_truth.jsonl"
     if truth_path.exists() and collect_metrics.get("site_pages"):
-        from .truth import score_cleaning
         metrics["truth"] = score_cleaning(run)
     shutil.rmtree(work, ignore_errors=True)
     ctx.progress(f"{inputs:,} in: {kept:,} kept, {sum(removed.values()):,} removed, "

@@ -25,11 +25,13 @@ from collections import Counter
 from ..config import SourceSpec, parse_sources
 from ..errors import StageError
 from ..rundir import StageContext
+from ..world import build_world, write_world
+from ..world.site import build_site
+from ..world.site_server import serve_site
 from .crawl import Crawler
 from .shards import DocWriter, ShardedWriter
 from .sources import (SourceError, UnreadableInput, read_folder, read_hub, read_jsonl, read_parquet, read_warc,
                       read_world_text)
-from ..world import build_world, write_world
 
 
 def _records(spec: SourceSpec, ctx: StageContext, world, site, stats: dict):
@@ -38,7 +40,6 @@ def _records(spec: SourceSpec, ctx: StageContext, world, site, stats: dict):
     if spec.kind == "world":
         yield from read_world_text(world, spec)
     elif spec.kind == "site":
-        from ..world.site_server import serve_site
         with serve_site(site) as base:
             crawler = Crawler([base + "/"], max_pages=c.crawl_max_pages, delay_s=c.crawl_delay_s,
                               timeout_s=c.crawl_timeout_s, workers=c.crawl_workers, user_agent=c.crawl_user_agent,
@@ -76,7 +77,6 @@ def run_stage(ctx: StageContext) -> dict:
     site = None
     site_metrics = {}
     if any(s.kind in ("site", "site_warc") for s in specs):
-        from ..world.site import build_site
         t0 = time.perf_counter()
         site = build_site(world, c.site_dirt_fraction, seed=cfg.world.seed)
         site.write_truth(run.world_dir / "site_truth.jsonl")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ..config import CleanConfig, ConfigError
 from ..config.profiles import RULES
+from ..world.unwanted_text import UNWANTED_URL_WORDS, UNWANTED_WORDS
+from .classifier import UnwantedClassifier, UnwantedModel, model_for
 from .extract import ExtractText
 from .language import LanguageFilter
 from .pii import PiiReplacer
@@ -35,7 +37,6 @@ def _floats(values, count: int, field: str) -> list[float]:
 
 def unwanted_lists(c: CleanConfig) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """(domains, URL words, {category: words}) with `<site>` expanded and files read."""
-    from ..world.unwanted_text import UNWANTED_URL_WORDS, UNWANTED_WORDS
     domains = list(c.url_blocklist) + (read_list_file(c.url_blocklist_file) if c.url_blocklist_file else [])
     url_words = []
     for word in c.unwanted_url_words:
@@ -95,7 +96,6 @@ def build_steps(c: CleanConfig, rules=RULES, classifier_path: str = "") -> list[
             steps.append(UnwantedFilter(url_blocklist=domains, url_words=url_words, words=words,
                                         min_hits=c.unwanted_min_hits))
         elif rule == "classifier" and c.classifier:
-            from .classifier import UnwantedClassifier, UnwantedModel, model_for
             model = UnwantedModel.load(Path(classifier_path)) if classifier_path else \
                 model_for(c.classifier_train, c.classifier_window, c.classifier_hash_bits)
             steps.append(UnwantedClassifier(model, c.classifier_threshold))

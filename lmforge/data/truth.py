@@ -33,8 +33,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..files import read_documents, read_jsonl
-from .pii_audit import audit
+from ..rundir import RunDir
 from ..world.site import BOILERPLATE_SENTENCES
+from .pii_audit import audit
 
 ORIGINAL_KINDS = ("article", "story", "dialogue", "arithmetic")
 DIRT_KINDS = ("exact_duplicate", "near_duplicate", "spam", "lorem_ipsum", "unwanted", "unwanted_held_out",
@@ -266,7 +267,6 @@ def _classifier_scores(seen: dict, outcome: dict) -> dict:
 
 
 def main() -> None:
-    from ..rundir import RunDir
     print(json.dumps(score_cleaning(RunDir(Path(sys.argv[1]))), indent=2, ensure_ascii=False))
 
 

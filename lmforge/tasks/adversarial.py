@@ -29,6 +29,8 @@ import sys
 from collections import Counter, defaultdict
 
 from ..evals.judge import DIGITS, JudgeIndex, judge, states_value
+from ..rundir import RunDir
+from ..world import read_facts
 from .phrasing import FILLERS, IDK_ANSWERS
 
 OR = {"en": "or", "nb": "eller"}
@@ -152,8 +154,6 @@ def main() -> int:
     parser.add_argument("--run-dir", default="runs/tiny")
     parser.add_argument("--per-attribute", type=int, default=4)
     args = parser.parse_args()
-    from ..world import read_facts
-    from ..rundir import RunDir
     facts = read_facts(RunDir(args.run_dir).world_dir / "facts.jsonl")
     report = check_judge(facts, per_attribute=args.per_attribute)
     print(json.dumps(report, indent=2, ensure_ascii=False))

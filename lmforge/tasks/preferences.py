@@ -42,6 +42,7 @@ format, with an explicit or an implicit prompt) and skips bad rows with a counte
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -52,13 +53,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
-from ..errors import StageError
-from ..rundir import StageContext
 from ..data.splits import fact_groups, fact_key, keyed_fraction, pick
+from ..device import pick_device, set_threads
+from ..errors import StageError
+from ..evals.judge import judge, load_index, says_idk
+from ..evals.overlap import FactFinder, prompt_overlap
+from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
+from ..generate import generate
+from ..model import load_model
+from ..rundir import StageContext
+from ..tokenizer import Tokenizer
+from ..world import partition_unseen, read_facts
+from .adversarial import check_judge
 from .phrasing import ask
 from .synth import split_facts
-from ..world import read_facts
 
 ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "dev", "test")
@@ -75,7 +83,6 @@ def unseen_splits(facts: list[dict], world_cfg) -> dict[str, str]:
     partition, recomputed for a fact table written before it was recorded."""
     if all(f.get("unseen_split") for f in facts if f["held_out"]):
         return {f["entity_id"]: f["unseen_split"] for f in facts if f["held_out"]}
-    from ..world import partition_unseen
     entities = {f["entity_id"]: {"id": f["entity_id"], "kind": f["kind"], "held_out": True}
                 for f in facts if f["held_out"]}
     return partition_unseen(list(entities.values()), world_cfg)
@@ -121,7 +128,6 @@ def make_prompts(facts: list[dict], count: int, unknown_share: float, split: str
 def sample_candidates(model, tokenizer, items: list[dict], n: int, temperature: float, max_new_tokens: int,
                       seed: int) -> None:
     """Add `candidates` (n sampled answers: text + whether the model ended it) to each item."""
-    from ..generate import generate
     prompts = [tokenizer.render_chat(item["prompt"], add_generation_prompt=True)[0] for item in items for _ in range(n)]
     outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                     stop_ids=(tokenizer.end_id,))
@@ -161,7 +167,6 @@ def pairs_from_ranking(item: dict, ranking: list[list[int]], source: str, **extr
 def judged_pairs(item: dict, index=None) -> tuple[list[dict], list[float], list[str]]:
     """The ground-truth judge's ranking of an item's candidates as pairs, best answer chosen:
     (rows, each row's score gap, each candidate's verdict reason). index: the run's JudgeIndex."""
-    from ..evals.judge import judge
     verdicts = [judge(c["text"], c["ended"], item, index) for c in item["candidates"]]
     by_score: dict[float, list[int]] = {}
     for index, verdict in enumerate(verdicts):
@@ -214,7 +219,6 @@ def auto_label(items: list[dict], noise: float, rng: random.Random, model: str =
 def file_lock(path: Path):
     """An exclusive advisory lock beside `path`: a labeling session appending and the stage
     rewriting the file never interleave (a label appended mid-rewrite would be lost)."""
-    import fcntl
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -387,7 +391,6 @@ def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list
 def preference_overlap(items: list[dict], eval_items: list[dict], facts: list[dict]) -> dict:
     """What the dev and test prompts share with the training ones (prompts and sampled answers),
     counted from their text (lmforge/evals/overlap.py)."""
-    from ..evals.overlap import FactFinder, prompt_overlap
     finder = FactFinder(facts)
     train = [m["content"] for i in items if i.get("split") == "train" for m in i["prompt"]]
     train += [c["text"] for i in items if i.get("split") == "train" for c in i.get("candidates", [])]
@@ -399,9 +402,6 @@ def preference_overlap(items: list[dict], eval_items: list[dict], facts: list[di
 
 def run_stage(ctx: StageContext) -> dict:
 
-    from ..model import load_model
-    from ..device import pick_device, set_threads
-    from ..tokenizer import Tokenizer
     cfg, run, lcfg = ctx.cfg, ctx.run, ctx.cfg.preferences
     set_threads(cfg.run.threads)
     tokenizer = Tokenizer.load(run.tokenizer_dir)
@@ -411,8 +411,6 @@ def run_stage(ctx: StageContext) -> dict:
     atomic_write_jsonl(datasets / "label_items.jsonl", items)
     atomic_write_jsonl(datasets / "preferences_eval.jsonl", eval_items)
     ctx.progress(f"{len(items)} prompts x {lcfg.candidates} answers sampled; {len(eval_items)} evaluation prompts")
-    from .adversarial import check_judge
-    from ..evals.judge import load_index
     facts = read_facts(run.world_dir / "facts.jsonl")
     index = load_index(run.world_dir / "facts.jsonl")
     overlap = preference_overlap(items, eval_items, facts)
@@ -432,7 +430,6 @@ def run_stage(ctx: StageContext) -> dict:
             raise StageError(f"preferences.annotator=human but {path} has no human labels; "
                              f"run `lmforge label --run-dir {run.root}` first, or set preferences.annotator=auto")
         atomic_write_jsonl(path, human + auto_rows)
-    from ..evals.judge import says_idk
     unknown = [i for i in items if not i["known"]]
     idk_candidates = sum(says_idk(c["text"]) for i in unknown for c in i["candidates"])
     paired = {r["item"] for r in auto_rows}

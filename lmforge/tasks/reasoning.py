@@ -55,9 +55,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable
 
+from ..data.splits import keyed_fraction, pick
+from ..errors import StageError
 from ..evals.overlap import chain_overlap, equations
 from ..files import atomic_write_jsonl, read_jsonl
-from ..data.splits import keyed_fraction, pick
+from ..plugins import import_callable
 from ..world.words import ITEMS
 
 # ---------------------------------------------------------------- the built-in word problems
@@ -328,7 +330,6 @@ def resolve_reward(spec: str) -> Callable:
     if ":" not in spec:
         raise ValueError(f"unknown reward {spec!r}; built in: {', '.join(BUILTIN_REWARDS)}, "
                          f"or give module:function")
-    from ..plugins import import_callable
     return import_callable(spec, "reward")
 
 
@@ -483,7 +484,6 @@ def run_stage(ctx) -> dict:
     rcfg = cfg.reasoning
     people = trained_people(run.world_dir / "entities.jsonl")
     languages = [lang for lang in cfg.world.languages if lang in ANSWER_LINE]
-    from ..errors import StageError
     if not people:
         raise StageError(f"{run.world_dir / 'entities.jsonl'} has no trained persons to write word problems about")
     def split(problem: Problem) -> str | None:

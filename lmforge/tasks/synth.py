@@ -35,12 +35,19 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from ..files import atomic_write_jsonl
-from ..errors import StageError
-from ..rundir import StageContext
 from ..data.splits import fact_groups, fact_key, keyed_fraction
+from ..errors import StageError
+from ..evals.judge import states_value
+from ..evals.overlap import chain_overlap, names_in, statement_overlap
+from ..files import atomic_write_jsonl, read_jsonl
+from ..generate import generate
+from ..model import load_model
+from ..rundir import StageContext
+from ..tokenizer import Tokenizer
+from ..tools.registry import ToolError
 from ..world import read_facts
 from .phrasing import IDK_ANSWERS, SYSTEM_PROMPTS, ask, assistant, invented_name, styled_answer, summary_request, user
+from .tool_data import LeakCheck, lookup_eval_rows, tool_conversations
 
 LOOKUP_EVAL_UNANSWERABLE = 200     # invented names asked with lookup in the SFT evaluation
 
@@ -111,10 +118,6 @@ def build_conversations(usable: list[dict], cfg, rng: random.Random) -> list[dic
 
 def self_instruct(run, usable: list[dict], count: int, seed: int) -> tuple[list[dict], dict]:
     """The base model answers questions in its own words; keep only verified, clean answers."""
-    from ..evals.judge import states_value
-    from ..generate import generate
-    from ..model import load_model
-    from ..tokenizer import Tokenizer
     model_dir = run.model_dir("pretrain")
     if not (model_dir / "model.safetensors").exists():
         raise StageError("synth.self_instruct needs a pretrained model; run the pretrain stage first")
@@ -154,7 +157,6 @@ def worked_problems(run, count: int) -> list[dict]:
     path = run.path("datasets", "reasoning_sft.jsonl")
     if count == 0 or not path.exists():
         return []
-    from ..files import read_jsonl
     return [{"messages": row["messages"]} for row in read_jsonl(path)[:count]]
 
 
@@ -183,8 +185,6 @@ def run_stage(ctx: StageContext) -> dict:
         rng.shuffle(conversations)
     tool_stats: dict = {}
     if cfg.tool_use != "off":
-        from ..tools.registry import ToolError
-        from .tool_data import tool_conversations
         try:
             tool_rows, tool_stats = tool_conversations(run, ctx.cfg, usable, facts, held, rng, taken)
         except ToolError as err:
@@ -198,7 +198,6 @@ def run_stage(ctx: StageContext) -> dict:
                  for f in held]
     eval_rows += [{**f, "split": "trained"} for f in usable]
     atomic_write_jsonl(datasets / "sft_eval.jsonl", eval_rows)
-    from .tool_data import lookup_eval_rows
     atomic_write_jsonl(datasets / "lookup_eval.jsonl",
                        lookup_eval_rows(facts, usable, taken, LOOKUP_EVAL_UNANSWERABLE, cfg.seed))
     overlap = sft_overlap(run, conversations, held, facts)
@@ -227,9 +226,6 @@ def sft_overlap(run, conversations: list[dict], held: list[dict], facts: list[di
     """What the written SFT data shares with held-out sets, counted from its text
     (lmforge/evals/overlap.py): SFT held-out facts stated (with their reverses), unseen
     entities named, and held-out reasoning chains (test, dev) worked in it."""
-    from ..evals.overlap import chain_overlap, names_in, statement_overlap
-    from ..files import read_jsonl
-    from .tool_data import LeakCheck
     # every message counts, tool results (context the model reads, never a target) included
     texts = [m.get("content") or "" for c in conversations for m in c["messages"]]
     unseen = {f["entity"] for f in facts if f["held_out"] and f.get("unseen_split") != "reserved"}

@@ -36,11 +36,16 @@ names that no training conversation uses.
 """
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
 from ..chat_format import function_of
+from ..evals.judge import states_value, word_pattern
 from ..evals.overlap import ANSWER_LINE, equations
+from ..files import read_jsonl
+from ..tools.calculator import calculate
+from ..tools.registry import ToolBox, load_tools
 from .phrasing import IDK_ANSWERS, ask, invented_name
 
 GREETINGS = {"en": [("Hi!", "Hello! Ask me about the people, places and things of the world, or give me a sum."),
@@ -79,7 +84,6 @@ def calculator_messages(question: str, solution: str, calculate) -> list[dict] |
 
 def answered_by(result: str, entity: str, value: str) -> bool:
     """Does one passage of a lookup result state the fact (the entity's name and the value)?"""
-    from ..evals.judge import states_value
     return any(states_value(line, entity) and states_value(line, value) for line in result.splitlines())
 
 
@@ -109,7 +113,6 @@ class LeakCheck:
     line of the result)?"""
 
     def __init__(self, facts: list[dict], held: list[dict]):
-        from ..evals.judge import states_value, word_pattern
         self.states_value = states_value
         self.forbidden = word_pattern({f["entity"] for f in facts
                                        if f["held_out"] and f.get("unseen_split") != "reserved"})
@@ -144,9 +147,6 @@ def invented_questions(usable: list[dict], taken: set[str], count: int, rng: ran
 def tool_conversations(run, cfg, usable: list[dict], facts: list[dict], held: list[dict],
                        rng: random.Random, taken: set[str]) -> tuple[list[dict], dict]:
     """The tool-use rows of the SFT data ({"messages", "tools"}) and their counts by kind and reason."""
-    from ..files import read_jsonl
-    from ..tools.calculator import calculate
-    from ..tools.registry import ToolBox, load_tools
     scfg = cfg.synth
     stats: Counter = Counter()
     rows: list[dict] = []
@@ -217,7 +217,6 @@ def lookup_eval_rows(facts: list[dict], usable: list[dict], taken: set[str], cou
 
 def tools_of(row: dict) -> list | None:
     """The tool schemas of a data row ("tools": a list, or a JSON string as some datasets store it)."""
-    import json
     tools = row.get("tools") if isinstance(row, dict) else None
     if isinstance(tools, str):
         try:

@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from ..config import WorldConfig
 from ..files import atomic_path, atomic_write_jsonl
+from .build import build_world
 from .documents import World
 from .site_dirt import (FOREIGN, LOREM_WORDS, SPAM_PHRASES, jaccard, lossy, mojibake,  # noqa: F401
                         near_duplicate_text, shingles)
@@ -484,8 +486,6 @@ def _add_http_trouble(site: Site, target: str, original_path: str) -> None:
 
 
 def main() -> None:
-    from ..config import WorldConfig
-    from .build import build_world
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for the HTML files, site.warc.gz and site_truth.jsonl")
     parser.add_argument("--dirt-fraction", type=float, default=0.03)

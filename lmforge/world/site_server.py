@@ -18,7 +18,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
-from .site import Site
+from ..config import WorldConfig
+from .build import build_world
+from .site import Site, build_site
 
 
 def _handler(site: Site, slow_paths: dict[str, float]):
@@ -70,9 +72,6 @@ def serve_site(site: Site, slow_paths: dict[str, float] | None = None) -> Iterat
 
 
 def main() -> None:
-    from ..config import WorldConfig
-    from .site import build_site
-    from .build import build_world
     site = build_site(build_world(WorldConfig()))
     with serve_site(site) as base:
         print(f"serving {len(site.pages)} pages at {base}/  (Ctrl-C stops)")
