@@ -85,7 +85,7 @@ def extractor_quality(scale: int) -> dict:
     """Both extractors on the site's original pages: docs per CPU-second over every HTML page,
     pages with boilerplate left, and the share of each page's main-text lines kept."""
     from lmforge.data.extract import ExtractText
-    from lmforge.world.site import BOILERPLATE_SENTENCES, NAV, PRINT_LINK, SIDEBAR
+    from lmforge.world.site_dirt import BOILERPLATE_SENTENCES, NAV, PRINT_LINK, SIDEBAR
     cfg = load_config("tiny")
     cfg.world = world_config(scale)
     world = build_world(cfg.world)

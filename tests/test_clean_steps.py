@@ -19,7 +19,8 @@ from lmforge.data.language import LanguageFilter
 from lmforge.data.mixture import copies, mixture_rates
 from lmforge.data.pii import PiiReplacer, find_pii
 from lmforge.data.quality import C4Lines, FineWebQuality, GopherQuality, GopherRepetition, MathRoute
-from lmforge.world.site import COOKIE, FOOTER, mojibake, render_page
+from lmforge.world.site import render_page
+from lmforge.world.site_dirt import COOKIE, FOOTER, mojibake
 from lmforge.data.steps import Drop, Unreadable, run_steps
 from lmforge.data.unwanted import UnwantedFilter
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..files import read_documents, read_jsonl
 from ..rundir import RunDir
-from ..world.site import BOILERPLATE_SENTENCES
+from ..world.site_dirt import BOILERPLATE_SENTENCES
 from .pii_audit import audit
 
 ORIGINAL_KINDS = ("article", "story", "dialogue", "arithmetic")

@@ -46,8 +46,8 @@ from ..config import WorldConfig
 from ..files import atomic_path, atomic_write_jsonl
 from .build import build_world
 from .documents import World
-from .site_dirt import (FOREIGN, LOREM_WORDS, SPAM_PHRASES, jaccard, lossy, mojibake,  # noqa: F401
-                        near_duplicate_text, shingles)
+from .site_dirt import (COOKIE, FOOTER, FOREIGN, LOREM_WORDS, NAV, PRINT_LINK, SIDEBAR, SPAM_PHRASES,  # noqa: F401
+                        jaccard, lossy, mojibake, near_duplicate_text, shingles)
 from .site_pii import PII_TEMPLATES, seen_pii, unseen_line, unseen_pii
 from .unwanted_text import (UNWANTED_PATHS, UNWANTED_URL_WORDS, UNWANTED_WORDS, benign_page,  # noqa: F401
                             held_out_page, plan_held_out, seen_sentences)
@@ -55,29 +55,6 @@ from .words import SITE
 
 ORIGIN = SITE
 PAGES_PER_INDEX = 100
-
-# ---------------------------------------------------------------- boilerplate
-# A few skins, so that copies of one text can differ in their furniture only. Every sentence
-# here is in BOILERPLATE_SENTENCES, which the truth uses to measure boilerplate left in kept text.
-COOKIE = {"en": ["We use cookies to give you the best experience on our website. By continuing to browse you "
-                 "agree to our use of cookies.",
-                 "This site uses cookies for statistics and personalised content. You can change your "
-                 "choice at any time in the settings."],
-          "nb": ["Vi bruker informasjonskapsler for å gi deg en best mulig opplevelse. Ved å fortsette "
-                 "godtar du bruken av informasjonskapsler.",
-                 "Dette nettstedet bruker informasjonskapsler til statistikk og tilpasset innhold."]}
-FOOTER = {"en": ["© 2024 The World Encyclopedia. All rights reserved.",
-                 "The World Encyclopedia is written by volunteers from every corner of the world.",
-                 "Write to the editors at editors@world.lmforge.local for corrections."],
-          "nb": ["© 2024 Verdensleksikonet. Alle rettigheter forbeholdt.",
-                 "Verdensleksikonet skrives av frivillige fra hele verden.",
-                 "Skriv til redaksjonen på redaksjon@world.lmforge.local for rettelser."]}
-NAV = {"en": ["Home", "Encyclopedia", "Stories", "Forum", "Mathematics", "About us", "Contact"],
-       "nb": ["Hjem", "Leksikon", "Fortellinger", "Forum", "Matematikk", "Om oss", "Kontakt"]}
-SIDEBAR = {"en": "Popular pages", "nb": "Populære sider"}
-PRINT_LINK = {"en": "Printable version", "nb": "Utskriftsvennlig versjon"}
-BOILERPLATE_SENTENCES = [s for table in (COOKIE, FOOTER) for lines in table.values() for s in lines]
-
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The text of the built-in site's dirt pages: other languages, lorem ipsum, keyword spam,
-near-duplicate edits and broken encodings (used by lmforge/world/site.py).
+"""The text of the built-in site's dirt: page furniture (cookie notices, footers, navigation),
+other languages, lorem ipsum, keyword spam, near-duplicate edits and broken encodings (used by
+lmforge/world/site.py).
 
     from lmforge.world.site_dirt import near_duplicate_text, jaccard, mojibake
     copy = near_duplicate_text(text, "en", random.Random(1))      # word 5-gram Jaccard >= 0.8
@@ -8,6 +9,27 @@ from __future__ import annotations
 
 import random
 import re
+
+# A few skins, so that copies of one text can differ in their furniture only. Every sentence
+# here is in BOILERPLATE_SENTENCES, which the truth uses to measure boilerplate left in kept text.
+COOKIE = {"en": ["We use cookies to give you the best experience on our website. By continuing to browse you "
+                 "agree to our use of cookies.",
+                 "This site uses cookies for statistics and personalised content. You can change your "
+                 "choice at any time in the settings."],
+          "nb": ["Vi bruker informasjonskapsler for å gi deg en best mulig opplevelse. Ved å fortsette "
+                 "godtar du bruken av informasjonskapsler.",
+                 "Dette nettstedet bruker informasjonskapsler til statistikk og tilpasset innhold."]}
+FOOTER = {"en": ["© 2024 The World Encyclopedia. All rights reserved.",
+                 "The World Encyclopedia is written by volunteers from every corner of the world.",
+                 "Write to the editors at editors@world.lmforge.local for corrections."],
+          "nb": ["© 2024 Verdensleksikonet. Alle rettigheter forbeholdt.",
+                 "Verdensleksikonet skrives av frivillige fra hele verden.",
+                 "Skriv til redaksjonen på redaksjon@world.lmforge.local for rettelser."]}
+NAV = {"en": ["Home", "Encyclopedia", "Stories", "Forum", "Mathematics", "About us", "Contact"],
+       "nb": ["Hjem", "Leksikon", "Fortellinger", "Forum", "Matematikk", "Om oss", "Kontakt"]}
+SIDEBAR = {"en": "Popular pages", "nb": "Populære sider"}
+PRINT_LINK = {"en": "Printable version", "nb": "Utskriftsvennlig versjon"}
+BOILERPLATE_SENTENCES = [s for table in (COOKIE, FOOTER) for lines in table.values() for s in lines]
 
 FOREIGN = {
     "de": ["{name} ist ein Thema, über das viele Menschen sprechen.",
