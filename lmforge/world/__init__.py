@@ -25,7 +25,7 @@ entities), and no text ever puts a prompt in front of anything but its value.
     for doc in world.documents(): ...        # generated lazily, same order every time
     stats = write_world(world, Path("runs/x/data/world"))
 
-    python -m lmforge.world.build            # stats and three sample documents (default config)
+    python -m lmforge.world                  # stats and three sample documents (default config)
 
 The package: words.py (the word tables), build.py (entities, facts, the unseen partition),
 documents.py (the World and its documents), site.py with site_dirt.py, site_pii.py and

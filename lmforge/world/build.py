@@ -4,15 +4,11 @@ the unseen-entity partition; and writing it out.
     from lmforge.world import build_world, write_world
     stats = write_world(build_world(WorldConfig()), Path("runs/x/data/world"))
 
-    python -m lmforge.world.build             # stats and three sample documents (default config)
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import sys
-import time
 from pathlib import Path
 
 from ..config import WorldConfig
@@ -354,24 +350,3 @@ def write_world(world: World, out_dir: Path) -> dict:
 def read_facts(path) -> list[dict]:
     """The fact table a collect stage wrote (data/world/facts.jsonl)."""
     return read_jsonl(path)
-
-
-def main() -> None:
-    started = time.perf_counter()
-    world = build_world(WorldConfig())
-    built_seconds = time.perf_counter() - started
-    stats = world_stats(world)
-    stats["build_seconds"] = round(built_seconds, 3)
-    stats["total_seconds"] = round(time.perf_counter() - started, 3)
-    print(json.dumps(stats, indent=2))
-    docs = list(world.documents())
-    picks = [next((d for d in docs if d["source"] == "article"), None),
-             next((d for d in docs if d["source"] == "story"), None),
-             next((d for d in docs if d["source"] == "dialogue" and d["meta"]["language"] == "nb"), None)]
-    for doc in filter(None, picks):
-        print(f"\n---- {doc['id']}  {doc['url']}  {doc['meta']['entities']}\n{doc['text']}")
-
-
-if __name__ == "__main__":
-    sys.stdout.reconfigure(encoding="utf-8")
-    main()
