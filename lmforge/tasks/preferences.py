@@ -382,7 +382,8 @@ def build_items(run, cfg, model, tokenizer, languages) -> tuple[list[dict], list
     facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in set(languages)]
     items, eval_items = preference_prompts(facts, cfg)
     if not any(item["split"] == "train" for item in items):
-        raise StageError("no training facts to ask about; lower preferences.dev_fact_share / preferences.test_fact_share")
+        raise StageError("no training facts to ask about; lower preferences.dev_fact_share / "
+                         "preferences.test_fact_share")
     lcfg = cfg.preferences
     sample_candidates(model, tokenizer, items, lcfg.candidates, lcfg.temperature, lcfg.max_new_tokens, lcfg.seed)
     return items, eval_items
