@@ -11,7 +11,9 @@ import random
 
 import pytest
 
-from lmforge.config import ConfigError, load_config, parse_sources, resolve_profile, source_profiles
+from lmforge.config import ConfigError, load_config
+from lmforge.config.profiles import resolve_profile, source_profiles
+from lmforge.config.sources import parse_sources
 from lmforge.data.pipeline import build_steps
 from lmforge.world.prose import long_document, near_copy
 from lmforge.files import read_documents

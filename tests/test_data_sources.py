@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lmforge.config import ConfigError
-from lmforge.config import SourceSpec, parse_sources
+from lmforge.config.sources import SourceSpec, parse_sources
 from lmforge.data.sources import (SourceError, UnreadableInput, decode_bytes, read_folder, read_hub, read_jsonl,
                                   read_parquet, read_warc)
 

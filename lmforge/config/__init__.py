@@ -9,21 +9,18 @@ ConfigError with one line that names it and says what is allowed; the CLI turns 
 exit code 2. The sections live in data_sections.py, train_sections.py and use_sections.py;
 loader.py holds the tree, the loading and the checks across fields; sources.py and
 profiles.py parse the source specs and cleaning profiles that `collect.sources` names, so a
-bad one stops the run before any work.
+bad one stops the run before any work (import them from there: `lmforge.config.sources`).
 """
 from ..errors import ConfigError
 from .data_sections import CleanConfig, CollectConfig, RunConfig, TokenizerConfig, WorldConfig
 from .fields import opt
 from .loader import Config, apply_dict, dump_yaml, list_presets, load_config, parse_override, validate
-from .profiles import Profile, resolve_profile, source_profiles
-from .sources import SourceSpec, parse_sources
 from .train_sections import (DPOConfig, GRPOConfig, ModelConfig, PPOConfig, PreferencesConfig, ReasoningConfig,
                              RewardConfig, SFTConfig, SynthConfig, TrainConfig)
 from .use_sections import BUILTIN_TOOLS, EvalConfig, GenerateConfig, ReportConfig, ServeConfig, ToolsConfig
 
 __all__ = ["BUILTIN_TOOLS", "CleanConfig", "CollectConfig", "Config", "ConfigError", "DPOConfig", "EvalConfig",
-           "GRPOConfig", "GenerateConfig", "ModelConfig", "PPOConfig", "PreferencesConfig", "Profile",
-           "ReasoningConfig", "ReportConfig", "RewardConfig", "RunConfig", "SFTConfig", "ServeConfig", "SourceSpec",
-           "SynthConfig", "TokenizerConfig", "ToolsConfig", "TrainConfig", "WorldConfig", "apply_dict", "dump_yaml",
-           "list_presets", "load_config", "opt", "parse_override", "parse_sources", "resolve_profile",
-           "source_profiles", "validate"]
+           "GRPOConfig", "GenerateConfig", "ModelConfig", "PPOConfig", "PreferencesConfig", "ReasoningConfig",
+           "ReportConfig", "RewardConfig", "RunConfig", "SFTConfig", "ServeConfig", "SynthConfig", "TokenizerConfig",
+           "ToolsConfig", "TrainConfig", "WorldConfig", "apply_dict", "dump_yaml", "list_presets", "load_config", "opt",
+           "parse_override", "validate"]

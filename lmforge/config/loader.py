@@ -19,8 +19,6 @@ import yaml
 from ..errors import ConfigError
 from .data_sections import CleanConfig, CollectConfig, RunConfig, TokenizerConfig, WorldConfig
 from .fields import set_field
-from .profiles import source_profiles
-from .sources import parse_sources
 from .train_sections import (DPOConfig, GRPOConfig, ModelConfig, PPOConfig, PreferencesConfig, ReasoningConfig,
                              RewardConfig, SFTConfig, SynthConfig, TrainConfig)
 from .use_sections import (BUILTIN_TOOLS, EvalConfig, GenerateConfig, ReportConfig, ServeConfig, ToolsConfig)
@@ -148,6 +146,10 @@ def _read_yaml(path: Path) -> dict:
 
 def validate(cfg: Config) -> None:
     """Checks that span several fields."""
+    # Imported here, not at the top: a config is checked by every command but `lmforge --help`,
+    # which then starts without them.
+    from .profiles import source_profiles
+    from .sources import parse_sources
     # a bad source entry, or a cleaning profile naming a rule or threshold that does not exist, stops here
     source_profiles(parse_sources(cfg.collect.sources, cfg.collect.text_column), cfg.clean)
     train = cfg.clean.classifier_train

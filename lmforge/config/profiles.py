@@ -1,6 +1,6 @@
 """Cleaning profiles: which rules a source's documents go through, and with which thresholds.
 
-    from lmforge.config import resolve_profile
+    from lmforge.config.profiles import resolve_profile
     profile = resolve_profile("curated", cfg.clean)          # or "web", "code-docs", "my-profile.yaml"
     profile.rules                                            # ("language", "pii")
     profile.clean                                            # CleanConfig with the profile's thresholds

@@ -1,6 +1,6 @@
 """The grammar of source specs (`collect.sources`, `tools.lookup_sources`): parsing them into SourceSpecs.
 
-    from lmforge.config import parse_sources
+    from lmforge.config.sources import parse_sources
     parse_sources(["site", "books=folder:/data/books~curated@0.16"])   # [SourceSpec(...), SourceSpec(...)]
 
 A spec is `[name=]kind[:location][#text_column][~profile][@weight]` or a YAML mapping with the same

@@ -41,7 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import CleanConfig, parse_sources, resolve_profile, source_profiles
+from ..config import CleanConfig
+from ..config.profiles import resolve_profile, source_profiles
+from ..config.sources import parse_sources
 from ..errors import StageError
 from ..files import atomic_write_json, read_documents
 from ..rundir import StageContext

@@ -22,7 +22,7 @@ import re
 import time
 from collections import Counter
 
-from ..config import SourceSpec, parse_sources
+from ..config.sources import SourceSpec, parse_sources
 from ..errors import StageError
 from ..rundir import StageContext
 from ..world import build_world, write_world

@@ -151,7 +151,7 @@ def source_passages(specs, max_bytes: int, counts: dict) -> list[str]:
 
 def run_stage(ctx) -> dict:
     from ..world.shelf import shelf_cards
-    from ..config import parse_sources
+    from ..config.sources import parse_sources
     from ..data.sources import SourceError
     from ..world import read_facts
     from ..files import atomic_write_jsonl, read_documents
