@@ -462,7 +462,7 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float =
     from .tokenizer import load_split
     from .device import pick_device
     from .train.loop import Trainer
-    from .train.pretrain import make_batch_fn, windows_to_batch
+    from .train.pretrain import window_batch_fn, windows_to_batch
 
     target_run, draft_run = RunDir(target_dir), RunDir(draft_dir)
     if (target_run.tokenizer_dir / "tokenizer.json").read_bytes() != \
@@ -497,7 +497,7 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, max_minutes: float =
         return total / items
 
     start = time.perf_counter()
-    result = trainer.fit(make_batch_fn(train, tcfg.batch_size, tcfg.grad_accum, seq_len, cfg.run.seed,
+    result = trainer.fit(window_batch_fn(train, tcfg.batch_size, tcfg.grad_accum, seq_len, cfg.run.seed,
                                        trainer.device), loss_fn, eval_fn, resume=False)
     best = load_model(out_dir, device=dev).eval()
     after = greedy_agreement(target, best, val, windows, seq_len, dev)

@@ -33,14 +33,6 @@ from .judge import states_value, word_pattern
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 ANSWER_LINE = re.compile(r"\s*(?:The answer is|Svaret er)\b.*$", re.DOTALL)
-_EQUATION = re.compile(r"(-?\d+)\s*([+\-×x*])\s*(-?\d+)\s*=\s*(-?\d+)")
-
-
-def equations(text: str) -> list[tuple[str, str, str, str]]:
-    """The "a op b = c" lines of a worked solution, in order ("x" and "*" read as "×")."""
-    if not isinstance(text, str):
-        return []
-    return [(a, "×" if op in "x*" else op, b, c) for a, op, b, c in _EQUATION.findall(text)]
 
 
 def sentences(text: str) -> list[str]:
@@ -142,6 +134,16 @@ def names_in(texts: Iterable[str], names: Iterable[str]) -> set[str]:
         for text in texts:
             found |= set(pattern.findall(text))
     return found
+
+
+_EQUATION = re.compile(r"(-?\d+)\s*([+\-×x*])\s*(-?\d+)\s*=\s*(-?\d+)")
+
+
+def equations(text: str) -> list[tuple[str, str, str, str]]:
+    """The "a op b = c" lines of a worked solution, in order ("x" and "*" read as "×")."""
+    if not isinstance(text, str):
+        return []
+    return [(a, "×" if op in "x*" else op, b, c) for a, op, b, c in _EQUATION.findall(text)]
 
 
 def chain_overlap(train_solutions: Iterable[str], held_solutions: list[str]) -> dict:

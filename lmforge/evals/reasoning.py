@@ -4,7 +4,7 @@
     result = evaluate_reasoning(model, tokenizer, tasks, k=8, temperature=1.0, max_new_tokens=64, seed=0)
     result["pass@1"], result["pass@k"], result["by_difficulty"]["2"]
 
-A completion is correct when the answer it states (tasks/reasoning.extract_answer: after
+A completion is correct when the answer it states (data/reasoning.extract_answer: after
 "The answer is" / "Svaret er" / "####", else its last number) equals the reference.
 pass@1 is the greedy answer; pass@k is the unbiased estimator of Chen et al. (2021),
 1 - C(n-c, k) / C(n, k), from n = k samples at `temperature`, which with n = k is simply
@@ -28,9 +28,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from math import comb
 
-from ..tasks.reasoning import Task, equations, extract_answer
+from ..tasks.reasoning import Task, extract_answer
 from ..generate import generate
-from .report import markdown_table
+from .card import markdown_table, new_figure, pct, read_log, save_figure
+from .overlap import equations
 
 ERROR_KINDS = ("misread_operand", "wrong_result", "other")
 
@@ -166,8 +167,7 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
 # ---------------------------------------------------------------- the report card section
 
 def _plot_rewards(log_path, out_png) -> bool:
-    from .report import log_rows, new_figure, save_figure
-    rows = log_rows(log_path, "reward_mean")
+    rows = read_log(log_path, "reward_mean")
     if not rows:
         return False
     steps = [r["step"] for r in rows]
@@ -216,8 +216,6 @@ def report_section(run, cfg) -> str | None:
         return None
     k = m.get("k", before.get("k"))
 
-    def pct(value):
-        return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
     rows = []
     for level in sorted(set(before.get("by_difficulty", {})) | set(after.get("by_difficulty", {})), key=str):
         b, a = before["by_difficulty"].get(level, {}), after["by_difficulty"].get(level, {})
