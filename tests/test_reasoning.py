@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 
 from lmforge.config import TokenizerConfig
+from lmforge.evals.overlap import equations
 from lmforge.tasks.reasoning import (
-    equations, extract_answer, load_tasks, make_problem, make_problems, normalize_answer,
+    extract_answer, load_tasks, make_problem, make_problems, normalize_answer,
     normalize_number, parse_task, Problem, run_stage, split_of)
 from lmforge.train.rewards import correctness_reward, format_reward, resolve_reward, score, steps_reward
 from lmforge.evals.reasoning import pass_at_k
