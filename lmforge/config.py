@@ -496,6 +496,19 @@ class ServeConfig:
 
 
 @dataclass
+class TrackConfig:
+    """Experiment trackers beside the JSONL logs (lmforge/train/trackers.py). In no stage's fingerprint:
+    they record a run, they do not change it."""
+    loggers: list = opt([], help="tensorboard and/or wandb (`pip install 'lmforge[track]'`); [] = the JSONL logs only")
+    tensorboard_dir: str = opt("", help="event files, one folder per stage; empty = <run>/tensorboard")
+    wandb_project: str = opt("lmforge")
+    wandb_entity: str = opt("", help="W&B team or user; empty = your default")
+    wandb_mode: str = opt("", choices=["", "online", "offline", "disabled"],
+                          help="empty = W&B's own ($WANDB_MODE, else online); offline writes <run>/wandb for "
+                               "`wandb sync`")
+
+
+@dataclass
 class Config:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
@@ -527,6 +540,7 @@ class Config:
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -685,6 +699,8 @@ def validate(cfg: Config) -> None:
             if spec.kind not in ("folder", "jsonl", "parquet"):
                 raise ConfigError(f"tools.lookup_sources: {spec.kind!r} sources are not read here; use folder:, "
                                   "jsonl: or parquet:")
+    from .train.trackers import check as check_trackers   # unknown logger names stop here
+    check_trackers(cfg.track.loggers, installed=False)
     from .tools.registry import check_specs   # unknown tool names stop here, with the names allowed
     for field_name, specs in (("grpo.tools", cfg.grpo.tools), ("serve.builtin_tools", cfg.serve.builtin_tools),
                               ("tools.extra", cfg.tools.extra)):

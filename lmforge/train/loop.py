@@ -51,6 +51,7 @@ from .. import progress
 from ..config import TrainConfig
 from ..device import Precision, all_reduce_sums, init_distributed, peak_flops, pick_device, train_precision
 from ..files import atomic_path, atomic_write_text
+from . import trackers
 from .muon import Muon
 
 CHECKPOINT_NAME = "trainer_state.pt"
@@ -221,6 +222,7 @@ class Trainer:
         self.best_step: int | None = None
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
+        self.trackers: trackers.Trackers | None = None   # TensorBoard / W&B copies of the log rows
 
     # -- checkpoints ------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -313,6 +315,8 @@ class Trainer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        if self.trackers is not None:
+            self.trackers.log(row)
 
     def _truncate_log(self) -> None:
         """On resume, drop log rows written after the checkpoint we went back to."""
@@ -432,6 +436,7 @@ class Trainer:
         cfg = self.cfg
         total_steps = total_steps or cfg.max_steps
         resumed = self.start(resume)
+        self.trackers = trackers.for_stage(self.stage, self.step, resumed, self.is_main)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
         last_val = float("nan")
@@ -516,6 +521,8 @@ class Trainer:
             self.best_step = self.step
             self.save_weights()
         self.save_checkpoint()
+        if self.trackers is not None:
+            self.trackers.close()
         items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
         mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None
         return TrainResult(steps=self.step, planned_steps=total_steps, items_seen=self.items_seen,
