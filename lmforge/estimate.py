@@ -14,7 +14,8 @@ on what the numbers are), each through the code the stage itself runs:
     model's and DPO's pairs, and GRPO's and PPO's updates on completions;
   * batched decoding through lmforge.generate, at one row and at 64 rows, for everything that
     generates: RL rollouts, the evaluations, the preference candidates.
-What is modelled: how many steps (the budget: max_steps, never minutes), how many answers each
+What is modelled: how many steps (the budget: max_steps, or for pretraining the steps
+pretrain.tokens_per_param plans, by the stage's own planned_steps; never minutes), how many answers each
 evaluation generates and how long they are, and how much of an RL step's work the data
 leaves: answers to one-fact questions are taken as ANSWER_TOKENS long, a preference pair as
 padded to a prompt plus the answer budget (the batch's longest answer), worked solutions as
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -75,6 +77,11 @@ class Probe:
         self.rng = np.random.default_rng(0)
         self.decode_cache: dict[int, float] = {}
         self.measured_seconds = 0.0
+
+    def num_params(self) -> int:
+        """The model's parameter count (tied matrices once), built on the meta device: no memory."""
+        with torch.device("meta"):
+            return self.make_model().num_params()
 
     def _random_ids(self, rows: int, length: int) -> np.ndarray:
         return self.rng.integers(6, self.vocab, size=(rows, length))   # past the special tokens
@@ -190,10 +197,12 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
     """{"before", "train", "after", "per_step", "steps"} for one model stage."""
     seq = cfg.model.seq_len
     if name == "pretrain":
+        from .train.pretrain import planned_steps     # the stage's own budget: max_steps, or tokens_per_param's
         t = cfg.pretrain
         per_step = probe.pretrain_step(t)
         facts = probe.generation(cfg.report.fact_eval_limit, 8, 64)
-        return {"before": 0.0, "per_step": per_step, "steps": t.max_steps, "after": facts}
+        steps = planned_steps(t, probe.num_params(), int(os.environ.get("WORLD_SIZE", "1")))
+        return {"before": 0.0, "per_step": per_step, "steps": steps, "after": facts}
     if name == "sft":
         t = cfg.sft
         per_step = probe.masked_step(t, t.batch_size, t.seq_len, segments=max(1, t.seq_len // 64))
