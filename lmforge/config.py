@@ -500,7 +500,8 @@ class TrackConfig:
     """Experiment trackers beside the JSONL logs (lmforge/train/trackers.py). In no stage's fingerprint:
     they record a run, they do not change it."""
     loggers: list = opt([], help="tensorboard and/or wandb (`pip install 'lmforge[track]'`); [] = the JSONL logs only")
-    tensorboard_dir: str = opt("", help="event files, one folder per stage; empty = <run>/tensorboard")
+    tensorboard_dir: str = opt("", help="event files, one folder per stage: <run>/tensorboard/<stage>, or with a "
+                               "folder of your own <folder>/<run name>/<stage>")
     wandb_project: str = opt("lmforge")
     wandb_entity: str = opt("", help="W&B team or user; empty = your default")
     wandb_mode: str = opt("", choices=["", "online", "offline", "disabled"],

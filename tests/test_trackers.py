@@ -49,7 +49,8 @@ def train(root, steps: int, loggers: list, crash_at: int | None = None, resume: 
         loss = trainer.train_step([{"n_items": 1}], loss_fn)
         return {"loss": loss, "weights": {"norm": float(model[0].weight.detach().norm())}, "note": "text is not a scalar"}
 
-    with trackers.session(TrackConfig(loggers=loggers), root, "t", {"pretrain": dataclasses.asdict(cfg)}):
+    config = {"pretrain": dataclasses.asdict(cfg), "serve": {"api_key": "secret-key", "port": 8000}}
+    with trackers.session(TrackConfig(loggers=loggers), root, "t", config):
         trainer.run(step_fn, eval_fn=lambda m: float(((m[0].weight - target) ** 2).sum()), resume=resume)
     return [json.loads(line) for line in log_path.read_text().splitlines()]
 
@@ -123,6 +124,9 @@ def test_wandb_offline_run_holds_the_log_rows(tmp_path, monkeypatch):
     records = wandb_records(run_files[0])
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert run.display_name == "t/pretrain" and run.run_group == "t" and run.job_type == "pretrain"
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["serve"] == {"port": 8000} and config["pretrain"]["max_steps"] == 6    # no secrets sent
+    assert b"secret-key" not in run_files[0].read_bytes()
     history = [{"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
     assert [h["step"] for h in history] == [r["step"] for r in rows] == list(range(1, 7))
@@ -145,13 +149,15 @@ def test_trackers_are_in_no_fingerprint(micro_copy):
     assert not (micro_copy / "tensorboard").exists()
 
 
-def test_a_stage_run_from_the_command_line_writes_its_rows(micro_copy):
+def test_a_stage_run_from_the_command_line_writes_its_rows(micro_copy, tmp_path):
     pytest.importorskip("tensorboard")
-    lmforge("reward", "--run-dir", str(micro_copy), "--force", "track.loggers=[tensorboard]")
+    folder = tmp_path / "tensorboard"        # a folder of one's own: one subfolder per run, then per stage
+    lmforge("reward", "--run-dir", str(micro_copy), "--force", "track.loggers=[tensorboard]",
+            f"track.tensorboard_dir={folder}")
     rows = [json.loads(line) for line in (micro_copy / "logs" / "reward.jsonl").read_text().splitlines()]
-    scalars = tensorboard_scalars(micro_copy / "tensorboard" / "reward")
+    scalars = tensorboard_scalars(folder / "micro" / "reward")
     assert scalars["loss"] == pytest.approx(column(rows, "loss"), rel=1e-6) and len(scalars["loss"]) == 6
-    assert list((micro_copy / "tensorboard").iterdir()) == [micro_copy / "tensorboard" / "reward"]
+    assert [p.relative_to(folder).as_posix() for p in folder.glob("*/*")] == ["micro/reward"]
 
 
 def test_unknown_logger_and_missing_library_are_one_line(tmp_path, monkeypatch, capsys):

@@ -16,8 +16,9 @@ every rank but the first there are none.
 The `track` section is in no stage's fingerprint (run.py's config_keys): trackers record, they
 do not change a result, so turning one on or off never re-runs a stage.
 
-Each stage is its own TensorBoard run (<run>/tensorboard/<stage>/) and its own W&B run
-(named <run name>/<stage>, grouped by the run name), because every stage counts its steps from 0.
+Each stage is its own TensorBoard run (<run>/tensorboard/<stage>/, or <track.tensorboard_dir>/
+<run name>/<stage>/) and its own W&B run (named <run name>/<stage>, grouped by the run name),
+because every stage counts its steps from 0.
 A resumed stage drops the TensorBoard events after its checkpoint's step, as it drops those
 JSONL rows; in W&B a resumed stage is a new run of the group, tagged "resumed".
 """
@@ -67,9 +68,9 @@ def for_stage(stage: str, step: int, resumed: bool, is_main: bool = True) -> Tra
     track, root = _session["track"], _session["root"]
     sinks = []
     for name in track.loggers:
-        if name == "tensorboard":
-            folder = Path(track.tensorboard_dir or root / "tensorboard") / stage
-            sinks.append(TensorBoard(folder, step, resumed))
+        if name == "tensorboard":     # a folder of your own holds several runs: one subfolder each
+            base = Path(track.tensorboard_dir) / _session["name"] if track.tensorboard_dir else root / "tensorboard"
+            sinks.append(TensorBoard(base / stage, step, resumed))
         else:
             sinks.append(WandB(track, root, f"{_session['name']}/{stage}", _session["name"], stage, resumed,
                                _session["config"]))
@@ -125,13 +126,18 @@ class TensorBoard:
         self.writer.close()
 
 
+def _shareable(config: dict) -> dict:
+    """The config without secrets (serve.api_key...): W&B sends it to a server."""
+    return {k: _shareable(v) if isinstance(v, dict) else v for k, v in config.items() if "api_key" not in k}
+
+
 class WandB:
     def __init__(self, track, root: Path, name: str, group: str, stage: str, resumed: bool, config: dict):
         import wandb
         # mode "" leaves it to W&B ($WANDB_MODE, else online)
         self.run = wandb.init(project=track.wandb_project, entity=track.wandb_entity or None,
                               mode=track.wandb_mode or None, dir=str(root), name=name, group=group,
-                              job_type=stage, tags=["resumed"] if resumed else None, config=config,
+                              job_type=stage, tags=["resumed"] if resumed else None, config=_shareable(config),
                               reinit="create_new", settings=wandb.Settings(console="off"))   # rows, not the bar
         # our own step field as the x axis: W&B's internal step must only grow, ours restarts on resume
         self.run.define_metric("step")
