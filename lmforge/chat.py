@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import sys
 
-from .generate import SamplingParams, load_for_sampling, stream
-from .speculative import SpeculativeStats, load_draft, speculative_stream
+from .checkpoints import load_for_sampling
+from .engine import SamplingParams, stream
+from .draft import load_draft
+from .speculative import speculative_stream, SpeculativeStats
 from .tools.registry import command_tools
-from .tools.session import ToolSession
+from .engine import ToolSession
 
 GUESSES = 8   # per speculative round, as benchmarks/decode.py measured best (docs/ARCHITECTURE.md)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..data.preferences import encode_answer, load_items
-from ..generate import generate
+from ..engine import fast_path, generate
 from .judge import judge
 from .stats import proportion
 
@@ -52,10 +52,11 @@ def score_answers(items, answers, tokenizer, device, reward_model=None, policy=N
     encoded = [encode_answer(tokenizer, item["prompt"], a["text"], a["ended"], 10**9) for item, a in zip(items, answers)]
     for start in range(0, len(encoded), batch_size):
         ids, mask, lengths = _padded(encoded[start:start + batch_size], tokenizer.pad_id, device)
-        if reward_model is not None:
-            rewards += reward_model(ids, lengths, mask).tolist()
-        if policy is not None and reference is not None:
-            kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
+        with fast_path(reward_model, policy, reference):
+            if reward_model is not None:
+                rewards += reward_model(ids, lengths, mask).tolist()
+            if policy is not None and reference is not None:
+                kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
     return {"rewards": rewards, "kls": kls}
 
 
@@ -118,7 +119,7 @@ def compare(items, policy, sft, reward_model, tokenizer, device, stage: str, cfg
 def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: int | None = None) -> dict:
     """compare() on the test prompts (the first `limit`; the headline figures) and, under "dev",
     on the dev prompts. Rows without a split (older files) count as test."""
-    from ..model import load_model
+    from ..checkpoints import load_model
     from ..train.reward import load_reward_model
     from .judge import load_index
     rows = load_items(run, "preferences_eval.jsonl")

@@ -13,7 +13,7 @@ Sampling k completions costs k greedy ones, so pass@k may use a subset (`k_per_d
 while pass@1 uses every held-out problem: more problems, less noise, same time.
 
 With tools (a ToolBox) the tasks' prompts declare them and the model may call them while it
-answers (the one tool loop, lmforge/tools/session.py); the text judged is the answer's text,
+answers (the one tool loop, lmforge/engine/tool_loop.py); the text judged is the answer's text,
 without calls and results. Every evaluation also reads the greedy answers' worked steps:
 `equations` and `wrong_results` (steps "a op b = c" whose c is not a op b), and where each
 wrong answer first leaves the reference solution (`errors`, `error_kind`): an operand or
@@ -29,7 +29,7 @@ from pathlib import Path
 from math import comb
 
 from ..data.reasoning import Task, equations, extract_answer
-from ..generate import generate
+from ..engine import generate
 from .report import markdown_table
 
 ERROR_KINDS = ("misread_operand", "wrong_result", "other")

@@ -117,8 +117,8 @@ def section_facts_and_samples(run: RunDir, cfg) -> str | None:
     if stage_metrics(run, "pretrain") is None:
         return None
     from ..data.world import read_facts
-    from ..generate import generate
-    from ..model import load_model
+    from ..engine import generate
+    from ..checkpoints import load_model
     from ..tokenizer import Tokenizer
     from .facts import fact_accuracy
     tokenizer = Tokenizer.load(run.tokenizer_dir)
@@ -152,7 +152,7 @@ def section_sft(run: RunDir, cfg) -> str | None:
     if m is None:
         return None
     from ..evals.chat import ask
-    from ..model import load_model
+    from ..checkpoints import load_model
     from ..tokenizer import Tokenizer
     has_plot = plot_losses(run.log_path("sft"), run.report_dir / "sft_loss.png", "supervised fine-tuning")
     text = ["## SFT: the chat model", "",

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import all_reduce_sums
+from ..engine import fast_path
 from ..files import atomic_write_json
 from .stats import proportion
 
@@ -281,7 +282,7 @@ def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], ba
         for r, tokens in enumerate(rows):
             x[r, :len(tokens) - 1] = torch.tensor(tokens[:-1])
             y[r, :len(tokens) - 1] = torch.tensor(tokens[1:])
-        with torch.no_grad():
+        with torch.no_grad(), fast_path(model):
             logits = model(x.to(device)).float()
         logp = F.log_softmax(logits, dim=-1)
         picked = logp.gather(-1, y.clamp(min=0).to(device)[..., None])[..., 0].cpu()
@@ -360,7 +361,7 @@ def gsm8k_prompt(problem: Problem, shots: list[Problem]) -> str:
 
 def score_gsm8k(model, tokenizer, problems: list[Problem], shots: list[Problem], max_new_tokens: int,
                 rank: int = 0, world_size: int = 1, examples: int = 3) -> dict:
-    from ..generate import generate
+    from ..engine import generate
     mine = problems[rank::world_size]
     prompts = [[tokenizer.bos_id] + tokenizer.encode(gsm8k_prompt(p, shots)) for p in mine]
     outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=0.0,
@@ -387,7 +388,7 @@ def score_bpb(run, cfg, model, tokenizer, rank: int, world_size: int) -> dict | 
     device = next(model.parameters()).device
     eval_fn = make_eval_fn(val, cfg.eval.bpb_windows, cfg.eval.batch_size, seq_len, device, rank, world_size,
                            byte_lengths=tokenizer.byte_lengths())
-    with torch.no_grad():
+    with torch.no_grad(), fast_path(model):
         value = eval_fn(model)
     return {"bpb": round(value["bpb"], 4), "loss": round(value["loss"], 4), "windows": cfg.eval.bpb_windows,
             "tokens": cfg.eval.bpb_windows * seq_len, "source": str(run.tokens_dir / "val.bin")}
@@ -456,7 +457,7 @@ def run_eval(run, cfg, model, tokenizer, stage: str, rank: int = 0, world_size: 
 
 def cli_eval(args, run, cfg) -> int:
     from ..device import init_distributed, pick_device
-    from ..generate import load_for_sampling
+    from ..checkpoints import load_for_sampling
     from ..run import StageError
     device = pick_device(cfg.run.device)
     rank, world_size = init_distributed(device)

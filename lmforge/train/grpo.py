@@ -9,7 +9,7 @@
 One GRPO step:
   1. take `prompts_per_step` tasks (a seeded order per epoch, so the step alone fixes them);
   2. sample G = `group_size` completions per prompt through the shared generation engine,
-     all rows in one batch (lmforge/generate.py), stopping at <|end|>;
+     all rows in one batch (lmforge/engine/), stopping at <|end|>;
   3. score every completion with the reward functions (lmforge/data/reasoning.py);
   4. advantage = reward - mean of its group, divided by the group's std, the batch's std
      or nothing (`scale_rewards`); groups whose rewards are all equal carry no signal and
@@ -33,7 +33,7 @@ One GRPO step:
 
 With `grpo.tools` (e.g. calculator, lookup) the prompts declare the tools and rollouts are
 multi-turn: a completion may call a tool, the engine runs it and appends the result, and
-the completion goes on (the one tool loop, lmforge/tools/session.py). The tool results are
+the completion goes on (the one tool loop, lmforge/engine/tool_loop.py). The tool results are
 part of the context every log-probability is computed in, but are masked from the loss:
 only what the policy sampled is trained. Rewards see the answer's text (calls and results
 left out) and each completion's calls in the `tool_calls` column (the optional
@@ -66,8 +66,8 @@ import torch.nn.functional as F
 
 from ..data.reasoning import Task, balanced_subset, load_tasks, resolve_reward, score
 from ..evals.reasoning import evaluate_reasoning
-from ..generate import generate
-from ..model import load_model, save_model
+from ..engine import fast_path, generate
+from ..checkpoints import load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
 from ..device import pick_device, set_threads
@@ -163,8 +163,9 @@ def token_logprobs(model, lm_head, batch, temperature: float = 1.0) -> tuple[tor
 
 @torch.no_grad()
 def fill_logprobs(model, lm_head, batches: list[dict], key: str, temperature: float) -> None:
-    for batch in batches:
-        batch[key] = token_logprobs(model, lm_head, batch, temperature)[0].detach()
+    with fast_path(model):
+        for batch in batches:
+            batch[key] = token_logprobs(model, lm_head, batch, temperature)[0].detach()
 
 
 def make_loss_fn(lm_head, cfg, stats: Counter):

@@ -49,6 +49,7 @@ import torch
 
 from .. import progress
 from ..config import TrainConfig
+from ..engine import fast_path
 from ..device import Precision, all_reduce_sums, init_distributed, peak_flops, pick_device, train_precision
 from ..files import atomic_path, atomic_write_text
 from .muon import Muon
@@ -352,7 +353,7 @@ class Trainer:
         """eval_fn on the model in eval mode, without gradients, in the step's precision.
         eval_fn returns the validation loss, or a dict with "loss" and other figures."""
         self.model.eval()
-        with torch.no_grad(), self.precision.autocast_context(self.device):
+        with torch.no_grad(), self.precision.autocast_context(self.device), fast_path(self.model):
             value = eval_fn(self.model)
         self.model.train()
         return {k: float(v) for k, v in value.items()} if isinstance(value, dict) else {"loss": float(value)}

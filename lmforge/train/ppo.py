@@ -66,7 +66,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..files import read_jsonl, read_jsonl_lenient
-from ..model import GPT, load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..engine import fast_path
+from ..model import GPT
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
 from .grpo import make_batches, prompts_for_step, rollout, token_logprobs
@@ -223,7 +225,8 @@ def score_answers(reward_model, completions: list[dict], batch_size: int, pad_id
         lengths = torch.tensor([len(r) for r in rows])
         answers = answer_mask_for([len(c["prompt_ids"]) for c in completions[start:start + batch_size]],
                                   lengths.tolist(), ids.size(1), device)
-        scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
+        with fast_path(reward_model):
+            scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
     return torch.cat(scores)
 
 
@@ -291,7 +294,7 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
     in_order = make_batches(completions, torch.zeros(n), everyone, cfg.batch_size, "token_mean",
                             cfg.max_completion_tokens, tokenizer.pad_id, device)
     old_logp, old_values, ref_logp, entropy_sum = [], [], [], 0.0
-    with torch.no_grad():
+    with torch.no_grad(), fast_path(model, ref_model):
         for batch in in_order:
             logp, logp_all, values = policy_and_values(model, lm_head, batch, cfg.temperature)
             old_logp.append(logp)

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..device import all_reduce_sums, pick_device, set_threads
-from ..model import GPT, load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..model import GPT
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, TokenizerError, load_split
 from .loop import Trainer, budget_line, budget_metrics

@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import GPT, load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..engine import fast_path
+from ..model import GPT
 from ..run import StageContext
 from .loop import Trainer, budget_line, budget_metrics
 from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
@@ -140,7 +142,7 @@ def save_reward_model(model: nn.Module, directory) -> None:
 def load_reward_model(directory, device="cpu") -> RewardModel:
     from safetensors.torch import load_file
 
-    from ..model import ModelLoadError
+    from ..checkpoints import ModelLoadError
     directory = Path(directory)
     head_path = directory / "head.safetensors"
     if not head_path.is_file():
@@ -184,7 +186,8 @@ def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flippe
     margin_sum = reward_sum = 0.0
     model.eval()
     for start in range(0, len(rows), batch_size):
-        chosen, rejected = pair_rewards(model, collate_pairs(rows[start:start + batch_size], pad_id, device))
+        with fast_path(model):
+            chosen, rejected = pair_rewards(model, collate_pairs(rows[start:start + batch_size], pad_id, device))
         correct += int((chosen > rejected).sum())
         if flipped is not None:
             wrong_label = torch.tensor(flipped[start:start + batch_size], device=chosen.device)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model import load_model, save_model
+from ..checkpoints import load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, TokenizerError, load_split
 from ..device import all_reduce_sums, pick_device, set_threads
