@@ -27,11 +27,10 @@ from __future__ import annotations
 import sys
 
 from .checkpoints import load_for_sampling
-from .engine import SamplingParams, stream
 from .draft import load_draft
-from .speculative import speculative_stream, SpeculativeStats
+from .engine import SamplingParams, ToolSession, stream
+from .speculative import SpeculativeStats, speculative_stream
 from .tools.registry import command_tools
-from .engine import ToolSession
 
 GUESSES = 8   # per speculative round, as benchmarks/decode.py measured best (docs/ARCHITECTURE.md)
 

@@ -29,6 +29,8 @@ from .checkpoints import load_for_sampling, load_model, model_stages, resolve_st
 from .engine import fast_path, generate, next_token_probs
 from .model import GPT
 from .run import StageError
+from .tokenizer import Tokenizer
+from .tools.registry import command_tools
 
 RAW_STAGES = ("random init", "pretrain")
 
@@ -108,7 +110,6 @@ def compare(run, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0
             raw: bool = False, tools=None) -> list[dict]:
     """[{stage, text, tokens, finish_reason, format, tool_calls}] for random init and every stage with a
     model; tools: a ToolBox offered to the chat-format stages."""
-    from .tokenizer import Tokenizer
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     stages = model_stages(run)
     if not stages:
@@ -146,8 +147,6 @@ def compare(run, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0
 def cli_compare(args, run, cfg) -> int:
     if not run.tokenizer_dir.exists() or not model_stages(run):
         raise StageError(f"no trained model in {run.root}; run `lmforge run --to pretrain` first")
-    from .tokenizer import Tokenizer
-    from .tools.registry import command_tools
     max_new = args.max_new_tokens or cfg.generate.max_new_tokens
     seed = cfg.run.seed if args.seed is None else args.seed
     tools = None if args.raw else command_tools(args.tools, run, cfg, Tokenizer.load(run.tokenizer_dir))

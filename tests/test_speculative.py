@@ -220,14 +220,15 @@ def test_prepare_draft_run_shares_the_tokenizer(tmp_path, capsys):
     assert draft.read_manifest("collect") == target.read_manifest("collect")
 
 
-def test_distill_draft_moves_the_draft_toward_the_target(tmp_path):
+def test_distill_draft_moves_the_draft_toward_the_target(tmp_path, capsys):
     import json
 
     import numpy as np
 
-    from lmforge.config import load_config
     from lmforge.checkpoints import load_model
-    from lmforge.draft import distill_draft, distill_loss_sum
+    from lmforge.cli import main
+    from lmforge.config import load_config
+    from lmforge.draft import distill_loss_sum
     from tests.test_engine import make_run
     target, tokenizer = make_run(tmp_path / "t", seq_len=32)
     draft, _ = make_run(tmp_path / "d", seq_len=32, n_layer=1)
@@ -238,7 +239,10 @@ def test_distill_draft_moves_the_draft_toward_the_target(tmp_path):
     tokens.tofile(draft.tokens_dir / "train.bin")
     tokens[:1000].tofile(draft.tokens_dir / "val.bin")
     (draft.tokens_dir / "meta.json").write_text(json.dumps({"dtype": "uint16"}))
-    result = distill_draft(target.root, draft.root, steps=6, device="cpu")
+    # through the one command line: `lmforge draft distill DRAFT --run-dir TARGET --steps 6`
+    assert main(["draft", "distill", str(draft.root), "--run-dir", str(target.root), "--steps", "6",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["steps"] == 6 and 0 <= result["greedy_agreement_after"] <= 1
     assert (draft.path("logs", "distill.jsonl")).exists()
     t, before, after = (load_model(run.model_dir(stage)) for run, stage in

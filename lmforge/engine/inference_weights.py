@@ -46,8 +46,12 @@ def fast_path(*modules: torch.nn.Module | None):
     until the block ends. Nested use is harmless: a model already on the fast path is left as it is."""
     models = []
     for module in modules:
-        inside = [module] if isinstance(module, GPT) else module.modules() if module is not None else []
-        models += [m for m in inside if isinstance(m, GPT) and m.fast is None and not is_sharded(m) and m not in models]
+        if module is None:
+            continue
+        inside = [module] if isinstance(module, GPT) else module.modules()   # a bare GPT (the engine): no walk
+        for model in inside:
+            if isinstance(model, GPT) and model.fast is None and not is_sharded(model) and model not in models:
+                models.append(model)
     for model in models:
         model.fast = inference_weights(model)
     try:
