@@ -321,7 +321,7 @@ def _rounds(target, seq: Sequence, draft, num_draft_tokens: int, max_ngram: int,
         return
     # prefill: everything but the last prompt token, whose logits the first round computes
     if len(tokens) > 1:
-        with fast_path(target, draft):   # for one round, never across a yield
+        with fast_path(target, draft):
             for model, cache in ((target, target_cache), (draft, draft_cache)):
                 if model is not None:
                     model(torch.tensor([tokens[:-1]], device=device), cache=cache, return_hidden=True)
@@ -333,7 +333,7 @@ def _rounds(target, seq: Sequence, draft, num_draft_tokens: int, max_ngram: int,
             seq.finish("cancelled")
             break
         before = len(tokens)
-        with fast_path(target, draft):
+        with fast_path(target, draft):   # one round at a time, never across a yield
             # never guess past the output budget: the target cache has room for exactly that
             guesses, q_rows = proposer.propose(tokens, min(k, seq.remaining - 1))
             logits = target(torch.tensor([[tokens[-1]] + guesses], dtype=torch.long, device=device),
