@@ -31,7 +31,7 @@ weights.
 """
 from __future__ import annotations
 
-import contextlib
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -40,25 +40,31 @@ from ..device import is_sharded
 from ..model import GPT, apply_rope, head_dim, kv_heads, rms_norm
 
 
-@contextlib.contextmanager
-def fast_path(*modules: torch.nn.Module | None):
+class fast_path:
     """Every GPT inside the modules (None ones skipped) runs its forward on InferenceWeights
-    until the block ends. Nested use is harmless: a model already on the fast path is left as it is."""
-    models = []
-    for module in modules:
-        if module is None:
-            continue
-        inside = [module] if isinstance(module, GPT) else module.modules()   # a bare GPT (the engine): no walk
-        for model in inside:
-            if isinstance(model, GPT) and model.fast is None and not is_sharded(model) and model not in models:
-                models.append(model)
-    for model in models:
-        model.fast = inference_weights(model)
-    try:
-        yield
-    finally:
-        for model in models:
-            model.fast = None
+    until the block ends. Nested use is harmless: a model already on the fast path is left as it is.
+    A class rather than a generator: the engine enters it once per decoding step."""
+
+    def __init__(self, *modules: torch.nn.Module | None):
+        self.modules = modules
+        self.models: list[GPT] = []
+
+    def __enter__(self) -> None:
+        for module in self.modules:
+            if module is None:
+                continue
+            inside = [module] if isinstance(module, GPT) else module.modules()   # a bare GPT (the engine): no walk
+            for model in inside:
+                if isinstance(model, GPT) and model.fast is None and not is_sharded(model) and model not in self.models:
+                    self.models.append(model)
+        for model in self.models:
+            # a plain attribute: written straight into the instance, past Module.__setattr__'s checks
+            model.__dict__["fast"] = inference_weights(model)
+
+    def __exit__(self, *exc) -> None:
+        for model in self.models:
+            model.__dict__["fast"] = None
+        self.models = []
 
 
 def inference_weights(model: GPT) -> InferenceWeights:
@@ -69,6 +75,9 @@ def inference_weights(model: GPT) -> InferenceWeights:
     return weights
 
 
+_version = operator.attrgetter("_version")
+
+
 class InferenceWeights:
     """GPT's blocks, final norm and LM head computed from flat copies of its weights (see above)."""
 
@@ -76,10 +85,11 @@ class InferenceWeights:
         cfg = model.cfg
         self.params = list(model.parameters())
         # where each parameter and submodule hangs: a replaced Parameter or module shows up here
-        self.owners = [(owner._parameters, name, p) for owner in model.modules()
-                       for name, p in owner._parameters.items() if p is not None]
-        self.owners += [(owner._modules, name, child) for owner in model.modules()
-                        for name, child in owner._modules.items()]
+        owners = [(owner._parameters, name, p) for owner in model.modules()
+                  for name, p in owner._parameters.items() if p is not None]
+        owners += [(owner._modules, name, child) for owner in model.modules()
+                   for name, child in owner._modules.items()]
+        self.where, self.names, self.objects = (list(column) for column in zip(*owners))
         self.key = self._key()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, kv_heads(cfg), head_dim(cfg)
         self.eps = cfg.norm_eps
@@ -108,12 +118,13 @@ class InferenceWeights:
         self.columns = None   # the (in, out) copies, made on the first multi-row CPU forward
 
     def _key(self):
-        return self.params[0].data_ptr(), sum(p._version for p in self.params)
+        return self.params[0].data_ptr(), sum(map(_version, self.params))
 
     def current(self) -> bool:
         """Whether these copies still match the model: no in-place change (version counters), no
         move (storage), no Parameter or submodule replaced (the same objects in the same places)."""
-        return self._key() == self.key and all(where.get(name) is obj for where, name, obj in self.owners)
+        # checked once per decoding step, so in C loops: each slot still holds the same object
+        return self._key() == self.key and all(map(operator.is_, map(dict.get, self.where, self.names), self.objects))
 
     def _matmul_for(self, x):
         """(layers, head, matmul) for input x: F.linear on (out, in) weights, or on the CPU
