@@ -34,7 +34,8 @@ from lmforge.evals.reasoning import evaluate_reasoning  # noqa: E402
 from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
-from lmforge.train.grpo import build_rewards, grpo_step, prompts_for_step  # noqa: E402
+from lmforge.train.grpo import build_rewards, grpo_step  # noqa: E402
+from lmforge.train.rollout import prompts_for_step  # noqa: E402
 from lmforge.device import pick_device  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
 from lmforge.tools.registry import ToolBox  # noqa: E402

@@ -34,7 +34,7 @@ from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.pairs import collate_pairs, item_splits, load_pair_rows  # noqa: E402
-from lmforge.train.reward import answer_likelihood  # noqa: E402
+from lmforge.evals.reward_model import answer_likelihood  # noqa: E402
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ from .run import STAGE_NAMES, RunDir, StageError
 from .speculative import DraftVocabulary, frequent_tokens
 from .tokenizer import TokenizerError, load_split
 from .train.loop import Trainer
-from .train.pretrain import make_batch_fn, windows_to_batch
+from .train.pretrain import window_batch_fn, windows_to_batch
 
 
 def prepare_draft_run(target_dir, draft_dir) -> list[str]:
@@ -167,7 +167,7 @@ def distill_draft(target_dir, draft_dir, steps: int = 1000, lr_scale: float = 0.
         return total / items
 
     start = time.perf_counter()
-    result = trainer.fit(make_batch_fn(train, tcfg.batch_size, tcfg.grad_accum, seq_len, cfg.run.seed,
+    result = trainer.fit(window_batch_fn(train, tcfg.batch_size, tcfg.grad_accum, seq_len, cfg.run.seed,
                                        trainer.device), loss_fn, eval_fn, resume=False)
     best = load_model(out_dir, device=dev).eval()
     after = greedy_agreement(target, best, val, windows, seq_len, dev)

@@ -124,7 +124,8 @@ class Probe:
         """One reward-model or DPO step on `pairs` pairs of `length` tokens."""
         from .train.pairs import collate_pairs
         if stage == "reward":
-            from .train.reward import RewardModel, make_loss_fn
+            from .evals.reward_model import RewardModel
+            from .train.reward import make_loss_fn
             model = RewardModel(self.make_model(), likelihood=self.cfg.reward.likelihood)
             loss_fn, collate = make_loss_fn(self.cfg.reward.margin, self.cfg.reward.center_coef), collate_pairs
         else:

@@ -26,7 +26,7 @@ from lmforge.train.ppo import (
     token_rewards,
     whiten,
 )
-from lmforge.train.reward import RewardModel
+from lmforge.evals.reward_model import RewardModel
 
 
 @pytest.fixture(scope="module")
