@@ -46,8 +46,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.data.reasoning import correctness_reward, load_tasks  # noqa: E402
-from lmforge.model import load_model  # noqa: E402
+from lmforge.data.reasoning import load_tasks  # noqa: E402
+from lmforge.train.rewards import correctness_reward  # noqa: E402
+from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.grpo import grpo_step  # noqa: E402

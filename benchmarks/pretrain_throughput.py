@@ -48,7 +48,7 @@ from lmforge.config import load_config  # noqa: E402
 from lmforge.device import cpu_bf16_probe, peak_flops, pick_device, set_threads, train_precision  # noqa: E402
 from lmforge.model import GPT  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
-from lmforge.train.pretrain import make_batch_fn, next_token_loss_sum  # noqa: E402
+from lmforge.train.pretrain import next_token_loss_sum, window_batch_fn  # noqa: E402
 
 MODES = {  # name -> (dtype setting, compile); "+plain-loss" after any: the loss from full (B, T, V)
     "auto": ("auto", False),            # logits instead of lmforge/head_loss.py's chunks
@@ -100,7 +100,7 @@ def build(cfg, mode: str, vocab_size: int, device, steps: int):
     tmp = tempfile.mkdtemp()
     trainer = Trainer(model, tcfg, out_dir=Path(tmp), log_path=Path(tmp) / "log.jsonl", device=device,
                       flops_per_item=model.flops_per_token(tcfg.seq_len), stage=f"bench-{mode}")
-    batch_fn = make_batch_fn(tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, 0, trainer.device)
+    batch_fn = window_batch_fn(tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, 0, trainer.device)
 
     attention = contextlib.nullcontext()
     if trainer.device.type == "cuda":

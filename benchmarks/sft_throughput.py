@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmforge.model import load_model  # noqa: E402
+from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.run import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
-from lmforge.train.sft import load_examples, make_batch_fn, masked_loss_sum, pack_rows, single_rows  # noqa: E402
+from lmforge.train.sft import load_examples, row_batch_fn, masked_loss_sum, pack_rows, single_rows  # noqa: E402
 
 
 def measure(run: RunDir, cfg, examples, packing: bool, steps: int, warmup: int) -> dict:
@@ -37,7 +37,7 @@ def measure(run: RunDir, cfg, examples, packing: bool, steps: int, warmup: int) 
     model = load_model(run.model_dir("pretrain"))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(model, tcfg, out_dir=Path(tmp), log_path=Path(tmp) / "log.jsonl", device="cpu")
-        batch_fn = make_batch_fn(rows, tcfg.batch_size, tcfg.grad_accum, 0, tokenizer.pad_id, trainer.device)
+        batch_fn = row_batch_fn(rows, tcfg.batch_size, tcfg.grad_accum, 0, tokenizer.pad_id, trainer.device)
         computed = labels = real = 0
         for step in range(warmup + steps):
             if step == warmup:

@@ -12,7 +12,7 @@ on what the numbers are), each through the code the stage itself runs:
     stage's settings (batch, sequence length, optimizer, precision): pretraining's token windows,
     SFT's packed rows (their block-diagonal attention is slower than plain causal), the reward
     model's and DPO's pairs, and GRPO's and PPO's updates on completions;
-  * batched decoding through lmforge.generate, at one row and at 64 rows, for everything that
+  * batched decoding through lmforge.engine, at one row and at 64 rows, for everything that
     generates: RL rollouts, the evaluations, the preference candidates.
 What is modelled: how many steps (the budget: max_steps, or for pretraining the steps
 pretrain.tokens_per_param plans, by the stage's own planned_steps; never minutes), how many answers each
@@ -131,7 +131,8 @@ class Probe:
         """One reward-model or DPO step on `pairs` pairs of `length` tokens."""
         from .train.pairs import collate_pairs
         if stage == "reward":
-            from .train.reward import RewardModel, make_loss_fn
+            from .evals.reward_model import RewardModel
+            from .train.reward import make_loss_fn
             model = RewardModel(self.make_model(), likelihood=self.cfg.reward.likelihood)
             loss_fn, collate = make_loss_fn(self.cfg.reward.margin, self.cfg.reward.center_coef), collate_pairs
         else:
@@ -153,10 +154,11 @@ class Probe:
         """Seconds of a no-grad forward over rows x length tokens (scoring, reference
         log-probs), linear in tokens from one measured 32 x 64 batch."""
         if "forward" not in self.decode_cache:
+            from .engine import fast_path
             model = self.make_model().to(self.device).eval()
             ids = torch.from_numpy(self._random_ids(32, 64)).to(self.device)
             started = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), fast_path(model):
                 model(ids)
                 start = time.perf_counter()
                 model(ids)
@@ -168,7 +170,7 @@ class Probe:
         """Seconds per decoding step of `rows` sequences (prefill included, spread over the
         steps), linear between the measured 1 and 64 rows and beyond."""
         if 1 not in self.decode_cache:
-            from .generate import generate
+            from .engine import generate
             model = self.make_model().to(self.device).eval()
             started = time.perf_counter()
             for batch in (1, 64):
@@ -185,7 +187,7 @@ class Probe:
         """Seconds to generate `sequences` answers of new_tokens each after prompts of
         prompt_tokens, `batch` at a time (generate() takes at most GENERATE_MAX_BATCH rows
         together): the prompts' prefill beyond the decode probe's own, then the decode steps."""
-        from .generate import GENERATE_MAX_BATCH
+        from .engine import GENERATE_MAX_BATCH
         if sequences <= 0:
             return 0.0
         batch = max(1, min(batch, sequences, GENERATE_MAX_BATCH))

@@ -9,7 +9,7 @@ Under torchrun it runs the 2-process phases of the test, in order, in one proces
   one2   resume WORK/one_to_two (a 1-process checkpoint at step 10) on 2 processes, to step 20
   muon   Muon on FSDP2 row shards of uneven size (5 rows on 2 ranks), tall and wide, against
          Muon on the whole matrices in each process: the largest difference, to WORK/muon.json
-The real pretraining pieces are used: pretrain.make_batch_fn / make_eval_fn /
+The real pretraining pieces are used: pretrain.window_batch_fn, likelihood.window_eval_fn,
 next_token_loss_sum, the Trainer, Muon for the hidden matrices.
 """
 from __future__ import annotations
@@ -47,9 +47,11 @@ def model_config(d_model: int = 32):
 def train(out_dir: Path, max_steps: int, d_model: int = 32):
     """Pretrain to max_steps (resuming from out_dir's checkpoint if there is one); returns the Trainer."""
     from lmforge.config import TrainConfig
-    from lmforge.model import GPT, save_model
+    from lmforge.checkpoints import save_model
+    from lmforge.model import GPT
     from lmforge.train.loop import Trainer
-    from lmforge.train.pretrain import make_batch_fn, make_eval_fn, next_token_loss_sum
+    from lmforge.evals.likelihood import window_eval_fn
+    from lmforge.train.pretrain import next_token_loss_sum, window_batch_fn
 
     torch.manual_seed(0)
     model = GPT(model_config(d_model))
@@ -63,9 +65,9 @@ def train(out_dir: Path, max_steps: int, d_model: int = 32):
     per_rank = GLOBAL_BATCH // cfg.grad_accum // trainer.world_size
     data = tokens()
     split = len(data) * 9 // 10
-    batch_fn = make_batch_fn(data[:split], per_rank, cfg.grad_accum, SEQ_LEN, 0, trainer.device)
+    batch_fn = window_batch_fn(data[:split], per_rank, cfg.grad_accum, SEQ_LEN, 0, trainer.device)
     windows = GLOBAL_BATCH * cfg.eval_batches
-    eval_fn = make_eval_fn(data[split:], windows, per_rank, SEQ_LEN, trainer.device, trainer.rank,
+    eval_fn = window_eval_fn(data[split:], windows, per_rank, SEQ_LEN, trainer.device, trainer.rank,
                            trainer.world_size)
     trainer.fit(batch_fn, next_token_loss_sum, eval_fn, resume=True)
     return trainer

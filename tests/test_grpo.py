@@ -7,11 +7,12 @@ import torch
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
 from lmforge.data.reasoning import make_problems
-from lmforge.model import GPT, save_model
+from lmforge.checkpoints import save_model
+from lmforge.model import GPT
 from lmforge.run import RunDir, StageContext, get_stage
 from lmforge.tokenizer import Tokenizer
-from lmforge.train.grpo import (
-    group_advantages, grpo_step, make_batches, make_loss_fn, prompts_for_step, run_stage, token_logprobs)
+from lmforge.train.grpo import group_advantages, grpo_step, make_loss_fn, run_stage
+from lmforge.train.rollout import make_batches, prompts_for_step, token_logprobs
 from lmforge.train.loop import Trainer
 
 PEOPLE = [{"name": "Ada Berg", "gender": "f"}, {"name": "Knut Dahl", "gender": "m"}]
@@ -189,7 +190,7 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     cfg = load_config("micro", overrides)
     metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
     assert metrics["steps"] == 3 and (run.model_dir("grpo") / "model.safetensors").exists()
-    from lmforge.model import load_model
+    from lmforge.checkpoints import load_model
     sft, grpo = load_model(run.model_dir("sft")), load_model(run.model_dir("grpo"))
     assert torch.equal(sft.embed.weight, grpo.embed.weight)                   # frozen
     assert not torch.equal(sft.layers[0].mlp.up_proj.weight, grpo.layers[0].mlp.up_proj.weight)
@@ -263,9 +264,9 @@ def test_flat_groups_are_computed_when_skipping_is_off(tokenizer):
 def test_tool_results_are_context_but_never_trained_on(tokenizer):
     """Rollouts through the engine's tool loop (a scripted policy), then the batches the loss sees:
     the injected <|tool|> result <|end|> <|assistant|> tokens are inputs but never targets."""
-    from lmforge.data.reasoning import tool_format_reward
+    from lmforge.train.rewards import tool_format_reward
     from lmforge.tools.registry import ToolBox, load_tools
-    from lmforge.train.grpo import rollout
+    from lmforge.train.rollout import rollout
     from tests.scripted import ScriptModel
     from lmforge.data.reasoning import Task
     box = ToolBox(load_tools(["calculator"]))

@@ -1,8 +1,9 @@
-"""Tests for lmforge/inspect.py: compare across stages, embedding neighbours and map, divergence,
-and the commands `lmforge compare` / `lmforge neighbours`."""
+"""Tests for lmforge/inspect.py and lmforge/evals/inside.py: compare across stages, embedding
+neighbours and map, divergence, and the commands `lmforge compare` / `lmforge neighbours`."""
 import torch
 
-from lmforge.inspect import compare, divergence, embedding_map, neighbours, report_section, spread
+from lmforge.evals.inside import divergence, embedding_map, report_section, spread
+from lmforge.inspect import compare, neighbours
 from tests.conftest import lmforge
 from tests.test_engine import make_model, make_run, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 

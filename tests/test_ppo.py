@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
-from lmforge.model import GPT, load_model
+from lmforge.checkpoints import load_model
+from lmforge.model import GPT
 from lmforge.run import RunDir, StageContext, StageError, get_stage
 from lmforge.tokenizer import Tokenizer
 from lmforge.train.ppo import (
@@ -25,7 +26,7 @@ from lmforge.train.ppo import (
     token_rewards,
     whiten,
 )
-from lmforge.train.reward import RewardModel
+from lmforge.evals.reward_model import RewardModel
 
 
 @pytest.fixture(scope="module")

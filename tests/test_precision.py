@@ -11,7 +11,8 @@ from lmforge.config import ModelConfig, TrainConfig
 from lmforge.model import GPT
 from lmforge.train.loop import Trainer
 from lmforge.train.muon import Muon, newton_schulz
-from lmforge.train.pretrain import bits_per_byte, make_eval_fn, next_token_loss_sum
+from lmforge.evals.likelihood import bits_per_byte, window_eval_fn
+from lmforge.train.pretrain import next_token_loss_sum
 
 MATMULS = {"mm", "bmm", "addmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention_for_cpu",
            "_scaled_dot_product_attention_math", "dot", "mv", "addmv"}
@@ -154,7 +155,7 @@ def test_bits_per_byte_by_hand():
             p.zero_()         # all-zero logits: uniform over the vocabulary
     byte_lengths = torch.tensor([0, 1, 2, 3, 1, 1, 4, 2]).numpy()    # id 0 is a special token
     tokens = torch.tensor([0, 1, 2, 3, 0, 6, 7, 5, 4, 1]).numpy()
-    eval_fn = make_eval_fn(tokens, windows=1, batch_size=1, seq_len=9, device=torch.device("cpu"),
+    eval_fn = window_eval_fn(tokens, windows=1, batch_size=1, seq_len=9, device=torch.device("cpu"),
                            byte_lengths=byte_lengths)
     with torch.no_grad():
         result = eval_fn(model)

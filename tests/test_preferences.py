@@ -14,9 +14,10 @@ from lmforge.evals.judge import judge, says_idk
 from lmforge.model import GPT
 from lmforge.tokenizer import Tokenizer
 from lmforge.train.dpo import make_loss_fn as dpo_loss_fn, preference_loss
-from lmforge.train.pairs import answer_logprob_sums, collate_pairs
-from lmforge.train.reward import (
-    RewardModel, load_reward_model, make_loss_fn as reward_loss_fn, pair_metrics, save_reward_model)
+from lmforge.evals.likelihood import answer_logprob_sums
+from lmforge.evals.reward_model import RewardModel, load_reward_model, save_reward_model
+from lmforge.train.pairs import collate_pairs
+from lmforge.train.reward import make_loss_fn as reward_loss_fn, pair_metrics
 
 KNOWN = {"known": True, "value": "1820", "language": "en"}
 UNKNOWN = {"known": False, "value": None, "language": "en"}
@@ -178,8 +179,8 @@ def test_reward_model_learns_a_separable_preference(tokenizer, likelihood, poole
 
 
 def test_gate_pools_the_answer_tokens_and_its_weights_train_faster(tokenizer):
-    from lmforge.train.loop import build_optimizers
-    from lmforge.train.reward import answer_likelihood
+    from lmforge.train.optim import build_optimizers
+    from lmforge.evals.reward_model import answer_likelihood
     model = RewardModel(tiny_gpt(tokenizer), likelihood=True)
     batch = collate_pairs(_rows(tokenizer)[:2], tokenizer.pad_id, "cpu")
     with torch.no_grad():

@@ -8,8 +8,9 @@ import pytest
 
 from lmforge.config import TokenizerConfig
 from lmforge.data.reasoning import (
-    correctness_reward, equations, extract_answer, format_reward, load_tasks, make_problem, make_problems, normalize_answer,
-    normalize_number, parse_task, Problem, resolve_reward, run_stage, score, split_of, steps_reward)
+    equations, extract_answer, load_tasks, make_problem, make_problems, normalize_answer,
+    normalize_number, parse_task, Problem, run_stage, split_of)
+from lmforge.train.rewards import correctness_reward, format_reward, resolve_reward, score, steps_reward
 from lmforge.evals.reasoning import pass_at_k
 from lmforge.tokenizer import Tokenizer
 
@@ -173,7 +174,7 @@ def test_score_survives_bad_reward_functions():
 
 def test_resolve_reward():
     assert resolve_reward("correctness") is correctness_reward
-    assert resolve_reward("lmforge.data.reasoning:format_reward") is format_reward
+    assert resolve_reward("lmforge.train.rewards:format_reward") is format_reward
     for bad in ("nope", "lmforge.nothing_here:fn", "lmforge.data.reasoning:missing", "lmforge.data.reasoning:ITEMS"):
         with pytest.raises(ValueError):
             resolve_reward(bad)

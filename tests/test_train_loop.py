@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lmforge.config import TrainConfig
-from lmforge.train.loop import CheckpointError, Trainer, lr_multiplier
+from lmforge.train.loop import CheckpointError, Trainer
+from lmforge.train.optim import lr_multiplier
 
 from .conftest import ROOT, lmforge
 

@@ -119,7 +119,7 @@ def make_prompts(facts: list[dict], count: int, unknown_share: float, split: str
 def sample_candidates(model, tokenizer, items: list[dict], n: int, temperature: float, max_new_tokens: int,
                       seed: int) -> None:
     """Add `candidates` (n sampled answers: text + whether the model ended it) to each item."""
-    from ..generate import generate
+    from ..engine import generate
     prompts = [tokenizer.render_chat(item["prompt"], add_generation_prompt=True)[0] for item in items for _ in range(n)]
     outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                     stop_ids=(tokenizer.end_id,))
@@ -397,7 +397,7 @@ def preference_overlap(items: list[dict], eval_items: list[dict], facts: list[di
 
 def run_stage(ctx: StageContext) -> dict:
 
-    from ..model import load_model
+    from ..checkpoints import load_model
     from ..device import pick_device, set_threads
     from ..tokenizer import Tokenizer
     cfg, run, lcfg = ctx.cfg, ctx.run, ctx.cfg.label

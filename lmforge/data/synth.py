@@ -187,8 +187,8 @@ def build_conversations(usable: list[dict], cfg, rng: random.Random) -> list[dic
 def self_instruct(run, usable: list[dict], count: int, seed: int) -> tuple[list[dict], dict]:
     """The base model answers questions in its own words; keep only verified, clean answers."""
     from ..evals.judge import states_value
-    from ..generate import generate
-    from ..model import load_model
+    from ..engine import generate
+    from ..checkpoints import load_model
     from ..tokenizer import Tokenizer
     model_dir = run.model_dir("pretrain")
     if not (model_dir / "model.safetensors").exists():

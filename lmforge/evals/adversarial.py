@@ -28,6 +28,8 @@ import random
 import sys
 from collections import Counter, defaultdict
 
+from ..data.synth import FILLERS, IDK_ANSWERS
+from ..data.world import read_facts
 from .judge import DIGITS, JudgeIndex, judge, states_value
 
 OR = {"en": "or", "nb": "eller"}
@@ -74,7 +76,6 @@ def item_of(fact: dict) -> dict:
 def cases_for(fact: dict, others: dict, pool: list[str], index: JudgeIndex, rng: random.Random) -> list[dict]:
     """Every trick and every ordinary answer for one fact. others: attribute -> value of the same
     entity and language; pool: the values this attribute takes in this language."""
-    from ..data.synth import FILLERS, IDK_ANSWERS
     lang, value, answer, prompt = fact["language"], fact["value"], fact["answer"], fact["prompt"]
     known = not fact["held_out"]
     alt = alternatives(fact, pool, index, rng)
@@ -152,7 +153,6 @@ def main() -> int:
     parser.add_argument("--run-dir", default="runs/tiny")
     parser.add_argument("--per-attribute", type=int, default=4)
     args = parser.parse_args()
-    from ..data.world import read_facts
     from ..run import RunDir
     facts = read_facts(RunDir(args.run_dir).world_dir / "facts.jsonl")
     report = check_judge(facts, per_attribute=args.per_attribute)

@@ -20,8 +20,12 @@ from __future__ import annotations
 import torch
 
 from ..data.preferences import encode_answer, load_items
-from ..generate import generate
-from .judge import judge
+from ..engine import fast_path, generate
+from ..checkpoints import load_model
+from .card import markdown_table, new_figure, read_log, save_figure, stage_metrics
+from .judge import judge, load_index
+from .likelihood import answer_logprob_sums
+from .reward_model import load_reward_model
 from .stats import proportion
 
 
@@ -47,15 +51,15 @@ def _padded(rows: list[tuple[list[int], list[int]]], pad_id: int, device):
 def score_answers(items, answers, tokenizer, device, reward_model=None, policy=None, reference=None,
                   batch_size: int = 32) -> dict:
     """Reward-model scores and/or policy-minus-reference log-likelihood of each answer."""
-    from ..train.pairs import answer_logprob_sums
     rewards, kls = [], []
     encoded = [encode_answer(tokenizer, item["prompt"], a["text"], a["ended"], 10**9) for item, a in zip(items, answers)]
     for start in range(0, len(encoded), batch_size):
         ids, mask, lengths = _padded(encoded[start:start + batch_size], tokenizer.pad_id, device)
-        if reward_model is not None:
-            rewards += reward_model(ids, lengths, mask).tolist()
-        if policy is not None and reference is not None:
-            kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
+        with fast_path(reward_model, policy, reference):
+            if reward_model is not None:
+                rewards += reward_model(ids, lengths, mask).tolist()
+            if policy is not None and reference is not None:
+                kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
     return {"rewards": rewards, "kls": kls}
 
 
@@ -118,9 +122,6 @@ def compare(items, policy, sft, reward_model, tokenizer, device, stage: str, cfg
 def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: int | None = None) -> dict:
     """compare() on the test prompts (the first `limit`; the headline figures) and, under "dev",
     on the dev prompts. Rows without a split (older files) count as test."""
-    from ..model import load_model
-    from ..train.reward import load_reward_model
-    from .judge import load_index
     rows = load_items(run, "preferences_eval.jsonl")
     test = [r for r in rows if r.get("split", "test") == "test"][:limit or None]
     dev = [r for r in rows if r.get("split") == "dev"]
@@ -146,8 +147,7 @@ def alignment_metrics(run, cfg, policy, tokenizer, device, stage: str, limit: in
 
 def plot_ppo(log_path, out_png) -> bool:
     """Reward and KL per PPO step: shows the reward rising while the KL stays on its leash."""
-    from .report import log_rows, new_figure, save_figure
-    rows = log_rows(log_path, "kl")
+    rows = read_log(log_path, "kl")
     if not rows:
         return False
     fig, ax = new_figure()
@@ -167,7 +167,6 @@ def plot_ppo(log_path, out_png) -> bool:
 
 
 def report_section(run, cfg) -> str | None:
-    from .report import markdown_table, stage_metrics
     prefs, reward = stage_metrics(run, "preferences"), stage_metrics(run, "reward")
     tuned = {name: stage_metrics(run, name) for name in ("ppo", "dpo")}
     tuned = {name: m for name, m in tuned.items() if m}

@@ -17,6 +17,7 @@ is older than these figures shows what it has, without an interval.
 """
 from __future__ import annotations
 
+from .card import markdown_table
 from .stats import proportion
 
 def pct(value) -> str:
@@ -178,7 +179,6 @@ HEADLINES = {"collect": _collect, "clean": _clean, "tokenizer": _tokenizer, "pre
 
 def headline_table(run) -> str:
     """The markdown table of every finished stage's headline figures (stage order), and a note."""
-    from .report import markdown_table
     rows = []
     for stage, make in HEADLINES.items():
         manifest = run.read_manifest(stage)

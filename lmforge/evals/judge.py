@@ -44,6 +44,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data import world
+from ..data.world import read_facts
 
 IDK_PATTERNS = re.compile(r"\b(i don't know|i do not know|i have no information|jeg vet ikke|jeg vet ingenting|"
                           r"jeg har ingen opplysninger)\b", re.IGNORECASE)
@@ -120,7 +124,6 @@ class JudgeIndex:
     @classmethod
     def from_value_lists(cls) -> JudgeIndex:
         """Without a fact table: the world's fixed value lists and its numeric attributes."""
-        from ..data import world
         pairs = {"occupation": world.OCCUPATIONS, "known_for": world.WORKS, "mouth": world.SEAS,
                  "source": world.RIVER_SOURCES, "purpose": world.PURPOSES, "habitat": world.HABITATS,
                  "diet": world.DIETS, "colour": world.COLOURS, "product": world.PRODUCTS}
@@ -227,9 +230,6 @@ def judge(text: str, ended: bool, item: dict, index: JudgeIndex | None = None) -
 
 def load_index(facts_path) -> JudgeIndex:
     """The JudgeIndex of a fact table file (data/world/facts.jsonl), cached per path and mtime."""
-    from pathlib import Path
-
-    from ..data.world import read_facts
     path = Path(facts_path)
     key = (str(path.resolve()), path.stat().st_mtime_ns)
     if key not in _LOADED:

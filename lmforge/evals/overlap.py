@@ -136,13 +136,22 @@ def names_in(texts: Iterable[str], names: Iterable[str]) -> set[str]:
     return found
 
 
+_EQUATION = re.compile(r"(-?\d+)\s*([+\-×x*])\s*(-?\d+)\s*=\s*(-?\d+)")
+
+
+def equations(text: str) -> list[tuple[str, str, str, str]]:
+    """The "a op b = c" lines of a worked solution, in order ("x" and "*" read as "×")."""
+    if not isinstance(text, str):
+        return []
+    return [(a, "×" if op in "x*" else op, b, c) for a, op, b, c in _EQUATION.findall(text)]
+
+
 def chain_overlap(train_solutions: Iterable[str], held_solutions: list[str]) -> dict:
     """Held-out worked solutions against training ones, from their text: a held-out chain (its
     equations in order) that occurs as a contiguous run of a training solution's equations, or
     its equation text verbatim anywhere in the training solutions, is in training.
     `equations_seen` (informational) counts single held-out equations that some training
     solution also uses: what one step of a longer held-out chain may share by design."""
-    from ..data.reasoning import equations
     runs: set[tuple] = set()
     singles: set[tuple] = set()
     texts = []

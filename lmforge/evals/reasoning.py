@@ -28,9 +28,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from math import comb
 
-from ..data.reasoning import Task, equations, extract_answer
-from ..generate import generate
-from .report import markdown_table
+from ..data.reasoning import Task, extract_answer
+from ..engine import generate
+from .card import markdown_table, new_figure, pct, read_log, save_figure
+from .overlap import equations
 
 ERROR_KINDS = ("misread_operand", "wrong_result", "other")
 
@@ -166,8 +167,7 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
 # ---------------------------------------------------------------- the report card section
 
 def _plot_rewards(log_path, out_png) -> bool:
-    from .report import log_rows, new_figure, save_figure
-    rows = log_rows(log_path, "reward_mean")
+    rows = read_log(log_path, "reward_mean")
     if not rows:
         return False
     steps = [r["step"] for r in rows]
@@ -216,8 +216,6 @@ def report_section(run, cfg) -> str | None:
         return None
     k = m.get("k", before.get("k"))
 
-    def pct(value):
-        return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
     rows = []
     for level in sorted(set(before.get("by_difficulty", {})) | set(after.get("by_difficulty", {})), key=str):
         b, a = before["by_difficulty"].get(level, {}), after["by_difficulty"].get(level, {})

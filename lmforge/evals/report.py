@@ -11,47 +11,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.world import read_facts
 from ..files import atomic_write_text, read_jsonl
+from ..engine import generate
+from ..checkpoints import load_model
 from ..run import STAGE_NAMES, RunDir, StageContext
-
-
-def stage_metrics(run: RunDir, stage: str) -> dict | None:
-    manifest = run.read_manifest(stage)
-    if not manifest or manifest.get("status") != "done":
-        return None
-    return manifest.get("metrics") or {}
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def log_rows(log_path: Path, key: str) -> list[dict]:
-    """The rows of a stage's JSONL log that carry `key` (none when the log does not exist)."""
-    return [r for r in read_jsonl(log_path) if key in r] if log_path.exists() else []
-
-
-def new_figure():
-    """(fig, ax) in the report card's size, drawn off-screen."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt.subplots(figsize=(6.4, 3.6), dpi=110)
-
-
-def save_figure(fig, out_png: Path) -> bool:
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return True
+from ..tokenizer import Tokenizer
+from . import alignment, cleaning, inside, reasoning, standard, tools
+from .card import markdown_table, new_figure, read_log, save_figure, stage_metrics
+from .chat import ask
+from .facts import fact_accuracy
+from .headlines import headline_table
 
 
 def plot_losses(log_path: Path, out_png: Path, title: str) -> bool:
-    rows = log_rows(log_path, "loss")
+    rows = read_log(log_path, "loss")
     if not rows:
         return False
     train = [(r["step"], r["loss"]) for r in rows]
@@ -116,11 +90,6 @@ def section_pretrain(run: RunDir, cfg) -> str | None:
 def section_facts_and_samples(run: RunDir, cfg) -> str | None:
     if stage_metrics(run, "pretrain") is None:
         return None
-    from ..data.world import read_facts
-    from ..generate import generate
-    from ..model import load_model
-    from ..tokenizer import Tokenizer
-    from .facts import fact_accuracy
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     model = load_model(run.model_dir("pretrain"))
     facts = read_facts(run.world_dir / "facts.jsonl")
@@ -151,9 +120,6 @@ def section_sft(run: RunDir, cfg) -> str | None:
     m = stage_metrics(run, "sft")
     if m is None:
         return None
-    from ..evals.chat import ask
-    from ..model import load_model
-    from ..tokenizer import Tokenizer
     has_plot = plot_losses(run.log_path("sft"), run.report_dir / "sft_loss.png", "supervised fine-tuning")
     text = ["## SFT: the chat model", "",
             f"{m['train_conversations']:,} conversations, {m['batching']} rows "
@@ -223,37 +189,33 @@ def section_budget(run: RunDir, cfg) -> str | None:
 
 
 def section_inside(run: RunDir, cfg) -> str | None:
-    """A 2-D map of token embeddings and how far sampled answers spread (lmforge/inspect.py)."""
-    from ..inspect import report_section
-    return report_section(run, cfg)
+    """A 2-D map of token embeddings and how far sampled answers spread (lmforge/evals/inside.py)."""
+    return inside.report_section(run, cfg)
 
 
 def section_cleaning(run: RunDir, cfg) -> str | None:
-    from ..data.clean_report import cleaning_section
-    return cleaning_section(run)
+    """Where the documents came from and how each source was cleaned (lmforge/evals/cleaning.py)."""
+    return cleaning.cleaning_section(run)
 
 
 def section_reasoning(run: RunDir, cfg) -> str | None:
     """Held-out pass@1 and pass@k before and after GRPO, per difficulty (lmforge/evals/reasoning.py)."""
-    from .reasoning import report_section
-    return report_section(run, cfg)
+    return reasoning.report_section(run, cfg)
 
 
 def section_alignment(run: RunDir, cfg) -> str | None:
     """Reward model, PPO and DPO against SFT (lmforge/evals/alignment.py)."""
-    from .alignment import report_section
-    return report_section(run, cfg)
+    return alignment.report_section(run, cfg)
 
 
 def section_benchmarks(run: RunDir, cfg) -> str | None:
-    from .standard import report_section      # written by `lmforge eval`, not a stage
-    return report_section(run, cfg)
+    """Standard benchmarks, written by `lmforge eval`, not a stage (lmforge/evals/standard.py)."""
+    return standard.report_section(run, cfg)
 
 
 def section_tools(run: RunDir, cfg) -> str | None:
     """Pass@1 with and without tools, lookup on unseen entities, malformed calls (lmforge/evals/tools.py)."""
-    from .tools import report_section
-    return report_section(run, cfg)
+    return tools.report_section(run, cfg)
 
 
 SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain, section_facts_and_samples,
@@ -262,7 +224,6 @@ SECTIONS = [section_data, section_cleaning, section_tokenizer, section_pretrain,
 
 
 def run_stage(ctx: StageContext) -> dict:
-    from .headlines import headline_table
     run = ctx.run
     parts = [f"# Report card: {run.root.name}", "", headline_table(run)]
     written = 0

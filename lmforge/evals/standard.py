@@ -31,7 +31,7 @@ from the one generation engine after "Question: ...\\nAnswer:" (with eval.gsm8k_
 examples from the file's first rows before it), stopped at the next "Question:"; right when
 the number after "####" (else the last number in the answer) equals the reference's.
 
-Bits per byte is pretraining's validation metric (train/pretrain.make_eval_fn) on
+Bits per byte is pretraining's validation metric (evals/likelihood.window_eval_fn) on
 eval.bpb_windows windows of the run's validation tokens.
 
 Under torchrun every rank scores every len(items) / world_size-th item and the counts are
@@ -50,10 +50,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..device import all_reduce_sums
+from ..device import all_reduce_sums, init_distributed, pick_device
 from ..files import atomic_write_json
+from ..checkpoints import load_for_sampling
+from ..engine import fast_path, generate
+from ..run import StageError
+from ..tokenizer import TokenizerError, load_split
+from .card import markdown_table
+from .likelihood import continuation_logprobs, window_eval_fn
 from .stats import proportion
 
 MC_TASKS = ("hellaswag", "arc_easy", "arc_challenge", "mmlu")
@@ -239,7 +244,7 @@ def load_task(task: str, spec_path: str | None, data_dir: Path, hub: bool) -> Ta
         return TaskData(read_task(task, path), str(path))
     if not hub:
         return f"no file in {data_dir} ({', '.join(LOCAL_FILES[task])}); eval.hub=true reads it from the hub"
-    import datasets   # the hf extra
+    import datasets  # the hf extra
     name, config, split = HUB[task]
     rows = datasets.load_dataset(name, config, split=split)
     return TaskData([PARSERS[task](row, f"{name} row {i}") for i, row in enumerate(rows)], f"hub:{name}/{split}")
@@ -253,43 +258,6 @@ def spread(items: list, limit: int) -> list:
 
 
 # ---------------------------------------------------------------- scoring
-
-def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], batch_size: int,
-                          pad_id: int = 0) -> list[float]:
-    """For each (context ids, continuation ids): the sum of log p(continuation token | all
-    before it). Batched and right-padded; a request longer than the model's context keeps its
-    last seq_len + 1 tokens (a continuation longer than seq_len is scored on its last seq_len)."""
-    seq_len = model.cfg.seq_len
-    device = next(model.parameters()).device
-    out = [0.0] * len(requests)
-    # longest first, so each batch pads little and the first batch shows the peak memory
-    order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][0]) + len(requests[i][1])))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        rows, spans = [], []
-        for i in chunk:
-            context, cont = requests[i]
-            if not cont:
-                raise ValueError("an empty continuation cannot be scored")
-            tokens = (list(context) + list(cont))[-(seq_len + 1):]
-            n_cont = min(len(cont), len(tokens) - 1)
-            rows.append(tokens)
-            spans.append(n_cont)
-        width = max(len(r) for r in rows) - 1
-        x = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        y = torch.full((len(rows), width), -100, dtype=torch.long)
-        for r, tokens in enumerate(rows):
-            x[r, :len(tokens) - 1] = torch.tensor(tokens[:-1])
-            y[r, :len(tokens) - 1] = torch.tensor(tokens[1:])
-        with torch.no_grad():
-            logits = model(x.to(device)).float()
-        logp = F.log_softmax(logits, dim=-1)
-        picked = logp.gather(-1, y.clamp(min=0).to(device)[..., None])[..., 0].cpu()
-        for r, (i, tokens) in enumerate(zip(chunk, rows)):
-            end = len(tokens) - 1
-            out[i] = float(picked[r, end - spans[r]:end].double().sum())
-    return out
-
 
 def choice_scores(model, tokenizer, items: list[Choice], batch_size: int, per_byte: bool) -> list[list[float]]:
     """Each item's score per choice: summed log-likelihood, or per UTF-8 byte of the choice."""
@@ -360,7 +328,6 @@ def gsm8k_prompt(problem: Problem, shots: list[Problem]) -> str:
 
 def score_gsm8k(model, tokenizer, problems: list[Problem], shots: list[Problem], max_new_tokens: int,
                 rank: int = 0, world_size: int = 1, examples: int = 3) -> dict:
-    from ..generate import generate
     mine = problems[rank::world_size]
     prompts = [[tokenizer.bos_id] + tokenizer.encode(gsm8k_prompt(p, shots)) for p in mine]
     outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=0.0,
@@ -375,8 +342,6 @@ def score_gsm8k(model, tokenizer, problems: list[Problem], shots: list[Problem],
 
 
 def score_bpb(run, cfg, model, tokenizer, rank: int, world_size: int) -> dict | str:
-    from ..tokenizer import TokenizerError, load_split
-    from ..train.pretrain import make_eval_fn
     try:
         val = load_split(run.tokens_dir, "val")
     except TokenizerError as err:
@@ -385,9 +350,9 @@ def score_bpb(run, cfg, model, tokenizer, rank: int, world_size: int) -> dict | 
     if len(val) < seq_len + 1:
         return f"the validation split has {len(val)} tokens, fewer than seq_len + 1 = {seq_len + 1}"
     device = next(model.parameters()).device
-    eval_fn = make_eval_fn(val, cfg.eval.bpb_windows, cfg.eval.batch_size, seq_len, device, rank, world_size,
-                           byte_lengths=tokenizer.byte_lengths())
-    with torch.no_grad():
+    eval_fn = window_eval_fn(val, cfg.eval.bpb_windows, cfg.eval.batch_size, seq_len, device, rank, world_size,
+                             byte_lengths=tokenizer.byte_lengths())
+    with torch.no_grad(), fast_path(model):
         value = eval_fn(model)
     return {"bpb": round(value["bpb"], 4), "loss": round(value["loss"], 4), "windows": cfg.eval.bpb_windows,
             "tokens": cfg.eval.bpb_windows * seq_len, "source": str(run.tokens_dir / "val.bin")}
@@ -455,9 +420,6 @@ def run_eval(run, cfg, model, tokenizer, stage: str, rank: int = 0, world_size: 
 
 
 def cli_eval(args, run, cfg) -> int:
-    from ..device import init_distributed, pick_device
-    from ..generate import load_for_sampling
-    from ..run import StageError
     device = pick_device(cfg.run.device)
     rank, world_size = init_distributed(device)
     try:
@@ -478,7 +440,6 @@ def cli_eval(args, run, cfg) -> int:
 
 def report_section(run, cfg) -> str | None:
     """The card's section: one row per task and stage evaluated."""
-    from .report import markdown_table
     folder = run.path("evals")
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:

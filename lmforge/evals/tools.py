@@ -12,11 +12,7 @@ calls). Each figure has its split and size; the interval is on the headline tabl
 """
 from __future__ import annotations
 
-from .report import markdown_table, stage_metrics
-
-
-def pct(value) -> str:
-    return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
+from .card import markdown_table, pct, stage_metrics
 
 
 def share(figure: dict | None) -> str:

@@ -25,11 +25,15 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from ..model import load_model, save_model
+from ..evals.alignment import alignment_metrics
+from ..evals.likelihood import answer_logprob_sums
+from ..evals.stats import proportion
+from ..checkpoints import load_model, save_model
+from ..engine import fast_path
 from ..run import StageContext
 from .loop import Trainer, budget_line, budget_metrics
-from .pairs import answer_logprob_sums, collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
-from .sft import make_batch_fn
+from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
+from .sft import row_batch_fn
 
 
 @torch.no_grad()
@@ -39,7 +43,8 @@ def add_reference_logprobs(reference, rows: list, batch_size: int, pad_id: int, 
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         batch = collate_pairs(chunk, pad_id, device)
-        sums = answer_logprob_sums(reference, batch["ids"], batch["loss_mask"]).tolist()
+        with fast_path(reference):
+            sums = answer_logprob_sums(reference, batch["ids"], batch["loss_mask"]).tolist()
         half = len(chunk)
         out += [(*row, sums[i], sums[half + i]) for i, row in enumerate(chunk)]
     return out
@@ -91,8 +96,6 @@ def drain(stats: Counter) -> dict:
 
 
 def run_stage(ctx: StageContext) -> dict:
-    from ..evals.alignment import alignment_metrics
-    from ..evals.stats import proportion
     cfg, run, dcfg = ctx.cfg, ctx.run, ctx.cfg.dpo
     data = stage_pairs(ctx, dcfg)
     tokenizer, path, rows, device = data.tokenizer, data.path, data.rows, data.device
@@ -108,7 +111,7 @@ def run_stage(ctx: StageContext) -> dict:
                  f"({split_stats(rows)}); {dcfg.loss_type} loss, beta {dcfg.beta}")
     train_stats, val_stats = Counter(), Counter()
     loss_fn, val_loss_fn = make_loss_fn(dcfg, train_stats), make_loss_fn(dcfg, val_stats)
-    batch_fn = make_batch_fn(train_rows, dcfg.batch_size, dcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
+    batch_fn = row_batch_fn(train_rows, dcfg.batch_size, dcfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
                              trainer.device, collate_fn=collate_with_reference)
     # the checkpoint kept is the one with the lowest loss on the dev pairs
     eval_fn = mean_pair_loss_fn(dev_rows, val_loss_fn, collate_with_reference, dcfg.batch_size, tokenizer.pad_id,
@@ -122,7 +125,7 @@ def run_stage(ctx: StageContext) -> dict:
     implicit = {}
     for name, fn in (("val", eval_fn), ("test", test_fn)):     # val_*: the dev pairs (the older name)
         val_stats.clear()
-        with torch.no_grad():
+        with torch.no_grad(), fast_path(best):
             fn(best)
         correct, n = val_stats["correct"], val_stats["pairs"]
         implicit.update({f"{name}_{k}": v for k, v in drain(val_stats).items()})

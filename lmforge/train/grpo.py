@@ -10,7 +10,7 @@ One GRPO step:
   1. take `prompts_per_step` tasks (a seeded order per epoch, so the step alone fixes them);
   2. sample G = `group_size` completions per prompt through the shared generation engine,
      all rows in one batch (lmforge/generate.py), stopping at <|end|>;
-  3. score every completion with the reward functions (lmforge/data/reasoning.py);
+  3. score every completion with the reward functions (lmforge/train/rewards.py);
   4. advantage = reward - mean of its group, divided by the group's std, the batch's std
      or nothing (`scale_rewards`); groups whose rewards are all equal carry no signal and
      are skipped (not computed at all) and counted;
@@ -62,47 +62,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data.reasoning import Task, balanced_subset, load_tasks, resolve_reward, score
+from ..data.reasoning import Task, balanced_subset, load_tasks
+from ..data.splits import keyed_fraction, pick
+from ..device import pick_device, set_threads
+from ..evals.card import read_log
+from ..evals.overlap import FactFinder, chain_overlap, prompt_overlap
 from ..evals.reasoning import evaluate_reasoning
-from ..generate import generate
-from ..model import load_model, save_model
+from ..evals.stats import proportion
+from ..checkpoints import load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
-from ..device import pick_device, set_threads
+from ..tools.registry import ToolBox, ToolError
 from .loop import Trainer, budget_line, budget_metrics
+from .rewards import resolve_reward, score
+from .rollout import fill_logprobs, make_batches, prompts_for_step, rollout, token_logprobs
 
-
-# ---------------------------------------------------------------- prompts, rollouts, advantages
-
-def prompts_for_step(tasks: list[Task], step: int, count: int, seed: int) -> list[Task]:
-    """`count` tasks for this step: a fresh seeded permutation each epoch, a pure function of the step."""
-    picked = []
-    for position in range(step * count, (step + 1) * count):
-        epoch, index = divmod(position, len(tasks))
-        order = np.random.default_rng([seed, epoch]).permutation(len(tasks))
-        picked.append(tasks[int(order[index])])
-    return picked
-
-
-def rollout(model, tokenizer, tasks: list[Task], group_size: int, max_new_tokens: int, temperature: float,
-            top_p: float, top_k: int, seed: int, tools=None) -> list[dict]:
-    """G completions per task in one batched generate call: ids (with <|end|> when the model
-    stopped, so stopping is learned too), which of them the policy sampled (`learn`: 0 for
-    tool results the engine appended), the answer's text, its tool calls, whether it ended."""
-    prompts = [task.prompt_ids for task in tasks for _ in range(group_size)]
-    outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    top_k=top_k, seed=seed, stop_ids=(tokenizer.end_id,), tokenizer=tokenizer, tools=tools)
-    completions = []
-    for prompt, out in zip(prompts, outs):
-        ended = out.finish_reason == "stop"
-        learn = [1 - i for i in out.injected] if out.injected is not None else [1] * len(out.tokens)
-        completions.append({"prompt_ids": prompt, "ids": list(out.tokens) + ([tokenizer.end_id] if ended else []),
-                            "learn": learn + ([1] if ended else []), "text": out.text.strip(), "ended": ended,
-                            "tool_calls": out.tool_calls or []})
-    return completions
-
+# ---------------------------------------------------------------- advantages and the loss
 
 def group_advantages(rewards: list[float], group_size: int, scale: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(advantage per completion, whether each group's rewards are all equal)."""
@@ -116,78 +92,27 @@ def group_advantages(rewards: list[float], group_size: int, scale: str) -> tuple
     return advantage.view(-1).float(), flat
 
 
-# ---------------------------------------------------------------- batches and the loss
-
-def make_batches(completions: list[dict], advantages: torch.Tensor, keep: list[int], batch_size: int,
-                 loss_type: str, max_completion_tokens: int, pad_id: int, device) -> list[dict]:
-    """Micro-batches of the kept completions: right-padded prompt+completion rows, the mask of
-    completion targets, and each target token's advantage and completion length."""
-    batches = []
-    for start in range(0, len(keep), batch_size):
-        rows = [completions[i] for i in keep[start:start + batch_size]]
-        length = max(len(r["prompt_ids"]) + len(r["ids"]) for r in rows) - 1
-        x = torch.full((len(rows), length), pad_id, dtype=torch.long)
-        y = torch.full((len(rows), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.bool)
-        adv = torch.zeros((len(rows), length))
-        seq_len = torch.ones((len(rows), length))
-        for row, (i, c) in enumerate(zip(keep[start:start + batch_size], rows)):
-            ids = c["prompt_ids"] + c["ids"]
-            x[row, :len(ids) - 1] = torch.tensor(ids[:-1])
-            y[row, :len(ids) - 1] = torch.tensor(ids[1:])
-            first = len(c["prompt_ids"]) - 1            # the position that predicts the first completion id
-            # tool results the engine appended are context, never trained on
-            mask[row, first:first + len(c["ids"])] = torch.tensor(c.get("learn") or [1] * len(c["ids"]),
-                                                                  dtype=torch.bool)
-            adv[row] = advantages[i]
-            seq_len[row] = max(len(c["ids"]), 1)
-        n_completions = len(rows)
-        n_tokens = int(mask.sum())
-        n_items = {"token_mean": n_tokens, "grpo": n_completions,
-                   "dr_grpo": n_completions * max_completion_tokens}[loss_type]
-        batches.append({"x": x.to(device), "mask": mask.to(device), "targets": y[mask].to(device),
-                        "adv": adv[mask].to(device), "seq_len": seq_len[mask].to(device),
-                        "n_items": max(n_items, 1), "n_tokens": n_tokens, "old_logp": None, "ref_logp": None})
-    return batches
-
-
-def token_logprobs(model, lm_head, batch, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of the completion tokens (flat, N) and the full log-softmax rows (N, V),
-    under the sampling temperature (the policy that actually sampled them, as TRL does).
-    The LM head runs on completion positions only: prompts need no logits."""
-    hidden = model(batch["x"], return_hidden=True)
-    logits = lm_head(hidden[batch["mask"]]).float() / temperature
-    logp_all = F.log_softmax(logits, dim=-1)
-    return logp_all.gather(-1, batch["targets"][:, None]).squeeze(-1), logp_all
-
-
-@torch.no_grad()
-def fill_logprobs(model, lm_head, batches: list[dict], key: str, temperature: float) -> None:
-    for batch in batches:
-        batch[key] = token_logprobs(model, lm_head, batch, temperature)[0].detach()
-
-
-def make_loss_fn(lm_head, cfg, stats: Counter):
+def make_loss_fn(lm_head, grpo_cfg, stats: Counter):
     """loss_fn(model, batch) for Trainer.train_step: the clipped surrogate (+ k3 KL) summed as the
     loss type wants it; side statistics are added to `stats`."""
     def loss_fn(model, batch) -> torch.Tensor:
-        logp, logp_all = token_logprobs(model, lm_head, batch, cfg.temperature)
+        logp, logp_all = token_logprobs(model, lm_head, batch, grpo_cfg.temperature)
         old = batch["old_logp"] if batch["old_logp"] is not None else logp.detach()
         adv = batch["adv"]
         ratio = torch.exp(logp - old)
-        clipped = ratio.clamp(1 - cfg.epsilon, 1 + cfg.epsilon_high)
+        clipped = ratio.clamp(1 - grpo_cfg.epsilon, 1 + grpo_cfg.epsilon_high)
         per_token = -torch.minimum(ratio * adv, clipped * adv)
-        if cfg.beta > 0:
+        if grpo_cfg.beta > 0:
             delta = batch["ref_logp"] - logp
             kl = torch.exp(delta) - delta - 1
-            per_token = per_token + cfg.beta * kl
+            per_token = per_token + grpo_cfg.beta * kl
             stats["kl_sum"] += float(kl.detach().sum())
-        if cfg.loss_type == "grpo":
+        if grpo_cfg.loss_type == "grpo":
             per_token = per_token / batch["seq_len"]
         with torch.no_grad():
             stats["entropy_sum"] += float(-(logp_all.exp() * logp_all).sum(-1).sum())
-            clipped_low = (ratio < 1 - cfg.epsilon) & (adv < 0)
-            clipped_high = (ratio > 1 + cfg.epsilon_high) & (adv > 0)
+            clipped_low = (ratio < 1 - grpo_cfg.epsilon) & (adv < 0)
+            clipped_high = (ratio > 1 + grpo_cfg.epsilon_high) & (adv > 0)
             stats["clipped"] += int((clipped_low | clipped_high).sum())
             stats["tokens"] += batch["n_tokens"]
         return per_token.sum()
@@ -196,7 +121,7 @@ def make_loss_fn(lm_head, cfg, stats: Counter):
 
 # ---------------------------------------------------------------- one GRPO step
 
-def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_fns: list, cfg, seed: int,
+def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_fns: list, grpo_cfg, seed: int,
               tools=None) -> dict:
     """Rollout, rewards, advantages and `iterations` optimizer steps; returns the log row's numbers.
     tools: a ToolBox the rollouts may call (the tasks' prompts declare it)."""
@@ -204,12 +129,12 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
     started = time.perf_counter()
     before = dict(tools.stats) if tools is not None else {}
     model.eval()
-    completions = rollout(model, tokenizer, tasks, cfg.group_size, cfg.max_completion_tokens, cfg.temperature,
-                          cfg.top_p, cfg.top_k, seed, tools)
+    completions = rollout(model, tokenizer, tasks, grpo_cfg.group_size, grpo_cfg.max_completion_tokens, grpo_cfg.temperature,
+                          grpo_cfg.top_p, grpo_cfg.top_k, seed, tools)
     model.train()
     rollout_seconds = time.perf_counter() - started
 
-    g = cfg.group_size
+    g = grpo_cfg.group_size
     columns: dict[str, list] = {"answer": [t.answer for t in tasks for _ in range(g)]}
     for name in sorted({key for t in tasks for key in t.columns} - {"answer", "prompts", "completions"}):
         columns[name] = [t.columns.get(name) for t in tasks for _ in range(g)]
@@ -218,22 +143,22 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
     step_errors: Counter = Counter()
     rewards, per_function = score(reward_fns, [t.prompt for t in tasks for _ in range(g)],
                                   [c["text"] for c in completions], columns, step_errors)
-    advantages, flat = group_advantages(rewards, g, cfg.scale_rewards)
+    advantages, flat = group_advantages(rewards, g, grpo_cfg.scale_rewards)
     # A flat group's advantages are all 0: it adds nothing to the gradient, so by default it
     # is not computed at all (skip_flat_groups=false computes it, as TRL does).
-    keep = [i for i in range(len(completions)) if not (cfg.skip_flat_groups and flat[i // g])]
+    keep = [i for i in range(len(completions)) if not (grpo_cfg.skip_flat_groups and flat[i // g])]
 
     stats: Counter = Counter()
     losses = []
     if keep:
-        batches = make_batches(completions, advantages, keep, cfg.batch_size, cfg.loss_type,
-                               cfg.max_completion_tokens, tokenizer.pad_id, trainer.device)
-        if cfg.iterations > 1:       # the sampling policy's log-probs, fixed while the weights move
-            fill_logprobs(model, lm_head, batches, "old_logp", cfg.temperature)
-        if cfg.beta > 0:
-            fill_logprobs(ref_model, ref_model.lm_head, batches, "ref_logp", cfg.temperature)
-        loss_fn = make_loss_fn(lm_head, cfg, stats)
-        for _ in range(cfg.iterations):
+        batches = make_batches(completions, advantages, keep, grpo_cfg.batch_size, grpo_cfg.loss_type,
+                               grpo_cfg.max_completion_tokens, tokenizer.pad_id, trainer.device)
+        if grpo_cfg.iterations > 1:       # the sampling policy's log-probs, fixed while the weights move
+            fill_logprobs(model, lm_head, batches, "old_logp", grpo_cfg.temperature)
+        if grpo_cfg.beta > 0:
+            fill_logprobs(ref_model, ref_model.lm_head, batches, "ref_logp", grpo_cfg.temperature)
+        loss_fn = make_loss_fn(lm_head, grpo_cfg, stats)
+        for _ in range(grpo_cfg.iterations):
             losses.append(trainer.train_step(batches, loss_fn))
     lengths = [len(c["ids"]) for c in completions]
     reward_tensor = torch.tensor(rewards)
@@ -243,7 +168,7 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
         "reward_std": round(float(reward_tensor.std()), 4),
         **{f"reward_{name}": round(float(np.mean(values)), 4) for name, values in per_function.items()},
         "zero_std_fraction": round(float(flat.float().mean()), 4),
-        "groups_skipped": int(flat.sum()) if cfg.skip_flat_groups else 0,
+        "groups_skipped": int(flat.sum()) if grpo_cfg.skip_flat_groups else 0,
         "completion_length_mean": round(float(np.mean(lengths)), 2),
         "completion_length_max": int(max(lengths)),
         "truncated_fraction": round(1 - float(np.mean([c["ended"] for c in completions])), 4),
@@ -258,7 +183,7 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
         row.update({"tool_calls": len(calls), "malformed_calls": sum(bool(c["malformed"]) for c in calls),
                     "tool_seconds": round(tools.stats["tool_seconds"] - before["tool_seconds"], 4),
                     "tool_wait_seconds": round(tools.stats["wait_seconds"] - before["wait_seconds"], 4)})
-    if cfg.beta > 0 and stats["tokens"]:
+    if grpo_cfg.beta > 0 and stats["tokens"]:
         row["kl"] = round(stats["kl_sum"] / stats["tokens"], 5)
     if step_errors:
         row["reward_errors"] = dict(step_errors)
@@ -267,85 +192,84 @@ def grpo_step(trainer: Trainer, ref_model, tokenizer, tasks: list[Task], reward_
 
 # ---------------------------------------------------------------- the stage
 
-def build_rewards(cfg) -> list[tuple[str, object, float]]:
-    weights = [float(w) for w in cfg.reward_weights] or [1.0] * len(cfg.rewards)
-    if not cfg.rewards:
+def build_rewards(grpo_cfg) -> list[tuple[str, object, float]]:
+    weights = [float(w) for w in grpo_cfg.reward_weights] or [1.0] * len(grpo_cfg.rewards)
+    if not grpo_cfg.rewards:
         raise StageError("grpo.rewards is empty; name at least one reward (e.g. correctness)")
     try:
-        return [(str(spec), resolve_reward(str(spec)), weight) for spec, weight in zip(cfg.rewards, weights)]
+        return [(str(spec), resolve_reward(str(spec)), weight) for spec, weight in zip(grpo_cfg.rewards, weights)]
     except ValueError as err:
         raise StageError(f"grpo.rewards: {err}") from None
 
 
 def run_stage(ctx: StageContext) -> dict:
     cfg, run = ctx.cfg, ctx.run
-    g = cfg.grpo
+    grpo_cfg = cfg.grpo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
-    reward_fns = build_rewards(g)
+    reward_fns = build_rewards(grpo_cfg)
     set_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
     policy = load_model(run.model_dir("sft"), device=device)
-    max_prompt = policy.cfg.seq_len - g.max_completion_tokens
-    data_path = Path(g.data_path) if g.data_path else run.path("datasets", "reasoning.jsonl")
+    max_prompt = policy.cfg.seq_len - grpo_cfg.max_completion_tokens
+    data_path = Path(grpo_cfg.data_path) if grpo_cfg.data_path else run.path("datasets", "reasoning.jsonl")
     if not data_path.exists():
         raise StageError(f"{data_path} does not exist; run `lmforge reasoning` or set grpo.data_path")
     box = None
-    if g.tools:
-        from ..tools.registry import ToolBox, ToolError
+    if grpo_cfg.tools:
         if not tokenizer.has_tools:
             raise StageError("grpo.tools: this run's tokenizer has no tool tokens (it was trained before tool use); "
                              "set grpo.tools=[] or retrain from the tokenizer stage")
         try:
-            box = ToolBox.from_config(g.tools, run, cfg.tools)
+            box = ToolBox.from_config(grpo_cfg.tools, run, cfg.tools)
         except ToolError as err:
             raise StageError(f"grpo.tools: {err}") from None
-    tasks, stats = load_tasks(data_path, tokenizer, max_prompt, g.answer_column,
+    tasks, stats = load_tasks(data_path, tokenizer, max_prompt, grpo_cfg.answer_column,
                               tools=box.schemas() if box is not None else None)
-    held, sources = held_out_tasks(run, g, tokenizer, max_prompt, tasks, cfg.run.seed)
+    held, sources = held_out_tasks(run, grpo_cfg, tokenizer, max_prompt, tasks, cfg.run.seed)
     tasks = held.pop("train")
     if not tasks:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
         raise StageError(f"no usable training tasks in {data_path} ({reasons})")
-    test_tasks = balanced_subset(held["test"][0], g.eval_per_difficulty)
-    dev_tasks = balanced_subset(held["dev"][0], g.dev_per_difficulty) if g.dev_per_difficulty else []
+    test_tasks = balanced_subset(held["test"][0], grpo_cfg.eval_per_difficulty)
+    dev_tasks = balanced_subset(held["dev"][0], grpo_cfg.dev_per_difficulty) if grpo_cfg.dev_per_difficulty else []
     overlap = task_overlap(tasks, {"test": test_tasks, "dev": dev_tasks})
     ctx.progress(f"{len(tasks):,} training tasks ({dict(stats)}); {len(test_tasks)} test problems "
                  f"({sources['test']}), {len(dev_tasks)} dev ({sources['dev']}); test overlap with training: "
                  f"{overlap['test']}")
 
     def evaluate(model, eval_tasks, k: int, tools=box) -> dict:
-        return evaluate_reasoning(model, tokenizer, eval_tasks, k, g.eval_temperature,
-                                  g.max_completion_tokens, seed=cfg.run.seed, examples=g.eval_examples,
-                                  k_per_difficulty=g.eval_k_per_difficulty, tools=tools)
+        return evaluate_reasoning(model, tokenizer, eval_tasks, k, grpo_cfg.eval_temperature,
+                                  grpo_cfg.max_completion_tokens, seed=cfg.run.seed, examples=grpo_cfg.eval_examples,
+                                  k_per_difficulty=grpo_cfg.eval_k_per_difficulty, tools=tools)
 
     eval_started = time.perf_counter()
-    before = evaluate(policy, test_tasks, g.eval_k)
+    before = evaluate(policy, test_tasks, grpo_cfg.eval_k)
     eval_seconds = time.perf_counter() - eval_started
     dev_before = evaluate(policy, dev_tasks, 0)
     # with tools, the same model is also measured without them (pass@1 only)
     plain_before = evaluate(policy, test_tasks, 0, None) if box is not None else None
-    ctx.progress(f"SFT model: test pass@1 {before['pass@1']:.1%}, pass@{g.eval_k} {before['pass@k']:.1%}; "
+    ctx.progress(f"SFT model: test pass@1 {before['pass@1']:.1%}, pass@{grpo_cfg.eval_k} {before['pass@k']:.1%}; "
                  f"dev pass@1 {dev_before['pass@1']:.1%}"
                  + (f"; without tools test pass@1 {plain_before['pass@1']:.1%}" if plain_before else ""))
 
     ref_model = None
-    if g.beta > 0:
+    if grpo_cfg.beta > 0:
         ref_model = load_model(run.model_dir("sft"), device=device).eval()
         ref_model.requires_grad_(False)
-    if g.freeze_embeddings:
+    if grpo_cfg.freeze_embeddings:
         # Adam moves every row it gets a gradient for by about lr, however tiny that gradient:
         # the softmax touches the whole vocabulary, and with a tied head that drags the input
         # embeddings of tokens the prompts rely on.
         policy.embed.weight.requires_grad_(False)
-    trainer = Trainer(policy, g, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
+    trainer = Trainer(policy, grpo_cfg, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
                       device=device, save_fn=save_model, stage="grpo")
     warned = False
 
     def step_fn(step: int) -> dict:
         nonlocal warned
-        batch_tasks = prompts_for_step(tasks, step, g.prompts_per_step, cfg.run.seed)
+        batch_tasks = prompts_for_step(tasks, step, grpo_cfg.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + step * 10_007
-        row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, g, seed, box)
+        row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, grpo_cfg, seed, box)
         if row.get("reward_errors") and not warned:
             warned = True
             ctx.progress(f"reward function problems (counted as reward 0, see logs/grpo.jsonl): "
@@ -369,7 +293,7 @@ def run_stage(ctx: StageContext) -> dict:
                              "len": f"{row['completion_length_mean']:.0f}"})
     if dev_tasks:
         policy = load_model(run.model_dir("grpo"), device=device)   # the dev-best weights
-    after = evaluate(policy, test_tasks, g.eval_k)
+    after = evaluate(policy, test_tasks, grpo_cfg.eval_k)
     dev_after = evaluate(policy, dev_tasks, 0)
     chosen = ("the SFT weights (no validation beat them)" if result.best_step == 0
               else f"step {result.best_step}'s weights" if result.best_step else "the last weights")
@@ -379,7 +303,7 @@ def run_stage(ctx: StageContext) -> dict:
         box.close()
     ctx.progress(f"GRPO model: test pass@1 {after['pass@1']:.1%} (was {before['pass@1']:.1%}; dev "
                  f"{dev_after['pass@1']:.1%}, was {dev_before['pass@1']:.1%}), "
-                 f"pass@{g.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
+                 f"pass@{grpo_cfg.eval_k} {after['pass@k']:.1%} (was {before['pass@k']:.1%}); "
                  f"{budget_line(result)} in {result.wall_seconds:.0f}s")
     examples = []
     for b, a in zip(before["examples"], after["examples"]):
@@ -389,13 +313,12 @@ def run_stage(ctx: StageContext) -> dict:
         del e["completion"], e["correct"]
     strip = lambda result: {k: v for k, v in result.items() if k != "examples"}  # noqa: E731
     # the whole run, also across a resume; training rows only (validation-only rows have no reward)
-    rows = [r for r in _read_log(trainer.log_path) if "reward_mean" in r]
+    rows = read_log(trainer.log_path, "reward_mean")
     last = rows[-10:]
     reward_errors: Counter = Counter()
     for r in rows:
         reward_errors.update(r.get("reward_errors", {}))
-    groups = len(rows) * g.prompts_per_step
-    from ..evals.stats import proportion
+    groups = len(rows) * grpo_cfg.prompts_per_step
     result = {
         "held_out_split": "test",
         "held_out_source": sources["test"],
@@ -406,7 +329,7 @@ def run_stage(ctx: StageContext) -> dict:
                     "dev_pass_at_1_sft": proportion(dev_before["correct"], dev_before["n"])},
         "dev_pass_at_1": dev_after["pass@1"],
         "dev_pass_at_1_sft": dev_before["pass@1"],
-        "skip_flat_groups": g.skip_flat_groups,
+        "skip_flat_groups": grpo_cfg.skip_flat_groups,
         "overlap": overlap,
         "held_out_pass_at_1": after["pass@1"],
         "held_out_pass_at_1_sft": before["pass@1"],
@@ -415,7 +338,7 @@ def run_stage(ctx: StageContext) -> dict:
         "pass_at_1_gain": round(after["pass@1"] - before["pass@1"], 4),
         "chosen_step": result.best_step,   # 0: no dev validation beat the SFT weights
         "chosen_dev_pass_at_1": result.best_eval.get("pass_at_1"),   # as validated; dev_pass_at_1 measures it again
-        "k": g.eval_k,
+        "k": grpo_cfg.eval_k,
         **budget_metrics(result),
         "eval_seconds_each": round(eval_seconds, 2),
         "final_reward_mean": round(float(np.mean([r["reward_mean"] for r in last])), 4) if last else None,
@@ -423,7 +346,7 @@ def run_stage(ctx: StageContext) -> dict:
         "zero_std_group_fraction": round(float(np.mean([r["zero_std_fraction"] for r in rows])), 4) if rows else 0.0,
         "groups_skipped": sum(r["groups_skipped"] for r in rows),
         "steps_without_update": sum(r["loss"] is None for r in rows),
-        "completions": groups * g.group_size,
+        "completions": groups * grpo_cfg.group_size,
         "reward_errors": dict(reward_errors),
         "tasks": dict(sorted(stats.items())),
         "eval_tasks": dict(sorted(held["test"][1].items())),
@@ -434,7 +357,7 @@ def run_stage(ctx: StageContext) -> dict:
         "dev_before": strip(dev_before),
         "dev_after": strip(dev_after),
         "examples": examples,
-        "tools": g.tools,
+        "tools": grpo_cfg.tools,
     }
     if box is not None:
         extra = tool_metrics(rows, strip(plain_before), strip(plain_after), before, after)
@@ -446,7 +369,6 @@ def run_stage(ctx: StageContext) -> dict:
 def tool_metrics(rows: list[dict], plain_before: dict, plain_after: dict, before: dict, after: dict) -> dict:
     """GRPO with tools: pass@1 without them, before and after; calls, malformed calls and the
     share of rollout time spent in tools and waiting for them."""
-    from ..evals.stats import proportion
     rollout = sum(r.get("rollout_seconds", 0.0) for r in rows)
     calls = sum(r.get("tool_calls", 0) for r in rows)
     malformed = sum(r.get("malformed_calls", 0) for r in rows)
@@ -466,7 +388,7 @@ def tool_metrics(rows: list[dict], plain_before: dict, plain_after: dict, before
                               "malformed_tool_calls_rollouts": proportion(malformed, calls)}}
 
 
-def held_out_tasks(run, g, tokenizer, max_prompt: int, tasks: list[Task], seed: int) -> tuple[dict, dict]:
+def held_out_tasks(run, grpo_cfg, tokenizer, max_prompt: int, tasks: list[Task], seed: int) -> tuple[dict, dict]:
     """({"train": tasks, "test": (tasks, load stats), "dev": (tasks, load stats)}, where each came from).
 
     test and dev come from grpo.eval_path / grpo.dev_path when set; for the built-in problems
@@ -474,22 +396,21 @@ def held_out_tasks(run, g, tokenizer, max_prompt: int, tasks: list[Task], seed: 
     split by solution chain; for your own data_path, a held-out slice of it
     (`holdout_fraction` each, by a keyed hash of the prompt: the same prompt never lands on
     two sides), which then leaves training."""
-    from ..data.splits import keyed_fraction, pick
     result: dict = {"train": tasks}
     sources = {}
     slices = []
-    for name, path_value, default in (("test", g.eval_path, "reasoning_eval.jsonl"),
-                                      ("dev", g.dev_path, "reasoning_dev.jsonl")):
-        if path_value or not g.data_path:
+    for name, path_value, default in (("test", grpo_cfg.eval_path, "reasoning_eval.jsonl"),
+                                      ("dev", grpo_cfg.dev_path, "reasoning_dev.jsonl")):
+        if path_value or not grpo_cfg.data_path:
             path = Path(path_value) if path_value else run.path("datasets", default)
-            result[name] = (load_tasks(path, tokenizer, max_prompt, g.answer_column) if path.exists()
+            result[name] = (load_tasks(path, tokenizer, max_prompt, grpo_cfg.answer_column) if path.exists()
                             else ([], Counter({f"missing:{path.name}": 1})))
             sources[name] = str(path)
         else:
             slices.append(name)
-            sources[name] = f"held-out slice of {g.data_path} ({g.holdout_fraction:.0%}, by prompt)"
+            sources[name] = f"held-out slice of {grpo_cfg.data_path} ({grpo_cfg.holdout_fraction:.0%}, by prompt)"
     if slices:
-        shares = [(name, g.holdout_fraction) for name in slices]
+        shares = [(name, grpo_cfg.holdout_fraction) for name in slices]
         picked: dict[str, list[Task]] = {"train": []}
         for task in tasks:
             key = " ".join(m["content"] for m in task.prompt)
@@ -503,7 +424,6 @@ def held_out_tasks(run, g, tokenizer, max_prompt: int, tasks: list[Task], seed: 
 def task_overlap(train: list[Task], held: dict[str, list[Task]]) -> dict:
     """Held-out tasks against training tasks, from their text (lmforge/evals/overlap.py): the same
     prompt text and, where rows carry a worked `solution`, its chain of equations."""
-    from ..evals.overlap import FactFinder, chain_overlap, prompt_overlap
     train_prompts = [" ".join(m["content"] for m in t.prompt) for t in train]
     train_solutions = [t.columns.get("solution") or "" for t in train]
     result = {}
@@ -517,9 +437,3 @@ def task_overlap(train: list[Task], held: dict[str, list[Task]]) -> dict:
         result[name] = counts
     return result
 
-
-def _read_log(path: Path) -> list[dict]:
-    import json
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -17,13 +17,11 @@ owns the step counter, time, schedule, logs, checkpoints, budgets and early stop
 
     result = trainer.run(lambda step: ppo_step(...), resume=ctx.resume)   # returns a log row
 
-What lives here, once: AdamW (fused where available) and Muon for hidden matrices
-(`muon.py`, orthogonalizing in the precision `lmforge.device` chose), the learning-rate
-schedule (warmup + cosine or warmup-stable-decay), gradient accumulation, clipping, bf16
-autocast where bf16 is fast, optional torch.compile, DDP under torchrun, validation with
-early stopping, atomic checkpoints (model, optimizer, RNG, step, early-stopping state) and
-exact resume, JSONL logs, the planned-vs-done budget account, and a progress bar with
-tokens/s, MFU, the stage's ETA and the whole run's.
+What lives here, once: the optimizers and the learning-rate schedule (from `optim.py`),
+gradient accumulation, clipping, bf16 autocast where bf16 is fast, optional torch.compile,
+DDP under torchrun, validation with early stopping, atomic checkpoints (model, optimizer,
+RNG, step, early-stopping state) and exact resume, JSONL logs, the planned-vs-done budget
+account, and a progress bar with tokens/s, MFU, the stage's ETA and the whole run's.
 
 Budgets are steps (`max_steps`); `max_minutes` is an optional cap, and a stage it cuts
 short says so (`budget_metrics`: planned steps, steps done, why it stopped).
@@ -46,86 +44,21 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .. import progress
 from ..config import TrainConfig
+from ..engine import fast_path
 from ..device import Precision, all_reduce_sums, init_distributed, peak_flops, pick_device, train_precision
 from ..files import atomic_path, atomic_write_text
-from . import trackers
-from .muon import Muon
+from . import sharded, trackers
+from .optim import build_optimizers, lr_multiplier
 
 CHECKPOINT_NAME = "trainer_state.pt"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read; we refuse to silently start over."""
-
-
-# ---------------------------------------------------------------- optimizer and schedule
-
-# Parameters of these modules are the model's input/output maps, not hidden matrices.
-IO_PARAM_PARTS = {"embed", "lm_head", "value_head", "score_head"}
-
-
-def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device,
-                     ns_dtype: torch.dtype = torch.bfloat16) -> list[torch.optim.Optimizer]:
-    """Muon for 2-D hidden weights (attention and MLP matrices); AdamW for embeddings,
-    the output head and norms, where Muon's orthogonalized updates are not meant to go.
-
-    A model may carry `lr_scale`, {first part of a parameter name: multiplier}, for a few
-    small new parameters that must travel much further than the fine-tuned backbone's
-    (the reward model's likelihood mix: Adam moves a weight by about lr per step).
-    ns_dtype is the dtype Muon orthogonalizes in (Trainer passes its Precision's)."""
-    scales = getattr(model, "lr_scale", {})
-    matrices, others = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        parts = name.split(".")
-        is_io = any(part in IO_PARAM_PARTS for part in parts)
-        if cfg.optimizer == "muon" and param.ndim == 2 and not is_io and parts[0] not in scales:
-            matrices.append(param)
-        else:
-            others.append((parts[0], param))
-    fused = device.type == "cuda"
-    groups = []
-    for scale in sorted({scales.get(part, 1.0) for part, _ in others}):
-        mine = [p for part, p in others if scales.get(part, 1.0) == scale]
-        groups += [{"params": [p for p in mine if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
-                   {"params": [p for p in mine if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr * scale}]
-    groups = [g for g in groups if g["params"]]
-    optimizers: list[torch.optim.Optimizer] = []
-    if groups:
-        optimizers.append(torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused))
-    if matrices:
-        optimizers.append(Muon(matrices, lr=cfg.matrix_lr, weight_decay=cfg.weight_decay, ns_dtype=ns_dtype))
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
-    return optimizers
-
-
-def lr_multiplier(step: int, cfg: TrainConfig, total_steps: int, time_fraction: float = 0.0) -> float:
-    """Linear warmup, then cosine or warmup-stable-decay (WSD) down to min_lr_ratio.
-
-    Progress is whichever budget is further along: steps (step / total_steps) or wall
-    time (time_fraction of max_minutes), so a run stopped by its time budget still ends
-    with its learning rate decayed instead of being cut off at the peak.
-    """
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return 1.0
-    floor = cfg.min_lr_ratio
-    if cfg.schedule == "cosine":
-        span = max(1, total_steps - cfg.warmup_steps)
-        progress = min(1.0, max((step - cfg.warmup_steps) / span, time_fraction))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    progress = min(1.0, max(step / max(1, total_steps), time_fraction))
-    decay_start = 1.0 - cfg.decay_fraction
-    if progress < decay_start or cfg.decay_fraction == 0:
-        return 1.0
-    return floor + (1 - floor) * max(0.0, (1 - progress) / cfg.decay_fraction)
 
 
 # ---------------------------------------------------------------- the trainer
@@ -173,13 +106,13 @@ def budget_line(result: TrainResult) -> str:
 
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, out_dir: Path, log_path: Path,
+    def __init__(self, model: torch.nn.Module, tc: TrainConfig, out_dir: Path, log_path: Path,
                  seed: int = 0, device: str | torch.device = "auto", flops_per_item: float | None = None,
                  save_fn: Callable[[torch.nn.Module, Path], None] | None = None, stage: str = "train",
                  optimizers: Callable[[torch.nn.Module, torch.device, Precision], list] | None = None):
         """optimizers, if given, builds the optimizer list from (model, device, precision) instead of
         build_optimizers on the whole model (PPO: policy and value at their own rates)."""
-        self.cfg = cfg
+        self.tc = tc
         self.stage = stage
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.rank, self.world_size = init_distributed(self.device)
@@ -192,22 +125,21 @@ class Trainer:
         self.save_fn = save_fn
         torch.manual_seed(seed)
         self.model = model.to(self.device)
-        self.precision = train_precision(cfg.dtype, self.device)
+        self.precision = train_precision(tc.dtype, self.device)
         # parallel=fsdp: sharded parameters (FSDP2) on more than one process, and sharded (DCP)
         # checkpoints at any process count, so a run can resume on another number of GPUs
-        self.fsdp = getattr(cfg, "parallel", "ddp") == "fsdp"
+        self.fsdp = getattr(tc, "parallel", "ddp") == "fsdp"
         if self.fsdp and optimizers is not None:
             raise ValueError(f"{stage}: parallel=fsdp supports the default optimizers only")
         self.sharded = self.fsdp and self.world_size > 1
         if self.sharded:
-            from .sharded import shard_model
-            shard_model(self.model, self.device)      # before the optimizers: they hold the sharded parameters
+            sharded.shard_model(self.model, self.device)      # before the optimizers: they hold the sharded parameters
         self.optimizers = (optimizers(self.model, self.device, self.precision) if optimizers is not None
-                           else build_optimizers(self.model, cfg, self.device, self.precision.newton_schulz))
+                           else build_optimizers(self.model, tc, self.device, self.precision.newton_schulz))
         # The module we call forward on: compiled and/or DDP-wrapped; self.model stays the plain
         # (or, under FSDP, the sharded) one.
         forward_model = self.model
-        if cfg.compile:
+        if tc.compile:
             forward_model = torch.compile(forward_model)
         if self.world_size > 1 and not self.sharded:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -244,8 +176,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""
         if self.fsdp:     # every rank writes its shards (train/sharded.py)
-            from .sharded import save
-            save(self.out_dir, self.step, self.model, self.optimizers, self._trainer_fields(), self.is_main)
+            sharded.save(self.out_dir, self.step, self.model, self.optimizers, self._trainer_fields(), self.is_main)
             return
         if not self.is_main:
             return
@@ -285,10 +216,9 @@ class Trainer:
         return True
 
     def _load_sharded(self) -> bool:
-        from .sharded import ShardedCheckpointError, load
         try:
-            state = load(self.out_dir, self.model, self.optimizers)
-        except ShardedCheckpointError as err:
+            state = sharded.load(self.out_dir, self.model, self.optimizers)
+        except sharded.ShardedCheckpointError as err:
             raise CheckpointError(str(err)) from None
         if state is None:
             return False
@@ -339,13 +269,13 @@ class Trainer:
     # -- budgets and schedule ----------------------------------------------------
     def _time_fraction(self) -> float:
         """Share of the max_minutes cap used, agreed by all ranks (their clocks differ)."""
-        if not self.cfg.max_minutes:
+        if not self.tc.max_minutes:
             return 0.0
-        mine = self.train_seconds / (self.cfg.max_minutes * 60)
+        mine = self.train_seconds / (self.tc.max_minutes * 60)
         return all_reduce_sums(mine)[0] / self.world_size
 
     def _set_lr(self, total_steps: int, time_fraction: float) -> float:
-        mult = lr_multiplier(self.step, self.cfg, total_steps, time_fraction)
+        mult = lr_multiplier(self.step, self.tc, total_steps, time_fraction)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * mult
@@ -356,7 +286,7 @@ class Trainer:
         """eval_fn on the model in eval mode, without gradients, in the step's precision.
         eval_fn returns the validation loss, or a dict with "loss" and other figures."""
         self.model.eval()
-        with torch.no_grad(), self.precision.autocast_context(self.device):
+        with torch.no_grad(), self.precision.autocast_context(self.device), fast_path(self.model):
             value = eval_fn(self.model)
         self.model.train()
         return {k: float(v) for k, v in value.items()} if isinstance(value, dict) else {"loss": float(value)}
@@ -373,8 +303,7 @@ class Trainer:
             # sum / global count.
             sync = self.world_size == 1 or i == len(batches) - 1
             if self.sharded:
-                from .sharded import set_gradient_sync
-                set_gradient_sync(self.model, sync)
+                sharded.set_gradient_sync(self.model, sync)
                 ctx = contextlib.nullcontext()
             else:
                 ctx = contextlib.nullcontext() if sync else self.forward_model.no_sync()
@@ -387,8 +316,8 @@ class Trainer:
             self._add_part("forward", started, forward_done)
             self._add_part("backward", forward_done, self._clock())
         started = self._clock()
-        if self.cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        if self.tc.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.clip_grad)
         for opt in self.optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -412,7 +341,7 @@ class Trainer:
         """Supervised training: each step's batches from batch_fn, the loss from loss_fn.
         log_extra, if given, returns fields added to every step's log row (e.g. statistics
         the loss function gathered since the last call)."""
-        grad_accum = self.cfg.grad_accum
+        grad_accum = self.tc.grad_accum
 
         def step_fn(step: int) -> dict:
             batches = [batch_fn(step, micro, self.rank, self.world_size) for micro in range(grad_accum)]
@@ -433,8 +362,8 @@ class Trainer:
         postfix(row) picks what the bar shows (default: loss and items/s). eval_start also
         validates the starting weights, so that they stay the output unless training beats
         them on validation (for stages that may not improve on their start, such as RL)."""
-        cfg = self.cfg
-        total_steps = total_steps or cfg.max_steps
+        tc = self.tc
+        total_steps = total_steps or tc.max_steps
         resumed = self.start(resume)
         self.trackers = trackers.for_stage(self.stage, self.step, resumed, self.is_main)
         self.model.train()
@@ -448,7 +377,6 @@ class Trainer:
             self.log({"step": 0, **{f"val_{k}": round(v, 5) for k, v in figures.items()}})
         bar = None
         if self.is_main:
-            from tqdm import tqdm
             bar = tqdm(total=total_steps, initial=self.step, desc=self.stage, unit="step",
                        dynamic_ncols=True, mininterval=1.0, leave=False)
         peak = peak_flops(self.device)
@@ -467,7 +395,7 @@ class Trainer:
             self.train_seconds = session_start_seconds + time.perf_counter() - session_start
             row = {"step": self.step, **fields, "lr_multiplier": round(lr_mult, 5), "items": self.items_seen,
                    "elapsed_seconds": round(self.train_seconds, 2)}
-            if self.step % cfg.log_every == 0 or self.step == total_steps:
+            if self.step % tc.log_every == 0 or self.step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 rate = (self.items_seen - window_items) / max(elapsed, 1e-9)
                 mfu = rate * self.flops_per_item / peak if (peak and self.flops_per_item) else None
@@ -476,12 +404,12 @@ class Trainer:
                     row["mfu"] = round(mfu, 4)
                 window_items, window_start = self.items_seen, time.perf_counter()
             evaluated = False
-            if eval_fn is not None and (self.step % cfg.eval_every == 0 or self.step == total_steps):
+            if eval_fn is not None and (self.step % tc.eval_every == 0 or self.step == total_steps):
                 figures = self.evaluate(eval_fn)
                 last_val = figures["loss"]
                 row.update({f"val_{k}": round(v, 5) for k, v in figures.items()})
                 evaluated = True
-                if last_val < self.best_val - cfg.min_delta:
+                if last_val < self.best_val - tc.min_delta:
                     self.best_val, self.best_eval, self.best_step = last_val, figures, self.step
                     self.evals_without_improvement = 0
                     self.save_weights()     # the best weights are the stage's output
@@ -501,12 +429,12 @@ class Trainer:
                     shown["run ETA"] = progress.clock(run_eta)
                 bar.set_postfix(shown, refresh=False)
                 bar.update(1)
-            if evaluated and cfg.patience and self.evals_without_improvement >= cfg.patience:
+            if evaluated and tc.patience and self.evals_without_improvement >= tc.patience:
                 stop_reason, stopped_early = "val_loss_stopped_improving", True
             time_fraction = self._time_fraction()
             if time_fraction >= 1.0 and self.step < total_steps:
                 stop_reason, stopped_early = "max_minutes", True
-            if stopped_early or self.step % cfg.checkpoint_every == 0:
+            if stopped_early or self.step % tc.checkpoint_every == 0:
                 self.save_checkpoint()
             if stopped_early:
                 break

@@ -9,8 +9,8 @@ sqrt(max(1, rows / cols)) learning-rate scale), and with ns_dtype=bfloat16 it ma
 to bf16 rounding (tests/test_muon.py). Two things differ, and they are why this file exists:
 
 * torch.optim.Muon always orthogonalizes in bfloat16. On a CPU without native bf16 (AVX2
-  only) that is emulated and several times slower than float32: a tiny pretraining step
-  spent 8 of its 10 s there. Here the dtype is a parameter, float32 where bf16 is slow.
+  only) that is emulated and several times slower than float32 (docs/LOG.md has the
+  measurement). Here the dtype is a parameter, float32 where bf16 is slow.
 * Matrices of one shape are orthogonalized together as one batch (tall ones transposed to
   wide first, as the iteration wants rows <= columns), so the five steps are a few batched
   matmuls per shape instead of three calls per matrix: fewer, larger kernels, and no Python

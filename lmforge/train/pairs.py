@@ -25,8 +25,12 @@ import numpy as np
 import torch
 
 from ..data.preferences import SPLITS, encode_answer, load_pairs, pair_split
+from ..data.world import read_facts
+from ..device import all_reduce_sums, pick_device, set_threads
+from ..evals.overlap import FactFinder, prompt_overlap
 from ..files import read_jsonl
 from ..run import StageError
+from ..tokenizer import Tokenizer
 
 
 def encoded_pairs(pairs: list, tokenizer, max_tokens: int, splitter, stats: Counter):
@@ -56,7 +60,6 @@ class PairRows:
 
     def overlap(self, facts: list[dict] | None) -> dict:
         """Dev and test prompts against the training pairs' prompts and answers, from the text."""
-        from ..evals.overlap import FactFinder, prompt_overlap
         finder = FactFinder(facts or [])
         train = [m["content"] for p in self.pairs["train"] for m in p.prompt] + \
             [text for p in self.pairs["train"] for text in (p.chosen, p.rejected)]
@@ -112,8 +115,6 @@ class StagePairs:
 def stage_pairs(ctx, scfg) -> StagePairs:
     """Load the run's tokenizer and the stage's pairs file (`scfg.data_path`, else
     datasets/preferences.jsonl) split into rows, apply the run's thread count, pick the device."""
-    from ..device import pick_device, set_threads
-    from ..tokenizer import Tokenizer
     cfg, run = ctx.cfg, ctx.run
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     path = Path(scfg.data_path) if scfg.data_path else run.path("datasets", "preferences.jsonl")
@@ -125,7 +126,6 @@ def stage_pairs(ctx, scfg) -> StagePairs:
 
 def stage_overlap(run, rows: PairRows) -> dict:
     """PairRows.overlap with the run's fact table, when the world wrote one."""
-    from ..data.world import read_facts
     facts_path = run.world_dir / "facts.jsonl"
     return rows.overlap(read_facts(facts_path) if facts_path.exists() else None)
 
@@ -133,7 +133,6 @@ def stage_overlap(run, rows: PairRows) -> dict:
 def mean_pair_loss_fn(rows: list, loss_fn, collate_fn, batch_size: int, pad_id: int, trainer):
     """eval_fn(model) for Trainer.fit: loss_fn's mean per pair over the validation rows, each
     rank taking its share and the sums reduced across ranks."""
-    from ..device import all_reduce_sums
     mine = rows[trainer.rank::trainer.world_size]
 
     def eval_fn(model) -> float:
@@ -157,13 +156,6 @@ def collate_pairs(rows: list, pad_id: int, device) -> dict:
         ids[i, :len(row_ids)], mask[i, :len(row_mask)] = row_ids, row_mask
     return {"ids": torch.from_numpy(ids).to(device), "loss_mask": torch.from_numpy(mask).to(device),
             "lengths": torch.tensor([len(s[0]) for s in seqs], device=device), "n_items": len(rows)}
-
-
-def answer_logprob_sums(model, ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """Sum of log p(answer token) per row: the sequence log-likelihood DPO compares."""
-    logits = model(ids[:, :-1])
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    return (logp * loss_mask[:, 1:]).sum(-1)
 
 
 def split_stats(rows: PairRows) -> dict:

@@ -6,7 +6,8 @@
 Four models take part:
     policy     the SFT model, trained (saved as models/ppo, a chat model like any other)
     reference  the SFT model, frozen: the KL leash
-    reward     the reward model (lmforge/train/reward.py), frozen: one score per answer
+    reward     the reward model (lmforge/evals/reward_model.py, trained by lmforge/train/reward.py),
+               frozen: one score per answer
     value      a copy of the reward model (backbone and head) read at every token, trained:
                V(s_t) predicts the return from token t on. Starting from the reward model
                is the usual choice (TRL, the InstructGPT recipe): it already knows what a good
@@ -36,7 +37,7 @@ One PPO step:
        + vf_coef * 0.5 * max((V - R)^2, (V_old + clip(V - V_old, +-cliprange_value) - R)^2)
      with r = pi(token) / pi_old(token), summed and divided by the step's token count.
 Log-probabilities are taken at the rollout temperature (the policy that sampled), as in
-lmforge/train/grpo.py, whose rollout and batching helpers this stage shares.
+GRPO; the rollout and batching helpers are the ones GRPO uses (lmforge/train/rollout.py).
 
 Each step writes one row to logs/ppo.jsonl: reward-model score, KL to the reference
 (k1 summed over each answer, averaged), entropy, clip fractions, policy and value loss,
@@ -65,14 +66,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.world import read_facts
+from ..device import pick_device, set_threads
+from ..evals.alignment import alignment_metrics
+from ..evals.card import read_log
+from ..evals.judge import judge, load_index, says_idk
+from ..evals.overlap import FactFinder, prompt_overlap
+from ..evals.reward_model import RewardModel, answer_mask_for, load_reward_model
 from ..files import read_jsonl, read_jsonl_lenient
-from ..model import GPT, load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..engine import fast_path
+from ..model import GPT
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer
-from .grpo import make_batches, prompts_for_step, rollout, token_logprobs
-from ..device import pick_device, set_threads
-from .loop import Trainer, budget_line, budget_metrics, build_optimizers
-from .reward import RewardModel, answer_mask_for, load_reward_model
+from .loop import Trainer, budget_line, budget_metrics
+from .optim import build_optimizers
+from .rollout import make_batches, prompts_for_step, rollout, token_logprobs
 
 # ---------------------------------------------------------------- the models
 
@@ -172,7 +181,7 @@ def clipped_value_loss(values, old_values, returns, cliprange_value: float) -> t
 @dataclass
 class Prompt:
     messages: list[dict]
-    prompt_ids: list[int]      # rendered with the assistant turn opened (what grpo.rollout reads)
+    prompt_ids: list[int]      # rendered with the assistant turn opened (what rollout.rollout reads)
     item: dict                 # the whole row: "known" / "value" let the judge watch the rollouts
 
 
@@ -212,7 +221,7 @@ def _split(flat: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def score_answers(reward_model, completions: list[dict], batch_size: int, pad_id: int, device) -> torch.Tensor:
+def reward_model_scores(reward_model, completions: list[dict], batch_size: int, pad_id: int, device) -> torch.Tensor:
     """Reward-model score of each prompt + answer (read at its last token)."""
     scores = []
     for start in range(0, len(completions), batch_size):
@@ -223,7 +232,8 @@ def score_answers(reward_model, completions: list[dict], batch_size: int, pad_id
         lengths = torch.tensor([len(r) for r in rows])
         answers = answer_mask_for([len(c["prompt_ids"]) for c in completions[start:start + batch_size]],
                                   lengths.tolist(), ids.size(1), device)
-        scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
+        with fast_path(reward_model):
+            scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
     return torch.cat(scores)
 
 
@@ -234,12 +244,12 @@ def attach(batch: dict, rows: list[int], per_answer: dict[str, list[torch.Tensor
     return batch
 
 
-def make_loss_fn(lm_head, cfg, stats: Counter):
+def make_loss_fn(lm_head, ppo_cfg, stats: Counter):
     """loss_fn(model, batch) for Trainer.train_step: the PPO policy + value loss summed over tokens."""
     def loss_fn(model, batch) -> torch.Tensor:
-        logp, _, values = policy_and_values(model, lm_head, batch, cfg.temperature)
-        pg, pg_clipped = clipped_policy_loss(logp, batch["old_logp"], batch["advantages"], cfg.cliprange)
-        vf, vf_clipped = clipped_value_loss(values, batch["old_values"], batch["returns"], cfg.cliprange_value)
+        logp, _, values = policy_and_values(model, lm_head, batch, ppo_cfg.temperature)
+        pg, pg_clipped = clipped_policy_loss(logp, batch["old_logp"], batch["advantages"], ppo_cfg.cliprange)
+        vf, vf_clipped = clipped_value_loss(values, batch["old_values"], batch["returns"], ppo_cfg.cliprange_value)
         with torch.no_grad():
             stats["policy_loss_sum"] += float(pg.sum())
             stats["value_loss_sum"] += float(vf.sum())
@@ -247,28 +257,28 @@ def make_loss_fn(lm_head, cfg, stats: Counter):
             stats["value_clipped"] += int(vf_clipped.sum())
             stats["approx_kl_sum"] += float((0.5 * (logp - batch["old_logp"]) ** 2).sum())
             stats["tokens"] += batch["n_tokens"]
-        return (pg + cfg.vf_coef * vf).sum()
+        return (pg + ppo_cfg.vf_coef * vf).sum()
     return loss_fn
 
 
 @torch.no_grad()
-def reward_normalizer(reference, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int, device):
+def reward_normalizer(reference, reward_model, tokenizer, prompts: list[Prompt], ppo_cfg, seed: int, device):
     """(mean, std) of the reward model's scores on the reference (SFT) model's own answers to
     `reward_norm_samples` prompts; (0, 1) when that is 0. The reference, not the policy, so a
     resumed run measures the same numbers."""
-    if cfg.reward_norm_samples == 0:
+    if ppo_cfg.reward_norm_samples == 0:
         return 0.0, 1.0
-    sample = prompts_for_step(prompts, 0, min(cfg.reward_norm_samples, len(prompts)), seed)
+    sample = prompts_for_step(prompts, 0, min(ppo_cfg.reward_norm_samples, len(prompts)), seed)
     completions = []
-    for start in range(0, len(sample), cfg.prompts_per_step):
-        completions += rollout(reference, tokenizer, sample[start:start + cfg.prompts_per_step], 1,
-                               cfg.max_completion_tokens, cfg.temperature, cfg.top_p, 0, seed + start)
-    scores = score_answers(reward_model, completions, cfg.batch_size, tokenizer.pad_id, device)
+    for start in range(0, len(sample), ppo_cfg.prompts_per_step):
+        completions += rollout(reference, tokenizer, sample[start:start + ppo_cfg.prompts_per_step], 1,
+                               ppo_cfg.max_completion_tokens, ppo_cfg.temperature, ppo_cfg.top_p, 0, seed + start)
+    scores = reward_model_scores(reward_model, completions, ppo_cfg.batch_size, tokenizer.pad_id, device)
     std = float(scores.std()) if len(scores) > 1 else 1.0
     return float(scores.mean()), std if std > 1e-6 else 1.0
 
 
-def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list[Prompt], cfg, seed: int,
+def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list[Prompt], ppo_cfg, seed: int,
              normalizer: tuple[float, float] = (0.0, 1.0), judge_index=None) -> dict:
     """Rollout, rewards, GAE and `iterations` epochs of updates; returns the log row's numbers.
     The reward is (score - normalizer[0]) / normalizer[1]; judge_index: the run's JudgeIndex
@@ -277,36 +287,36 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
     policy, lm_head, device = model.policy, model.policy.lm_head, trainer.device
     started = time.perf_counter()
     model.eval()
-    completions = rollout(policy, tokenizer, prompts, 1, cfg.max_completion_tokens, cfg.temperature,
-                          cfg.top_p, 0, seed)
+    completions = rollout(policy, tokenizer, prompts, 1, ppo_cfg.max_completion_tokens, ppo_cfg.temperature,
+                          ppo_cfg.top_p, 0, seed)
     rollout_seconds = time.perf_counter() - started
     n = len(completions)
     lengths = [len(c["ids"]) for c in completions]
     ended = torch.tensor([c["ended"] for c in completions], dtype=torch.bool)
 
     # Scores, and with no gradient the sampling policy's log-probs and values and the reference's log-probs.
-    scores = score_answers(reward_model, completions, cfg.batch_size, tokenizer.pad_id, device)
-    rewarded = (scores - normalizer[0]) / normalizer[1] - cfg.missing_end_penalty * (~ended).float()
+    scores = reward_model_scores(reward_model, completions, ppo_cfg.batch_size, tokenizer.pad_id, device)
+    rewarded = (scores - normalizer[0]) / normalizer[1] - ppo_cfg.missing_end_penalty * (~ended).float()
     everyone = list(range(n))
-    in_order = make_batches(completions, torch.zeros(n), everyone, cfg.batch_size, "token_mean",
-                            cfg.max_completion_tokens, tokenizer.pad_id, device)
+    in_order = make_batches(completions, torch.zeros(n), everyone, ppo_cfg.batch_size, "token_mean",
+                            ppo_cfg.max_completion_tokens, tokenizer.pad_id, device)
     old_logp, old_values, ref_logp, entropy_sum = [], [], [], 0.0
-    with torch.no_grad():
+    with torch.no_grad(), fast_path(model, ref_model):
         for batch in in_order:
-            logp, logp_all, values = policy_and_values(model, lm_head, batch, cfg.temperature)
+            logp, logp_all, values = policy_and_values(model, lm_head, batch, ppo_cfg.temperature)
             old_logp.append(logp)
             old_values.append(values)
-            ref_logp.append(token_logprobs(ref_model, ref_model.lm_head, batch, cfg.temperature)[0])
+            ref_logp.append(token_logprobs(ref_model, ref_model.lm_head, batch, ppo_cfg.temperature)[0])
             entropy_sum += float(-(logp_all.exp() * logp_all).sum())
     old_logp, old_values, ref_logp = (_split(torch.cat(t), lengths) for t in (old_logp, old_values, ref_logp))
 
-    kls = [kl_per_token(old_logp[i], ref_logp[i], cfg.kl_estimator) for i in everyone]
+    kls = [kl_per_token(old_logp[i], ref_logp[i], ppo_cfg.kl_estimator) for i in everyone]
     advantages, returns = [], []
     for i in everyone:
-        adv, ret = gae(token_rewards(float(rewarded[i]), kls[i], cfg.kl_coef), old_values[i], cfg.gamma, cfg.lam)
+        adv, ret = gae(token_rewards(float(rewarded[i]), kls[i], ppo_cfg.kl_coef), old_values[i], ppo_cfg.gamma, ppo_cfg.lam)
         advantages.append(adv)
         returns.append(ret)
-    if cfg.whiten_advantages:
+    if ppo_cfg.whiten_advantages:
         advantages = list(torch.split(whiten(torch.cat(advantages)), lengths))
     per_answer = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
 
@@ -314,16 +324,16 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
     model.train()
     update_started = time.perf_counter()
     stats: Counter = Counter()
-    loss_fn = make_loss_fn(lm_head, cfg, stats)
+    loss_fn = make_loss_fn(lm_head, ppo_cfg, stats)
     losses = []
-    for epoch in range(cfg.iterations):
+    for epoch in range(ppo_cfg.iterations):
         order = [int(i) for i in np.random.default_rng([seed, epoch]).permutation(n)]
-        batches = make_batches(completions, torch.zeros(n), order, cfg.batch_size, "token_mean",
-                               cfg.max_completion_tokens, tokenizer.pad_id, device)
+        batches = make_batches(completions, torch.zeros(n), order, ppo_cfg.batch_size, "token_mean",
+                               ppo_cfg.max_completion_tokens, tokenizer.pad_id, device)
         for b, batch in enumerate(batches):
-            attach(batch, order[b * cfg.batch_size:(b + 1) * cfg.batch_size], per_answer, device)
-        for start in range(0, len(batches), cfg.grad_accum):
-            loss = trainer.train_step(batches[start:start + cfg.grad_accum], loss_fn)
+            attach(batch, order[b * ppo_cfg.batch_size:(b + 1) * ppo_cfg.batch_size], per_answer, device)
+        for start in range(0, len(batches), ppo_cfg.grad_accum):
+            loss = trainer.train_step(batches[start:start + ppo_cfg.grad_accum], loss_fn)
             if not math.isfinite(loss):
                 raise StageError(f"ppo: the loss became {loss} at step {trainer.step + 1} (epoch {epoch + 1}); "
                                  f"lower ppo.lr or ppo.value_lr, or raise ppo.kl_coef")
@@ -338,7 +348,7 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
         "reward_std": round(float(scores.std()), 4) if n > 1 else 0.0,
         "kl": round(float(np.mean(k1)), 4),
         "kl_per_token": round(sum(k1) / max(sum(lengths), 1), 5),
-        "kl_penalty": round(cfg.kl_coef * float(np.mean([float(k.sum()) for k in kls])), 4),
+        "kl_penalty": round(ppo_cfg.kl_coef * float(np.mean([float(k.sum()) for k in kls])), 4),
         "entropy": round(entropy_sum / max(sum(lengths), 1), 4),
         "clip_fraction": round(stats["clipped"] / tokens, 4),
         "value_clip_fraction": round(stats["value_clipped"] / tokens, 4),
@@ -358,7 +368,6 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
 
 def judge_rollouts(prompts: list[Prompt], completions: list[dict], index=None) -> dict:
     """The ground-truth judge's view of the rollouts (monitoring only; training never sees it)."""
-    from ..evals.judge import judge, says_idk
     judged = [(p.item, c) for p, c in zip(prompts, completions)
               if isinstance(p.item.get("known"), bool) and (not p.item["known"] or p.item.get("value"))]
     if not judged:
@@ -374,28 +383,28 @@ def judge_rollouts(prompts: list[Prompt], completions: list[dict], index=None) -
 
 # ---------------------------------------------------------------- the stage
 
-def build_policy_and_value(run, cfg, device) -> tuple[PolicyAndValue, GPT, RewardModel]:
+def build_policy_and_value(run, ppo_cfg, device) -> tuple[PolicyAndValue, GPT, RewardModel]:
     """(policy + value to train, frozen reference, frozen reward model)."""
     policy = load_model(run.model_dir("sft"))
     reference = load_model(run.model_dir("sft"), device=device).eval().requires_grad_(False)
     reward_model = load_reward_model(run.model_dir("reward"), device=device).eval().requires_grad_(False)
     value = ValueModel.from_reward_model(reward_model).requires_grad_(True).train()
-    if cfg.freeze_embeddings:
+    if ppo_cfg.freeze_embeddings:
         # Adam moves every embedding row a little whatever its gradient, dragging tokens the
         # answers rely on (see lmforge/train/grpo.py); a tied LM head stays fixed with them.
         policy.embed.weight.requires_grad_(False)
     return PolicyAndValue(policy, value), reference, reward_model
 
 
-def make_trainer(model: PolicyAndValue, cfg, out_dir, log_path, seed: int, device) -> Trainer:
-    """The shared loop's Trainer for policy + value. They learn at their own rates (cfg.lr,
-    cfg.value_lr): one optimizer set each, stepped and checkpointed together. The stage's
+def make_trainer(model: PolicyAndValue, ppo_cfg, out_dir, log_path, seed: int, device) -> Trainer:
+    """The shared loop's Trainer for policy + value. They learn at their own rates (ppo_cfg.lr,
+    ppo_cfg.value_lr): one optimizer set each, stepped and checkpointed together. The stage's
     output is the policy alone."""
     def optimizers(m, dev, precision):
         ns = precision.newton_schulz
-        return (build_optimizers(m.policy, cfg, dev, ns)
-                + build_optimizers(m.value, dataclasses.replace(cfg, lr=cfg.value_lr), dev, ns))
-    return Trainer(model, cfg, out_dir=out_dir, log_path=log_path, seed=seed, device=device, stage="ppo",
+        return (build_optimizers(m.policy, ppo_cfg, dev, ns)
+                + build_optimizers(m.value, dataclasses.replace(ppo_cfg, lr=ppo_cfg.value_lr), dev, ns))
+    return Trainer(model, ppo_cfg, out_dir=out_dir, log_path=log_path, seed=seed, device=device, stage="ppo",
                    optimizers=optimizers, save_fn=lambda m, d: save_model(m.policy, d))
 
 
@@ -411,14 +420,13 @@ def curve_summary(rows: list[dict], key: str, points: int = 5) -> dict:
 
 
 def run_stage(ctx: StageContext) -> dict:
-    from ..evals.judge import load_index
-    cfg, run, p = ctx.cfg, ctx.run, ctx.cfg.ppo
+    cfg, run, ppo_cfg = ctx.cfg, ctx.run, ctx.cfg.ppo
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     set_threads(cfg.run.threads)
     device = pick_device(cfg.run.device)
-    model, reference, reward_model = build_policy_and_value(run, p, device)
-    data_path = Path(p.data_path) if p.data_path else run.path("datasets", "label_items.jsonl")
-    prompts, prompt_stats = load_prompts(data_path, tokenizer, model.policy.cfg.seq_len - p.max_completion_tokens)
+    model, reference, reward_model = build_policy_and_value(run, ppo_cfg, device)
+    data_path = Path(ppo_cfg.data_path) if ppo_cfg.data_path else run.path("datasets", "label_items.jsonl")
+    prompts, prompt_stats = load_prompts(data_path, tokenizer, model.policy.cfg.seq_len - ppo_cfg.max_completion_tokens)
     if not prompts:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(prompt_stats.items())) or "the file is empty"
         raise StageError(f"no usable prompts in {data_path} ({reasons})")
@@ -426,21 +434,21 @@ def run_stage(ctx: StageContext) -> dict:
 
     facts_path = run.world_dir / "facts.jsonl"
     judge_index = load_index(facts_path) if facts_path.exists() else None
-    trainer = make_trainer(model, p, run.model_dir("ppo"), run.log_path("ppo"), cfg.run.seed, device)
-    normalizer = reward_normalizer(reference, reward_model, tokenizer, prompts, p, cfg.run.seed + 1, trainer.device)
+    trainer = make_trainer(model, ppo_cfg, run.model_dir("ppo"), run.log_path("ppo"), cfg.run.seed, device)
+    normalizer = reward_normalizer(reference, reward_model, tokenizer, prompts, ppo_cfg, cfg.run.seed + 1, trainer.device)
     ctx.progress(f"reward model on SFT answers: mean {normalizer[0]:.3f}, std {normalizer[1]:.3f} (the reward is "
                  f"shifted and scaled by these)")
 
     def step_fn(step: int) -> dict:
-        batch = prompts_for_step(prompts, step, p.prompts_per_step, cfg.run.seed)
+        batch = prompts_for_step(prompts, step, ppo_cfg.prompts_per_step, cfg.run.seed)
         seed = cfg.run.seed * 1_000_003 + step * 10_007
-        return ppo_step(trainer, reference, reward_model, tokenizer, batch, p, seed, normalizer, judge_index)
+        return ppo_step(trainer, reference, reward_model, tokenizer, batch, ppo_cfg, seed, normalizer, judge_index)
 
     result = trainer.run(step_fn, resume=ctx.resume, postfix=lambda row: {
         "reward": f"{row['reward']:.2f}", "kl": f"{row['kl']:.2f}", "len": f"{row['response_length']:.0f}"})
     policy = model.policy.eval()
 
-    rows = _read_log(trainer.log_path)      # the whole run, also across a resume
+    rows = read_log(trainer.log_path)      # the whole run, also across a resume
     metrics = {
         **budget_metrics(result),
         "rollout_seconds_per_step": round(float(np.mean([r["rollout_seconds"] for r in rows])), 3) if rows else None,
@@ -459,8 +467,7 @@ def run_stage(ctx: StageContext) -> dict:
                  f"{metrics['reward_curve'].get('first')} -> {metrics['reward_curve'].get('final')}, "
                  f"KL max {metrics['kl_max']}")
     if trainer.is_main:
-        from ..evals.alignment import alignment_metrics
-        metrics.update(alignment_metrics(run, cfg, policy, tokenizer, trainer.device, "ppo", limit=p.eval_prompts))
+        metrics.update(alignment_metrics(run, cfg, policy, tokenizer, trainer.device, "ppo", limit=ppo_cfg.eval_prompts))
         ctx.progress(f"win rate vs SFT {metrics['win_rate']:.1%}; I-don't-know on unseen entities "
                      f"{metrics['sft_idk_rate']:.1%} -> {metrics['idk_rate']:.1%}; known-entity accuracy "
                      f"{metrics['sft_known_accuracy']:.1%} -> {metrics['known_accuracy']:.1%}")
@@ -469,8 +476,6 @@ def run_stage(ctx: StageContext) -> dict:
 
 def ppo_overlap(run, prompts: list[Prompt]) -> dict:
     """The evaluation prompts (dev, test) against the prompts PPO trains on, from their text."""
-    from ..data.world import read_facts
-    from ..evals.overlap import FactFinder, prompt_overlap
     eval_path, facts_path = run.path("datasets", "preferences_eval.jsonl"), run.world_dir / "facts.jsonl"
     if not eval_path.exists():
         return {}
@@ -480,6 +485,3 @@ def ppo_overlap(run, prompts: list[Prompt]) -> dict:
     return {name: prompt_overlap(train, [r["prompt"][-1]["content"] for r in rows if r.get("split", "test") == name],
                                  finder) for name in ("dev", "test")}
 
-
-def _read_log(path: Path) -> list[dict]:
-    return read_jsonl(path) if path.exists() else []

@@ -20,10 +20,13 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..device import all_reduce_sums, pick_device, set_threads
-from ..model import GPT, load_model, save_model
+from ..data.world import read_facts
+from ..device import pick_device, set_threads
+from ..evals.facts import fact_accuracy
+from ..evals.likelihood import window_eval_fn, windows_to_batch
+from ..checkpoints import load_model, save_model
+from ..model import GPT
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, TokenizerError, load_split
 from .loop import Trainer, budget_line, budget_metrics
@@ -36,18 +39,9 @@ def window_offsets(n_tokens: int, seq_len: int, count: int, seed: int, step: int
     return np.random.default_rng([seed, step]).integers(0, high, size=count)
 
 
-def windows_to_batch(tokens: np.ndarray, offsets: np.ndarray, seq_len: int, device) -> dict:
-    rows = np.stack([tokens[o:o + seq_len + 1] for o in offsets]).astype(np.int64)
-    data = torch.from_numpy(rows)
-    x, y = data[:, :-1], data[:, 1:]
-    if device.type == "cuda":
-        x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    else:
-        x, y = x.to(device), y.to(device)
-    return {"x": x, "y": y, "n_items": x.numel()}
-
-
-def make_batch_fn(tokens: np.ndarray, batch_size: int, grad_accum: int, seq_len: int, seed: int, device):
+def window_batch_fn(tokens: np.ndarray, batch_size: int, grad_accum: int, seq_len: int, seed: int, device):
+    """batch_fn for Trainer.fit: random windows of the token stream, their offsets a pure function
+    of (seed, step)."""
     def batch_fn(step: int, micro: int, rank: int, world_size: int) -> dict:
         # The global batch of this step, then this process's slice of it.
         offsets = window_offsets(len(tokens), seq_len, batch_size * grad_accum * world_size, seed, step)
@@ -59,49 +53,6 @@ def make_batch_fn(tokens: np.ndarray, batch_size: int, grad_accum: int, seq_len:
 def next_token_loss_sum(model, batch) -> torch.Tensor:
     _, loss = model(batch["x"], targets=batch["y"], need_logits=False)
     return loss * batch["n_items"]
-
-
-def bits_per_byte(loss_nats: float, n_bytes: int) -> float:
-    """Summed next-token loss in nats over the text's UTF-8 byte count, in bits."""
-    return loss_nats / (max(n_bytes, 1) * math.log(2))
-
-
-def window_losses(model, batch: dict, byte_lengths: torch.Tensor | None) -> tuple[float, int, float, int]:
-    """(loss summed over every target, targets, loss summed over targets that are text,
-    their bytes). Special tokens (<|bos|> between documents) stand for no bytes, so they
-    count in the token loss but not in bits per byte."""
-    logits = model(batch["x"])
-    losses = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["y"].reshape(-1), reduction="none")
-    total = float(losses.sum())
-    if byte_lengths is None:
-        return total, losses.numel(), 0.0, 0
-    nbytes = byte_lengths[batch["y"].reshape(-1)]
-    text = nbytes > 0
-    return total, losses.numel(), float(losses[text].sum()), int(nbytes.sum())
-
-
-def make_eval_fn(tokens: np.ndarray, windows: int, batch_size: int, seq_len: int, device,
-                 rank: int = 0, world_size: int = 1, byte_lengths: np.ndarray | None = None):
-    """Validation on `windows` fixed, evenly spaced windows (the same every eval and however
-    many processes share the work: each takes a slice, then sums): {"loss": mean nats per
-    token, "bpb": bits per byte} (bpb only when byte_lengths, bytes per token id, is given)."""
-    high = len(tokens) - seq_len - 1
-    if high < 0:
-        raise StageError(f"validation split has {len(tokens)} tokens: fewer than seq_len={seq_len}+1")
-    offsets = np.linspace(0, high, num=windows).astype(np.int64)[rank::world_size]
-    lengths = torch.as_tensor(byte_lengths, device=device) if byte_lengths is not None else None
-
-    def eval_fn(model) -> dict:
-        sums = np.zeros(4)
-        for i in range(0, len(offsets), batch_size):
-            batch = windows_to_batch(tokens, offsets[i:i + batch_size], seq_len, device)
-            sums += window_losses(model, batch, lengths)
-        total, count, text_loss, n_bytes = all_reduce_sums(*sums)
-        result = {"loss": total / count}
-        if lengths is not None:
-            result["bpb"] = bits_per_byte(text_loss, int(n_bytes))
-        return result
-    return eval_fn
 
 
 def planned_steps(tcfg, parameters: int, world_size: int) -> int:
@@ -138,12 +89,12 @@ def run_stage(ctx: StageContext) -> dict:
                       save_fn=save_model, stage="pretrain")
     ctx.progress(f"{model.num_params():,} parameters ({model.num_params(exclude_embedding=True):,} without "
                  f"embeddings), {len(train_tokens):,} train tokens, device {trainer.device}")
-    batch_fn = make_batch_fn(train_tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, cfg.run.seed,
-                             trainer.device)
+    batch_fn = window_batch_fn(train_tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, cfg.run.seed,
+                               trainer.device)
     # eval_batches counts global batches, so the validation set does not change with the process count
     windows = tcfg.eval_batches * tcfg.batch_size * tcfg.grad_accum * trainer.world_size
-    eval_fn = make_eval_fn(val_tokens, windows, tcfg.batch_size, tcfg.seq_len, trainer.device,
-                           trainer.rank, trainer.world_size, byte_lengths=tokenizer.byte_lengths())
+    eval_fn = window_eval_fn(val_tokens, windows, tcfg.batch_size, tcfg.seq_len, trainer.device,
+                             trainer.rank, trainer.world_size, byte_lengths=tokenizer.byte_lengths())
     ctx.progress(f"precision: {trainer.precision.record()['compute']} ({trainer.precision.reason})")
     total_steps = planned_steps(tcfg, model.num_params(), trainer.world_size)
     if tcfg.tokens_per_param:
@@ -153,8 +104,6 @@ def run_stage(ctx: StageContext) -> dict:
     if not trainer.is_main:
         return {}
 
-    from ..data.world import read_facts
-    from ..evals.facts import fact_accuracy
     best = load_model(out_dir, device=trainer.device)
     facts = read_facts(run.world_dir / "facts.jsonl")
     facts_eval = fact_accuracy(best, tokenizer, facts, limit=cfg.report.fact_eval_limit)

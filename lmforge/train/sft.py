@@ -40,10 +40,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model import load_model, save_model
+from ..data.synth import sft_overlap
+from ..data.tool_data import tools_of
+from ..data.world import read_facts
+from ..device import all_reduce_sums, pick_device, set_threads
+from ..evals.chat import lookup_evaluation, sft_evaluation
+from ..evals.judge import load_index
+from ..files import read_jsonl
+from ..checkpoints import load_model, save_model
 from ..run import StageContext, StageError
 from ..tokenizer import Tokenizer, TokenizerError, load_split
-from ..device import all_reduce_sums, pick_device, set_threads
+from ..tools.registry import ToolBox, ToolError
 from .loop import Trainer, budget_line, budget_metrics
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -153,7 +160,6 @@ def encode_conversation(tokenizer: Tokenizer, messages: list, max_tokens: int,
 
 
 def load_examples(path: Path, tokenizer: Tokenizer, max_tokens: int) -> tuple[list, Counter]:
-    from ..data.tool_data import tools_of
     stats: Counter = Counter()
     examples = []
     for row in read_rows(path, stats):
@@ -255,7 +261,7 @@ def masked_loss_sum(model, batch) -> torch.Tensor:
     return loss * max(batch["n_items"], 1)
 
 
-def make_batch_fn(rows: list, batch_size: int, grad_accum: int, seed: int, pad_id: int, device,
+def row_batch_fn(rows: list, batch_size: int, grad_accum: int, seed: int, pad_id: int, device,
                   collate_fn=collate):
     """Rows in a fresh seeded order each epoch; the batch is a pure function of the step.
     (The preference stages reuse it with their own collate_fn.)"""
@@ -332,7 +338,7 @@ def run_stage(ctx: StageContext) -> dict:
                       device=device, flops_per_item=None, save_fn=save_model, stage="sft")
     ctx.progress(f"{len(train_examples):,} train / {len(val_examples):,} val conversations in {len(train_rows):,} "
                  f"{'packed' if scfg.packing else 'padded'} rows ({dict(stats)})")
-    batch_fn = make_batch_fn(train_rows, scfg.batch_size, scfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
+    batch_fn = row_batch_fn(train_rows, scfg.batch_size, scfg.grad_accum, cfg.run.seed, tokenizer.pad_id,
                              trainer.device)
     eval_fn = make_eval_fn(val_rows, scfg.batch_size, tokenizer.pad_id, trainer.device, trainer.rank,
                            trainer.world_size)
@@ -345,8 +351,6 @@ def run_stage(ctx: StageContext) -> dict:
         batch = batch_fn(step, 0, 0, 1)
         computed, real, labels = computed + batch["n_computed"], real + batch["n_real"], labels + batch["n_items"]
 
-    from ..evals.chat import sft_evaluation
-    from ..evals.judge import load_index
     best = load_model(run.model_dir("sft"), device=trainer.device)
     facts_path = run.world_dir / "facts.jsonl"
     index = load_index(facts_path) if facts_path.exists() else None
@@ -385,8 +389,6 @@ def run_stage(ctx: StageContext) -> dict:
 def tool_evaluation(run, cfg, model, tokenizer, index, trained_tools: bool) -> dict:
     """Unseen-entity questions without tools, and, when the model trained on tool use and the run
     has a lookup index, with the built-in tools offered as synth offered them (evals/chat.py)."""
-    from ..evals.chat import lookup_evaluation
-    from ..tools.registry import ToolBox, ToolError
     path = run.path("datasets", "lookup_eval.jsonl")
     if not path.exists():
         return {}
@@ -406,9 +408,6 @@ def tool_evaluation(run, cfg, model, tokenizer, index, trained_tools: bool) -> d
 def training_overlap(run, data_path: Path, eval_path: Path, facts_path: Path) -> dict:
     """What the conversations trained on (whatever file they came from) share with the held-out
     facts, unseen entities and reasoning chains, counted from their text (data/synth.sft_overlap)."""
-    from ..data.synth import sft_overlap
-    from ..data.world import read_facts
-    from ..files import read_jsonl
     if not facts_path.exists() or not eval_path.exists():
         return {}
     conversations = []

@@ -1,6 +1,6 @@
 """The report card's "Collect and clean" section, built from the collect and clean manifests.
 
-    from lmforge.data.clean_report import cleaning_section
+    from lmforge.evals.cleaning import cleaning_section
     print(cleaning_section(RunDir("runs/tiny")))
 
 It shows where the documents came from and how each source was cleaned (its profile, kept
@@ -10,11 +10,7 @@ against the ground truth, with the dirt the cleaner has seen and the dirt it nev
 """
 from __future__ import annotations
 
-from ..evals.report import markdown_table, stage_metrics
-
-
-def _done(run, stage: str) -> dict | None:
-    return stage_metrics(run, stage)
+from .card import markdown_table, stage_metrics
 
 
 def _pct(x) -> str:
@@ -27,7 +23,7 @@ def _snippet(text: str, width: int = 70) -> str:
 
 
 def cleaning_section(run) -> str | None:
-    collect, clean = _done(run, "collect"), _done(run, "clean")
+    collect, clean = stage_metrics(run, "collect"), stage_metrics(run, "clean")
     if clean is None:
         return None
     out = ["## Collect and clean", ""]
