@@ -1,4 +1,4 @@
-"""Why lmforge.model.InferenceWeights keeps (in, out) weight copies for multi-row CPU inference:
+"""Why lmforge.engine.InferenceWeights keeps (in, out) weight copies for multi-row CPU inference:
 
     python benchmarks/cpu_matmul_layout.py [--threads 1] [--out 256] [--in 704]
 

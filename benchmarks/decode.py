@@ -4,11 +4,11 @@
     python benchmarks/decode.py --run-dir runs/tiny --draft-run-dir runs/draft --draft-tokens 3,4,5 --skip-hf
 
 Measures, all greedy (temperature 0) and always generating exactly --tokens new tokens:
-  1. decode tokens/s at batch 1 and batch 32 for lmforge's engine (lmforge.generate.generate)
+  1. decode tokens/s at batch 1 and batch 32 for lmforge's engine (lmforge.engine.generate)
      and for transformers' `generate` on the same model exported with `lmforge export`
      (the folder is written to a temporary directory and loaded with AutoModelForCausalLM);
   2. speculative decoding at batch 1 against plain decoding on the same prompts: with the
-     draft run's model (made with `python -m lmforge.speculative prepare-draft`, so it has
+     draft run's model (made with `lmforge draft prepare`, so it has
      the identical tokenizer; checked; its `distill` model when there is one) and with n-gram
      prompt lookup, with acceptance rates. Greedy speculative output equals plain output
      token for token, which the script checks as it goes. The draft proposes from the
@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.world import read_facts  # noqa: E402
 from lmforge.export import export_hf  # noqa: E402
-from lmforge.generate import SamplingParams, generate, load_for_sampling  # noqa: E402
+from lmforge.checkpoints import load_for_sampling  # noqa: E402
+from lmforge.engine import generate, SamplingParams  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
-from lmforge.speculative import (DISTILL_STAGE, DRAFT_CONFIDENCE, DraftVocabulary, SpeculativeStats,  # noqa: E402
-                                 load_draft, run_draft_vocabulary, speculative_generate)
+from lmforge.draft import DISTILL_STAGE, load_draft, run_draft_vocabulary  # noqa: E402
+from lmforge.speculative import DRAFT_CONFIDENCE, DraftVocabulary, speculative_generate, SpeculativeStats
 
 
 def best_times(fns, repeats: int) -> list[float]:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.tasks.reasoning import balanced_subset, load_tasks  # noqa: E402
 from lmforge.evals.reasoning import evaluate_reasoning  # noqa: E402
-from lmforge.model import load_model  # noqa: E402
+from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.grpo import build_rewards, grpo_step  # noqa: E402

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lmforge.config import load_config  # noqa: E402
 from lmforge.tasks.reasoning import load_tasks  # noqa: E402
 from lmforge.train.rewards import correctness_reward  # noqa: E402
-from lmforge.model import load_model  # noqa: E402
+from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.grpo import grpo_step  # noqa: E402

@@ -29,7 +29,7 @@ from lmforge.config import load_config  # noqa: E402
 from lmforge.tasks.preferences import load_items  # noqa: E402
 from lmforge.evals.alignment import sample_answers  # noqa: E402
 from lmforge.evals.judge import judge, load_index  # noqa: E402
-from lmforge.model import load_model  # noqa: E402
+from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.pairs import collate_pairs, load_pair_rows  # noqa: E402

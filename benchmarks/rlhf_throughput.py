@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmforge.config import load_config  # noqa: E402
-from lmforge.model import load_model  # noqa: E402
+from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.dpo import add_reference_logprobs, collate_with_reference, make_loss_fn  # noqa: E402

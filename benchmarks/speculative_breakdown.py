@@ -28,7 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lmforge.speculative as spec  # noqa: E402
-from lmforge.generate import SamplingParams, load_for_sampling  # noqa: E402
+from lmforge.checkpoints import load_for_sampling  # noqa: E402
+from lmforge.engine import SamplingParams  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import sys
 
-from .generate import SamplingParams, load_for_sampling, stream
-from .speculative import SpeculativeStats, load_draft, speculative_stream
+from .checkpoints import load_for_sampling
+from .draft import load_draft
+from .engine import SamplingParams, ToolSession, stream
+from .speculative import SpeculativeStats, speculative_stream
 from .tools.registry import command_tools
-from .tools.session import ToolSession
 
 GUESSES = 8   # per speculative round, as benchmarks/decode.py measured best (docs/ARCHITECTURE.md)
 

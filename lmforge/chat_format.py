@@ -7,7 +7,7 @@
 
 One format, used by the renderer (`render`, behind `Tokenizer.render_chat`), the Jinja
 `CHAT_TEMPLATE` (transformers' `apply_chat_template(messages, tools=...)`), the export and
-the engine's tool loop (lmforge/tools/session.py):
+the engine's tool loop (lmforge/engine/tool_loop.py):
 
     <|bos|>[<|system|>Tools: calculator(expression), lookup(query)<|end|>]
     <|user|>Ada has 7 apples ...<|end|>

@@ -9,6 +9,7 @@
     lmforge label [--run-dir DIR] [--terminal] [--host H] [--port P] [--password-file F] [--stage sft]
     lmforge eval [--run-dir DIR] [--stage pretrain] [eval.tasks=hellaswag,arc_easy] [eval.data_dir=DIR]
     lmforge convert-checkpoint [--run-dir DIR] [--stage pretrain] [--out DIR]
+    lmforge draft prepare DRAFT_DIR [--run-dir TARGET] | draft distill DRAFT_DIR [--run-dir TARGET] [--steps N]
 
 Exit codes: 0 done, 1 failed, 2 bad usage or config.
 """
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # command -> "module:function(args, run, cfg) -> exit code"; imported only when used
 INFERENCE_COMMANDS = {
+    "generate": "lmforge.inspect:cli_generate",
+    "next": "lmforge.inspect:cli_next",
     "chat": "lmforge.chat:cli_chat",
     "serve": "lmforge.serve.api:cli_serve",
     "label": "lmforge.serve.label:cli_label",
@@ -83,6 +86,7 @@ INFERENCE_COMMANDS = {
     "neighbours": "lmforge.inspect:cli_neighbours",
     "convert-checkpoint": "lmforge.train.sharded:cli_convert",
     "eval": "lmforge.evals.standard:cli_eval",
+    "draft": "lmforge.draft:cli_draft",
 }
 
 
@@ -97,7 +101,7 @@ def _add_inference_commands(sub) -> None:
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--draft", default=None, metavar="DRAFT_RUN_DIR",
-                   help="speculative decoding with this draft run's model (python -m lmforge.speculative prepare-draft)")
+                   help="speculative decoding with this draft run's model (lmforge draft prepare)")
     p.add_argument("--prompt-lookup", action="store_true", help="speculative decoding with n-gram prompt lookup")
     p.add_argument("--tools", default=None, help="tools the model may call, comma-separated (calculator, lookup, "
                    "module:function), or none (default: calculator and lookup when the run's SFT taught tool use)")
@@ -143,6 +147,20 @@ def _add_inference_commands(sub) -> None:
     p = command("eval", "standard benchmarks: bits per byte, HellaSwag, ARC, MMLU (log-likelihood), GSM8K")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
     p.add_argument("overrides", nargs="*", metavar="eval.key=value")
+    p = sub.add_parser("draft", help="a draft model for speculative decoding next to this run (--run-dir: the target)")
+    draft = p.add_subparsers(dest="draft_command", required=True)
+    q = draft.add_parser("prepare", help="start a draft run folder from the target run")
+    _add_common(q, preset=False)
+    q.add_argument("--preset", help=argparse.SUPPRESS)
+    q.add_argument("draft_run_dir")
+    q = draft.add_parser("distill", help="fine-tune the draft's pretrained model toward the target (KL)")
+    _add_common(q, preset=False)
+    q.add_argument("--preset", help=argparse.SUPPRESS)
+    q.add_argument("draft_run_dir")
+    q.add_argument("--steps", type=int, default=1000, help="training steps (the budget)")
+    q.add_argument("--lr-scale", type=float, default=0.5, help="times the draft's pretraining learning rates")
+    q.add_argument("--stage", default=None, help="the target's model (default: its latest)")
+    q.add_argument("--device", default="auto")
     p = command("neighbours", "nearest tokens in embedding space")
     p.add_argument("word")
     p.add_argument("--stage", help="which stage's model (default: the latest that finished)")
@@ -200,11 +218,6 @@ def cmd_status(run: RunDir, cfg) -> int:
     return 0
 
 
-def cmd_sample(args, run: RunDir, cfg) -> int:
-    from .generate import cli_generate, cli_next
-    return (cli_generate if args.command == "generate" else cli_next)(args, run, cfg)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -221,8 +234,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return cmd_status(run, cfg)
-        if args.command in ("generate", "next"):
-            return cmd_sample(args, run, cfg)
         if args.command in INFERENCE_COMMANDS:
             import importlib
             module_name, func_name = INFERENCE_COMMANDS[args.command].split(":")
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print("lmforge: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - one line for the user, the manifest keeps the traceback
-        from .model import ModelLoadError
+        from .checkpoints import ModelLoadError
         from .train.loop import CheckpointError
         if isinstance(err, (CheckpointError, ModelLoadError)):
             print(f"lmforge: {err}", file=sys.stderr)

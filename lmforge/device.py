@@ -66,6 +66,13 @@ def all_reduce_sums(*values: float) -> list[float]:
     return tensor.tolist()
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether FSDP2 shards this module (train/sharded.py); only a process that imported FSDP can
+    hold one, so this never imports it (a slow import, docs/LOG.md)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return fsdp is not None and isinstance(model, fsdp.FSDPModule)
+
+
 # ---------------------------------------------------------------- CPU threads
 
 def usable_cores() -> int:

@@ -12,9 +12,10 @@ on what the numbers are), each through the code the stage itself runs:
     stage's settings (batch, sequence length, optimizer, precision): pretraining's token windows,
     SFT's packed rows (their block-diagonal attention is slower than plain causal), the reward
     model's and DPO's pairs, and GRPO's and PPO's updates on completions;
-  * batched decoding through lmforge.generate, at one row and at 64 rows, for everything that
+  * batched decoding through lmforge.engine, at one row and at 64 rows, for everything that
     generates: RL rollouts, the evaluations, the preference candidates.
-What is modelled: how many steps (the budget: max_steps, never minutes), how many answers each
+What is modelled: how many steps (the budget: max_steps, or for pretraining the steps
+pretrain.tokens_per_param plans, by the stage's own planned_steps; never minutes), how many answers each
 evaluation generates and how long they are, and how much of an RL step's work the data
 leaves: answers to one-fact questions are taken as ANSWER_TOKENS long, a preference pair as
 padded to a prompt plus the answer budget (the batch's longest answer), worked solutions as
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -75,6 +77,11 @@ class Probe:
         self.rng = np.random.default_rng(0)
         self.decode_cache: dict[int, float] = {}
         self.measured_seconds = 0.0
+
+    def num_params(self) -> int:
+        """The model's parameter count (tied matrices once), built on the meta device: no memory."""
+        with torch.device("meta"):
+            return self.make_model().num_params()
 
     def _random_ids(self, rows: int, length: int) -> np.ndarray:
         return self.rng.integers(6, self.vocab, size=(rows, length))   # past the special tokens
@@ -147,10 +154,11 @@ class Probe:
         """Seconds of a no-grad forward over rows x length tokens (scoring, reference
         log-probs), linear in tokens from one measured 32 x 64 batch."""
         if "forward" not in self.decode_cache:
+            from .engine import fast_path
             model = self.make_model().to(self.device).eval()
             ids = torch.from_numpy(self._random_ids(32, 64)).to(self.device)
             started = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), fast_path(model):
                 model(ids)
                 start = time.perf_counter()
                 model(ids)
@@ -162,7 +170,7 @@ class Probe:
         """Seconds per decoding step of `rows` sequences (prefill included, spread over the
         steps), linear between the measured 1 and 64 rows and beyond."""
         if 1 not in self.decode_cache:
-            from .generate import generate
+            from .engine import generate
             model = self.make_model().to(self.device).eval()
             started = time.perf_counter()
             for batch in (1, 64):
@@ -179,7 +187,7 @@ class Probe:
         """Seconds to generate `sequences` answers of new_tokens each after prompts of
         prompt_tokens, `batch` at a time (generate() takes at most GENERATE_MAX_BATCH rows
         together): the prompts' prefill beyond the decode probe's own, then the decode steps."""
-        from .generate import GENERATE_MAX_BATCH
+        from .engine import GENERATE_MAX_BATCH
         if sequences <= 0:
             return 0.0
         batch = max(1, min(batch, sequences, GENERATE_MAX_BATCH))
@@ -191,10 +199,12 @@ def _stage_estimate(name: str, cfg: Config, probe: Probe) -> dict:
     """{"before", "train", "after", "per_step", "steps"} for one model stage."""
     seq = cfg.model.seq_len
     if name == "pretrain":
+        from .train.pretrain import planned_steps     # the stage's own budget: max_steps, or tokens_per_param's
         t = cfg.pretrain
         per_step = probe.pretrain_step(t)
         facts = probe.generation(cfg.report.fact_eval_limit, 8, 64)
-        return {"before": 0.0, "per_step": per_step, "steps": t.max_steps, "after": facts}
+        steps = planned_steps(t, probe.num_params(), int(os.environ.get("WORLD_SIZE", "1")))
+        return {"before": 0.0, "per_step": per_step, "steps": steps, "after": facts}
     if name == "sft":
         t = cfg.sft
         per_step = probe.masked_step(t, t.batch_size, t.seq_len, segments=max(1, t.seq_len // 64))

@@ -30,7 +30,9 @@ import torch
 
 from .config import ModelConfig
 from .files import atomic_path, atomic_write_bytes
-from .model import GPT, ModelLoadError, ffn_hidden_size, head_dim, kv_heads, load_model, save_model
+from .checkpoints import ModelLoadError, load_model, save_model
+from .engine import fast_path
+from .model import ffn_hidden_size, GPT, head_dim, kv_heads
 
 
 class ExportError(ValueError):
@@ -219,7 +221,7 @@ def import_hf(folder) -> tuple[GPT, Path]:
 # ---------------------------------------------------------------- `lmforge export` / `lmforge import`
 
 def cli_export(args, run, cfg) -> int:
-    from .generate import resolve_stage
+    from .checkpoints import resolve_stage
     from .errors import StageError
     if args.format != "hf":
         raise StageError(f"unknown export format {args.format!r}; allowed: hf")
@@ -264,4 +266,6 @@ def cli_import(args, run, cfg) -> int:
 @torch.inference_mode()
 def max_logit_difference(model: GPT, hf_model, ids) -> float:
     """The largest |our logit - transformers' logit| on ids (B, T): the export check."""
-    return float((model(ids) - hf_model(input_ids=ids).logits.float()).abs().max())
+    with fast_path(model):
+        ours = model(ids)
+    return float((ours - hf_model(input_ids=ids).logits.float()).abs().max())

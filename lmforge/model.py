@@ -1,12 +1,13 @@
-"""The Transformer: a Llama-style decoder, its KV cache, and saving / loading it.
+"""The Transformer: a Llama-style decoder, and nothing else.
 
     from lmforge.config import ModelConfig
-    from lmforge.model import GPT, save_model, load_model
+    from lmforge.model import GPT
     model = GPT(ModelConfig(vocab_size=4096, n_layer=4, n_head=4, d_model=256))
     logits, loss = model(idx, targets)           # training: (B, T) ids -> (B, T, V), scalar
-    cache = model.make_cache(batch_size=1, max_len=128)
-    logits = model(prompt_ids, cache=cache)      # prefill; then one token at a time
-    save_model(model, "runs/tiny/models/pretrain"); model = load_model("runs/tiny/models/pretrain")
+    logits = model(prompt_ids, cache=cache)      # with a KV cache (lmforge/engine/cache.py)
+
+Saving and loading are lmforge/checkpoints.py; the KV cache, the fast inference path and
+sampling are the engine's (lmforge/engine/).
 
 Architecture (no biases anywhere):
     embed -> n_layer x [x + attn(attn_norm(x)), x + mlp(mlp_norm(x))] -> norm -> lm_head
@@ -28,34 +29,21 @@ That is why RoPE uses the "rotate half" convention (the first and second halves 
 head_dim form the rotated pairs, not interleaved neighbours) and why RMSNorm normalizes
 in float32 and multiplies by its weight after casting back.
 
-KV cache and padding. One write position `cache.pos` is shared by the whole batch.
-Prompts of different lengths are left-padded to the same length; the cache remembers
-each row's pad count (`cache.left_pad`), so a row's RoPE position is its slot minus its
-padding and its pad slots are masked out of every query's keys. This keeps the cache a
-plain rectangle that grows by the same amount for every row, which is all that batched
-decoding needs; rows that stop early just keep decoding junk that nobody reads.
+KV cache and padding. `forward` takes any cache with the KVCache interface (k, v, pos,
+max_len, left_pad, update): one write position shared by the batch, and each row's count of
+left padding, so a row's RoPE position is its slot minus its padding and its pad slots are
+masked out of every query's keys.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmforge.config import ModelConfig
-from lmforge.files import atomic_path, atomic_write_text
-from lmforge.head_loss import head_cross_entropy
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-class ModelLoadError(ValueError):
-    """A model folder that cannot be loaded, phrased as one line that names the file."""
+from .config import ModelConfig
+from .head_loss import head_cross_entropy
 
 
 # ---------------------------------------------------------------- sizes derived from the config
@@ -98,9 +86,9 @@ def rms_norm(x, weight, eps: float, eps_tensor=None):
 
     F.rms_norm is that as one call (bit-identical in float32), which also skips two no-op
     casts when x is already float32. On the CPU, though, F.rms_norm is itself a composite of
-    seven small ops (10 us for one row); given eps as a 0-d tensor (the inference path does
-    on the CPU only), ||x||^2 / d comes from vector_norm and one addcmul instead, the same
-    value in four ops (7 us).
+    seven small ops; given eps as a 0-d tensor (the fast inference path does on the CPU
+    only), ||x||^2 / d comes from vector_norm and one addcmul instead, the same value in
+    four ops, which is faster for one row (docs/LOG.md).
     """
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
         if eps_tensor is not None:
@@ -198,190 +186,13 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-# ---------------------------------------------------------------- the inference path
-
-def inference() -> bool:
-    """Whether a forward takes the inference path: no autograd (generation, evaluation, RL
-    rollouts) and not inside torch.compile (whose graphs keep to the modules)."""
-    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-
-
-# Every parameter registered anywhere bumps this count, so InferenceWeights notices a weight
-# that was replaced by a new Parameter object (its own checks see only in-place changes).
-_parameter_registrations = 0
-
-
-def _count_registration(module, name, param):
-    global _parameter_registrations
-    _parameter_registrations += 1
-
-
-nn.modules.module.register_module_parameter_registration_hook(_count_registration)
-
-
-class InferenceWeights:
-    """The same forward as the modules (Block, Attention, MLP, RMSNorm), computed from a flat
-    list of weights for generation and evaluation, where nothing needs gradients.
-
-    A one-token decode step of a small model is mostly per-op cost, not arithmetic: the 29
-    matmuls of a tiny-preset step take ~0.62 ms of 1.4 on one CPU core, at the memory
-    bandwidth, and the rest is ~170 small calls. Here
-      * q, k and v are one matmul, and gate and up another (three calls fewer per layer);
-      * RoPE turns q and k together (two ops instead of eight);
-      * no module attribute lookups or Module.__call__ (each ~1-2.5 us in Python);
-      * RMSNorm on the CPU takes rms_norm's four-op form;
-      * on the CPU with 2 or more rows (batched decode, the speculative verify, prefill),
-        the matrices are multiplied from contiguous (in, out) copies: MKL multiplies a few
-        rows by a transposed (out, in) matrix far slower (704x256: 9 rows 55 vs 45 us, 32
-        rows 116 vs 80 us) while one row is as fast or faster as F.linear does it
-        (benchmarks/cpu_matmul_layout.py). Two and three rows are a little faster as
-        F.linear does them in isolation, but between draft steps a 2- or 3-token verify
-        took 1.9 ms that way against 1.4 ms from the copies (docs/ARCHITECTURE.md).
-    The logits equal the modules' up to float rounding (tests/test_model.py). Training and
-    torch.compile use the modules, so there is one set of parameters and these are copies:
-    they are remade when any parameter changes in place (the sum of version counters moves:
-    an optimizer step, load_state_dict), when the model moves (the first parameter's storage
-    moves), or when any Parameter is registered anywhere (one was replaced). RL stages that
-    decode between updates therefore always decode with the current weights.
-    """
-
-    def __init__(self, model: "GPT"):
-        cfg = model.cfg
-        self.params = list(model.parameters())
-        self.key = self._key()
-        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, kv_heads(cfg), head_dim(cfg)
-        self.eps = cfg.norm_eps
-        self.cpu = model.embed.weight.device.type == "cpu"
-        # rms_norm's four-op CPU form wants eps as a tensor
-        self.eps_tensor = torch.full((), cfg.norm_eps) if self.cpu else None
-        with torch.inference_mode(False), torch.no_grad():   # plain tensors, usable outside inference_mode
-            self.embed = model.embed.weight.detach()
-            self.layers = []
-            for block in model.layers:
-                attn, mlp = block.attn, block.mlp
-                qk_norm = None
-                if cfg.qk_norm:   # one (heads, head_dim) weight for q's heads and k's together
-                    qk_norm = torch.cat([attn.q_norm.weight.detach().expand(self.n_head, -1),
-                                         attn.k_norm.weight.detach().expand(self.n_kv_head, -1)])
-                self.layers.append((
-                    block.attn_norm.weight.detach(),
-                    torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach(),
-                    attn.o_proj.weight.detach(),
-                    block.mlp_norm.weight.detach(),
-                    torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),
-                    mlp.down_proj.weight.detach(),
-                    qk_norm))
-            self.norm = model.norm.weight.detach()
-            self.head = model.lm_head.weight.detach()
-        self.columns = None   # the (in, out) copies, made on the first multi-row CPU forward
-
-    def _key(self):
-        return _parameter_registrations, self.params[0].data_ptr(), sum(p._version for p in self.params)
-
-    def current(self) -> bool:
-        return self._key() == self.key
-
-    def _matmul_for(self, x):
-        """(layers, head, matmul) for input x: F.linear on (out, in) weights, or on the CPU
-        with 2 or more rows, x @ W from contiguous (in, out) copies."""
-        if not self.cpu or x.numel() < 2 * x.shape[-1]:
-            return self.layers, self.head, F.linear
-        if self.columns is None:
-            with torch.inference_mode(False), torch.no_grad():
-                flip = lambda w: w.t().contiguous()   # noqa: E731
-                self.columns = ([(norm_a, flip(qkv), flip(o), norm_m, flip(gu), flip(down), qk_norm)
-                                 for norm_a, qkv, o, norm_m, gu, down, qk_norm in self.layers],
-                                flip(self.head))
-        return self.columns[0], self.columns[1], torch.matmul
-
-    def lm_head(self, hidden):
-        _, head, matmul = self._matmul_for(hidden)
-        return matmul(hidden, head)
-
-    def forward(self, idx, cos, sin, cache, mask):
-        """Embedding, every block and the final norm: GPT.forward's hidden states."""
-        x = F.embedding(idx, self.embed)
-        B, T, _ = x.shape
-        layers, _, matmul = self._matmul_for(x)
-        n_head, n_kv, hd = self.n_head, self.n_kv_head, self.head_dim
-        heads, eps, eps_tensor = n_head + n_kv, self.eps, self.eps_tensor
-        causal, gqa = mask is None and T > 1, n_kv != n_head
-        for i, (attn_norm, qkv, o, mlp_norm, gate_up, down, qk_norm) in enumerate(layers):
-            out = matmul(rms_norm(x, attn_norm, eps, eps_tensor), qkv)
-            qk = out[..., :heads * hd].view(B, T, heads, hd)
-            if qk_norm is not None:
-                qk = qk_norm * F.rms_norm(qk.float(), (hd,), eps=eps).to(qk.dtype)
-            qk = apply_rope(qk, cos, sin)
-            q, k = qk[:, :, :n_head].transpose(1, 2), qk[:, :, n_head:].transpose(1, 2)
-            v = out[..., heads * hd:].view(B, T, n_kv, hd).transpose(1, 2)
-            if cache is not None:
-                k, v = cache.update(i, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
-            x = x + matmul(y.transpose(1, 2).reshape(B, T, n_head * hd), o)
-            gate_up_out = matmul(rms_norm(x, mlp_norm, eps, eps_tensor), gate_up)
-            hidden = gate_up_out.shape[-1] // 2
-            x = x + matmul(F.silu(gate_up_out[..., :hidden]) * gate_up_out[..., hidden:], down)
-        return rms_norm(x, self.norm, eps, eps_tensor)
-
-
-# ---------------------------------------------------------------- KV cache
-
-class KVCache:
-    """Preallocated keys and values for every layer: k, v are (n_layer, B, n_kv_head, max_len, head_dim).
-
-    `pos` is the next slot to write, shared by all rows. `left_pad` (B,) counts each row's
-    padding slots at the front (None = no padding). Set `pos` back, or call rollback(n),
-    to forget the last n tokens (e.g. rejected speculative tokens); stale slots past `pos`
-    are never read and get overwritten by the next forward.
-    """
-
-    def __init__(self, n_layer, batch_size, n_kv_head, max_len, head_dim, dtype, device, left_pad=None):
-        shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.pos = 0
-        self.reset(left_pad)
-
-    @property
-    def batch_size(self) -> int:
-        return self.k.shape[1]
-
-    @property
-    def max_len(self) -> int:
-        return self.k.shape[3]
-
-    def reset(self, left_pad=None):
-        """Start over (same buffers), optionally with new per-row left padding."""
-        self.pos = 0
-        if left_pad is not None:
-            left_pad = torch.as_tensor(left_pad, dtype=torch.long, device=self.k.device)
-            if left_pad.shape != (self.batch_size,):
-                raise ValueError(f"left_pad must have one entry per row ({self.batch_size}), got {tuple(left_pad.shape)}")
-            if not bool(left_pad.any()):
-                left_pad = None  # no row is padded: take the cheaper unmasked path
-        self.left_pad = left_pad
-
-    def rollback(self, n: int):
-        if not 0 <= n <= self.pos:
-            raise ValueError(f"cannot roll back {n} tokens from position {self.pos}")
-        self.pos -= n
-
-    def update(self, layer: int, k, v):
-        """Write this chunk's k, v (B, n_kv_head, T, hd) at pos; return every key/value up to it.
-
-        `pos` itself is advanced by the model after the last layer.
-        """
-        start, end = self.pos, self.pos + k.shape[2]
-        keys, values = self.k[layer], self.v[layer]
-        keys.narrow(2, start, end - start).copy_(k)
-        values.narrow(2, start, end - start).copy_(v)
-        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
-
-
 # ---------------------------------------------------------------- the model
 
 class GPT(nn.Module):
-    sharded = False    # set by train/sharded.py: FSDP2 gathers weights in module hooks, so no inference path
+    # The fast inference path, or None for the modules: set only by the engine's fast_path()
+    # (lmforge/engine/inference_weights.py) to an object that computes the blocks, the final
+    # norm and the LM head from its own copies of the weights, without autograd.
+    fast = None
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -420,7 +231,7 @@ class GPT(nn.Module):
 
     def _rope(self, n_positions: int):
         """The cos and signed sin tables, grown on demand when a cache reaches past seq_len."""
-        buffers = self._buffers   # not self.rope_cos: Module.__getattr__ costs ~1 us a lookup
+        buffers = self._buffers   # not self.rope_cos: Module.__getattr__ is slow on the decode path
         cos, sin = buffers["rope_cos"], buffers["rope_sin"]
         if n_positions > cos.shape[0]:
             size = max(n_positions, 2 * cos.shape[0])
@@ -431,7 +242,7 @@ class GPT(nn.Module):
             self.rope_cos, self.rope_sin = cos, sin
         return cos, sin
 
-    def _cached_positions(self, cache: KVCache, T: int):
+    def _cached_positions(self, cache, T: int):
         """cos/sin and the attention mask for T new tokens written at cache.pos."""
         start = cache.pos
         if start + T > cache.max_len:
@@ -475,7 +286,7 @@ class GPT(nn.Module):
         causal = slot[None, :, None] >= slot[None, None, :]
         return cos, sin, (same & causal)[:, None]                                # (B, 1, T, T)
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None, loss_mask=None, return_hidden=False,
+    def forward(self, idx, targets=None, cache=None, loss_mask=None, return_hidden=False,
                 segment_ids=None, need_logits=True):
         """idx (B, T) token ids.
 
@@ -501,7 +312,9 @@ class GPT(nn.Module):
             cos, sin, mask = cos[:T, None], sin[:T, None], None
         else:
             cos, sin, mask = self._cached_positions(cache, T)
-        weights = self.inference_weights() if inference() and not self.sharded else None
+        weights = self.fast
+        if weights is not None and torch.is_grad_enabled():
+            raise RuntimeError("the fast inference path computes no gradients: train outside engine.fast_path()")
         if weights is None:
             x = self.embed(idx)
             for i, layer in enumerate(self.layers):
@@ -525,7 +338,7 @@ class GPT(nn.Module):
             return logits.float()   # the one float32 copy (a no-op when already fp32)
         # The loss upcasts inside cross_entropy, and the logits come back in the compute dtype
         # (bf16 under autocast): a training step then never materializes a float32 (B, T, V)
-        # tensor, which torch.compile fuses away (-4% step time for gpt2-124m on an H100).
+        # tensor, which torch.compile fuses away (a faster step on the GPU; docs/LOG.md).
         loss_sum = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
                                    ignore_index=-100, reduction="sum")
         # divide by the count ourselves: a batch with nothing to learn gives 0, not NaN
@@ -536,22 +349,8 @@ class GPT(nn.Module):
 
     def logits(self, hidden):
         """The LM head on final hidden states (..., d_model) -> (..., V), float32."""
-        weights = self.inference_weights() if inference() else None
+        weights = self.fast
         return (self.lm_head(hidden) if weights is None else weights.lm_head(hidden)).float()
-
-    def inference_weights(self) -> "InferenceWeights":
-        """The weights as the no-grad forward uses them (InferenceWeights), remade when stale."""
-        weights = self.__dict__.get("_inference_weights")
-        if weights is None or not weights.current():
-            weights = self.__dict__["_inference_weights"] = InferenceWeights(self)
-        return weights
-
-    def make_cache(self, batch_size: int, max_len: int | None = None, left_pad=None, dtype=None) -> KVCache:
-        """An empty KV cache for batch_size rows and max_len slots (default seq_len),
-        in the model's dtype and device unless dtype is given."""
-        param = self.embed.weight
-        return KVCache(self.cfg.n_layer, batch_size, kv_heads(self.cfg), max_len or self.cfg.seq_len,
-                       head_dim(self.cfg), dtype or param.dtype, param.device, left_pad)
 
     def num_params(self, exclude_embedding: bool = False) -> int:
         """Parameter count, shared (tied) matrices counted once.
@@ -584,92 +383,3 @@ class GPT(nn.Module):
     def estimate_mfu(self, tokens_per_second: float, peak_flops: float, seq_len: int | None = None) -> float:
         """Model FLOPs utilization: achieved training FLOP/s over the hardware's peak FLOP/s."""
         return self.flops_per_token(seq_len) * tokens_per_second / peak_flops
-
-
-# ---------------------------------------------------------------- saving and loading
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The GPT inside torch.compile / DDP wrappers, so saved names carry no prefixes."""
-    while not isinstance(model, GPT):
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            raise TypeError(f"save_model expects a GPT, got {type(model).__name__}")
-        model = inner
-    return model
-
-
-def save_model(model: GPT, directory) -> None:
-    """Write model.safetensors and config.json into directory, each atomically. A sharded
-    (FSDP2) model is gathered first: then every rank must call this, and rank 0 writes."""
-    from safetensors.torch import save_file
-
-    model = _unwrap(model)
-    directory = Path(directory)
-    if model.sharded:
-        # FSDP2: every rank takes part in gathering the whole model; rank 0 writes it
-        from lmforge.train.sharded import full_state_dict
-        state = full_state_dict(model)
-        if state is None:
-            return
-    else:
-        state = model.state_dict()
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {name: t.detach().contiguous().cpu() for name, t in state.items()}
-    if model.cfg.tie_embeddings:
-        state.pop("lm_head.weight", None)  # the same tensor as embed.weight; safetensors refuses shared storage
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    atomic_write_text(directory / CONFIG_FILE, json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
-
-
-def load_config_json(directory) -> ModelConfig:
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: missing")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{path}: not readable JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ModelLoadError(f"{path}: unknown model fields {unknown}")
-    return ModelConfig(**data)
-
-
-def load_model(directory, device="cpu") -> GPT:
-    """The GPT saved in directory by save_model. Raises ModelLoadError on a missing,
-    truncated, corrupt or mismatched file; never unpickles anything."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    cfg = load_config_json(directory)
-    path = Path(directory) / WEIGHTS_FILE
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: missing")
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{path}: not a valid safetensors file ({first_line})") from None
-    try:
-        model = GPT(cfg)
-    except ValueError as err:
-        raise ModelLoadError(f"{Path(directory) / CONFIG_FILE}: {err}") from None
-    if cfg.tie_embeddings and "embed.weight" in state:
-        state["lm_head.weight"] = state["embed.weight"]
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ModelLoadError(f"{path}: does not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise ModelLoadError(f"{path}: {name} has shape {tuple(tensor.shape)}, "
-                                 f"config.json implies {tuple(expected[name].shape)}")
-    model.load_state_dict(state)
-    return model.to(device)

@@ -111,6 +111,8 @@ def stage_state(run: RunDir, cfg: Config, stage: Stage) -> str:
 
 def execute_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False, estimate: dict | None = None) -> dict:
     """Run one stage (skipping it when it is up to date) and return its manifest."""
+    from .train import trackers   # TensorBoard / W&B for the training loop inside, when configured
+    trackers.check(cfg.track.loggers)    # a logger whose library is missing: one line, before any work
     fp, parts = fingerprint(run, cfg, stage)
     state = stage_state(run, cfg, stage)
     if state == "done" and not force:
@@ -127,7 +129,8 @@ def execute_stage(run: RunDir, cfg: Config, stage: Stage, force: bool = False, e
     module_name, func_name = stage.entry.split(":")
     func: Callable[[StageContext], dict] = getattr(importlib.import_module(module_name), func_name)
     try:
-        metrics = func(StageContext(run=run, cfg=cfg, stage=stage, resume=resume)) or {}
+        with trackers.session(cfg.track, run.root, cfg.run.name, cfg.to_dict()):
+            metrics = func(StageContext(run=run, cfg=cfg, stage=stage, resume=resume)) or {}
     except BaseException as err:
         manifest.update(status="failed", error=f"{type(err).__name__}: {err}",
                         wall_seconds=round(time.time() - started, 2))

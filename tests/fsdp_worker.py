@@ -47,7 +47,8 @@ def model_config(d_model: int = 32):
 def train(out_dir: Path, max_steps: int, d_model: int = 32):
     """Pretrain to max_steps (resuming from out_dir's checkpoint if there is one); returns the Trainer."""
     from lmforge.config import TrainConfig
-    from lmforge.model import GPT, save_model
+    from lmforge.checkpoints import save_model
+    from lmforge.model import GPT
     from lmforge.train.loop import Trainer
     from lmforge.evals.likelihood import window_eval_fn
     from lmforge.train.pretrain import next_token_loss_sum, window_batch_fn

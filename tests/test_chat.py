@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from lmforge.chat import ChatSession, chat_loop
-from lmforge.generate import generate
+from lmforge.engine import generate
 from tests.conftest import ROOT
 from tests.test_engine import make_model, make_run, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 
@@ -166,7 +166,7 @@ def test_tool_calls_are_shown_and_kept_in_the_history():
 
 def test_asking_for_tools_on_a_run_from_before_tool_use_is_one_line(tmp_path):
     from lmforge.config import TokenizerConfig
-    from lmforge.model import save_model
+    from lmforge.checkpoints import save_model
     from lmforge.tokenizer import SPECIAL_TOKENS, Tokenizer
     from tests.test_engine import TEXTS
     run, _ = make_run(tmp_path / "run", stages=("pretrain",))

@@ -13,7 +13,7 @@ import pytest
 
 from lmforge.config import load_config
 from lmforge.files import read_documents, read_jsonl
-from lmforge.run import execute_stage, get_stage
+from lmforge.run import get_stage, execute_stage
 from lmforge.rundir import RunDir
 
 SMALL = ["world.n_entities=60", "world.article_variants=2", "world.stories=40", "world.dialogues=40",
@@ -100,19 +100,31 @@ def test_output_does_not_depend_on_workers_or_on_crawling(cleaned, tmp_path):
 
 
 def test_ray_executor_gives_the_same_output(tmp_path):
-    pytest.importorskip("ray")
+    """clean.executor=ray (a local Ray of 2 CPUs, as `ray start` on each machine would give a
+    cluster): the cleaning steps and the tokenizer's parts give the local processes' output."""
+    ray = pytest.importorskip("ray")
     # The smallest world with two shards: starting Ray is the slow part, not the cleaning.
     tiny = ["world.n_entities=20", "world.article_variants=1", "world.stories=10", "world.dialogues=10",
             "world.arithmetic=10", "collect.shard_docs=40", "collect.sources=[world]"]
     run = RunDir(tmp_path / "local")
     cfg = load_config("micro", tiny + ["clean.workers=2"])
     execute_stage(run, cfg, get_stage("collect"))
-    execute_stage(run, cfg, get_stage("clean"))
+    local = execute_stage(run, cfg, get_stage("clean"))["metrics"]
+    execute_stage(run, cfg, get_stage("tokenizer"))
     other = RunDir(tmp_path / "ray")
     shutil.copytree(run.root, other.root)
-    execute_stage(other, load_config("micro", tiny + ["clean.executor=ray", "clean.workers=2"]), get_stage("clean"),
-              force=True)
+    ray_cfg = load_config("micro", tiny + ["clean.executor=ray", "clean.workers=2"])
+    on_ray = execute_stage(other, ray_cfg, get_stage("clean"), force=True)["metrics"]
+    assert local["shards"] == 2 and on_ray["workers"] == local["workers"] == 2
     assert texts(other, "clean") == texts(run, "clean") and texts(run, "clean")
+    assert texts(other, "removed") == texts(run, "removed") and on_ray["removed"] == local["removed"]
+    execute_stage(other, ray_cfg, get_stage("tokenizer"), force=True)
+    token_files = sorted(p.relative_to(run.tokens_dir) for p in run.tokens_dir.rglob("*.bin"))
+    assert len(token_files) >= 4                          # train and val of each document file
+    assert token_files == sorted(p.relative_to(other.tokens_dir) for p in other.tokens_dir.rglob("*.bin"))
+    for name in token_files:
+        assert (other.tokens_dir / name).read_bytes() == (run.tokens_dir / name).read_bytes(), name
+    assert not ray.is_initialized()                       # the Ray it started is shut down again
 
 
 def test_pipeline_trains_on_clean_text(micro_run):

@@ -1,4 +1,4 @@
-"""Tests for the generation engine in lmforge/generate.py: continuous batching equals one row at a
+"""Tests for the generation engine in lmforge/engine/: continuous batching equals one row at a
 time, seeds, min-p, stop strings, streaming whole characters, cancellation, the background engine.
 
 Also holds the small builders (a random model, a tiny tokenizer, a tiny run folder) that the
@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from lmforge.config import ModelConfig, TokenizerConfig
-from lmforge.generate import (BackgroundEngine, Engine, SamplingParams, Sequence, TextStream, draw, generate,
-                              next_token_probs, stream)
-from lmforge.model import GPT, save_model
+from lmforge.engine import (BackgroundEngine, Engine, SamplingParams, Sequence, TextStream, draw, generate,
+                            next_token_probs, stream)
+from lmforge.checkpoints import save_model
+from lmforge.model import GPT
 from lmforge.tokenizer import Tokenizer
 
 VOCAB = 97

@@ -37,3 +37,21 @@ def test_far_above_the_reference_time_warns_without_failing():
     lines = format_estimate(fake_plan(3000.0), cfg, reference_minutes=10)
     assert any("5.0x this preset's reference time" in line for line in lines)
     assert not any("warning" in line for line in format_estimate(fake_plan(300.0), cfg, reference_minutes=10))
+
+
+def test_the_pretrain_estimate_plans_the_steps_tokens_per_param_gives(micro_copy):
+    """With pretrain.tokens_per_param the estimate counts the steps the stage then plans
+    (train/pretrain.py's planned_steps), not max_steps."""
+    import json
+    import math
+
+    from .conftest import lmforge
+    ratio = ["pretrain.tokens_per_param=0.05", "pretrain.max_steps=1000"]
+    cfg = load_config("micro", ratio)
+    part = estimate_run(cfg, RunDir(micro_copy), ["pretrain"])["pretrain"]
+    # by hand: micro's 139,584 parameters (512-token vocabulary, tied) x 0.05 / (8 rows x 64 tokens)
+    assert part["steps"] == math.ceil(0.05 * 139_584 / (8 * 64)) == 14
+    assert part["train"] == part["per_step"] * 14
+    lmforge("pretrain", "--run-dir", str(micro_copy), "--force", *ratio)
+    metrics = json.loads((micro_copy / "stages" / "pretrain.json").read_text())["metrics"]
+    assert metrics["planned_steps"] == metrics["steps"] == part["steps"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmforge.export import ExportError, export_hf, import_hf, max_logit_difference
-from lmforge.model import load_model
+from lmforge.checkpoints import load_model
 from tests.conftest import lmforge
 from tests.test_engine import make_run, single_thread  # noqa: F401 - autouse fixture
 

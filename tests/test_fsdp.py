@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from lmforge.model import load_model
+from lmforge.checkpoints import load_model
 from lmforge.train.loop import CheckpointError
 from lmforge.train.sharded import convert_checkpoint, latest_checkpoint
 

@@ -1,10 +1,11 @@
-"""Tests for lmforge/generate.py: samplers on hand-made logits, and generate() against a naive
+"""Tests for lmforge/engine/ (sampling.py, batching.py): samplers on hand-made logits, and generate() against a naive
 no-cache loop, single rows, seeds, stop ids and the context limit."""
 import pytest
 import torch
 
 from lmforge.config import ModelConfig
-from lmforge.generate import Generation, format_bar_chart, generate, next_token_probs, sample_next
+from lmforge.engine import generate, Generation, next_token_probs, sample_next
+from lmforge.inspect import format_bar_chart
 from lmforge.model import GPT
 
 VOCAB = 97
@@ -104,12 +105,12 @@ def test_batch_equals_single_rows():
 def test_more_prompts_than_the_batch_limit_wait_their_turn(monkeypatch):
     """generate() decodes at most GENERATE_MAX_BATCH rows together; the others join as rows
     finish, and every row's output is what it would be in one big batch."""
-    import lmforge.generate as generate_module
+    import lmforge.engine.batching as batching
     model = make()
     prompts = [prompt(1 + i % 7, 20 + i) for i in range(11)]
     kwargs = dict(max_new_tokens=12, temperature=1.0, seed=5, stop_ids=[3])
     together = generate(model, prompts, **kwargs)
-    monkeypatch.setattr(generate_module, "GENERATE_MAX_BATCH", 3)
+    monkeypatch.setattr(batching, "GENERATE_MAX_BATCH", 3)
     assert generate(model, prompts, **kwargs) == together
     assert generate(model, prompts, max_new_tokens=12) == [Generation(naive_greedy(model, p, 12), "length")
                                                           for p in prompts]

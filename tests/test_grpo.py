@@ -7,7 +7,8 @@ import torch
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
 from lmforge.tasks.reasoning import make_problems
-from lmforge.model import GPT, save_model
+from lmforge.checkpoints import save_model
+from lmforge.model import GPT
 from lmforge.run import get_stage
 from lmforge.rundir import RunDir, StageContext
 from lmforge.tokenizer import Tokenizer
@@ -190,7 +191,7 @@ def test_stage_runs_resumes_and_reports(tmp_path, tokenizer):
     cfg = load_config("micro", overrides)
     metrics = run_stage(StageContext(run=run, cfg=cfg, stage=get_stage("grpo"), resume=False))
     assert metrics["steps"] == 3 and (run.model_dir("grpo") / "model.safetensors").exists()
-    from lmforge.model import load_model
+    from lmforge.checkpoints import load_model
     sft, grpo = load_model(run.model_dir("sft")), load_model(run.model_dir("grpo"))
     assert torch.equal(sft.embed.weight, grpo.embed.weight)                   # frozen
     assert not torch.equal(sft.layers[0].mlp.up_proj.weight, grpo.layers[0].mlp.up_proj.weight)

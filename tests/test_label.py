@@ -379,7 +379,7 @@ def test_cli_terminal_through_stdin(tmp_path):
 
 
 def test_missing_items_are_sampled_first(tmp_path, monkeypatch):
-    from lmforge import generate
+    from lmforge import checkpoints
     from lmforge.config import load_config
     from lmforge.tasks import preferences
 
@@ -391,7 +391,7 @@ def test_missing_items_are_sampled_first(tmp_path, monkeypatch):
     def load_for_sampling(run, stage):
         calls.append(stage)
         return "tokenizer", Model(), stage
-    monkeypatch.setattr(generate, "load_for_sampling", load_for_sampling)
+    monkeypatch.setattr(checkpoints, "load_for_sampling", load_for_sampling)
     monkeypatch.setattr(preferences, "build_items", lambda run, cfg, model, tokenizer, languages: (ITEMS[:2], []))
     run = RunDir(tmp_path / "run")
     path = ensure_items(run, load_config("micro", []), "sft", out=io.StringIO())

@@ -1,12 +1,18 @@
-"""Tests for lmforge/model.py: shapes, loss, KV cache equivalence, padding, sizes, save/load,
-and (when transformers is installed) logits equal to a stock Llama / Qwen3 with our weights."""
+"""Tests for lmforge/model.py: shapes, loss, KV cache equivalence, padding, the fast inference
+path (lmforge/engine/inference_weights.py) equal to the modules and never stale, sizes,
+save/load (lmforge/checkpoints.py), and (when transformers is installed) logits equal to a
+stock Llama / Qwen3 with our weights."""
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lmforge.config import ModelConfig
 from lmforge.export import hf_state_dict
-from lmforge.model import GPT, KVCache, ModelLoadError, ffn_hidden_size, load_model, save_model
+from lmforge.checkpoints import ModelLoadError, load_model, save_model
+from lmforge.engine import KVCache, fast_path, inference_weights, make_cache
+from lmforge.model import MLP, GPT, ffn_hidden_size
 
 VOCAB = 97
 
@@ -90,24 +96,24 @@ def test_backward_reaches_every_parameter():
 # ---------------------------------------------------------------- KV cache
 
 @pytest.mark.parametrize("name", VARIANTS)
-@pytest.mark.parametrize("no_grad", [False, True], ids=["modules", "inference"])
-def test_cache_prefill_decode_and_chunks_match_full_forward(name, no_grad):
-    with torch.set_grad_enabled(not no_grad):
-        model = make(VARIANTS[name])
+@pytest.mark.parametrize("fast", [False, True], ids=["modules", "fast_path"])
+def test_cache_prefill_decode_and_chunks_match_full_forward(name, fast):
+    model = make(VARIANTS[name])
+    with torch.set_grad_enabled(not fast), (fast_path(model) if fast else contextlib.nullcontext()):
         x = ids(2, 20)
         full = model(x)
 
-        cache = model.make_cache(2, 32)
+        cache = make_cache(model, 2, 32)
         prefill = model(x, cache=cache)  # T > 1 from pos 0: causal
         torch.testing.assert_close(prefill, full, atol=1e-5, rtol=0)
         assert cache.pos == 20
 
-        cache = model.make_cache(2, 32)
+        cache = make_cache(model, 2, 32)
         steps = [model(x[:, :7], cache=cache)]
         steps += [model(x[:, t:t + 1], cache=cache) for t in range(7, 20)]  # decode: T == 1
         torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
 
-        cache = model.make_cache(2, 32)
+        cache = make_cache(model, 2, 32)
         bounds = [0, 3, 4, 9, 10, 16, 20]  # chunked prefill: T > 1 at pos > 0, incl. T == 1 chunks
         chunks = [model(x[:, a:b], cache=cache) for a, b in zip(bounds, bounds[1:])]
         torch.testing.assert_close(torch.cat(chunks, 1), full, atol=1e-5, rtol=0)
@@ -115,7 +121,7 @@ def test_cache_prefill_decode_and_chunks_match_full_forward(name, no_grad):
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_inference_path_equals_modules(name):
-    # without autograd the forward runs on InferenceWeights (fused matrices, its own RMSNorm
+    # on the fast path the forward runs on InferenceWeights (fused matrices, its own RMSNorm
     # form, (in, out) copies from 2 rows on); it must give what the modules give
     model = make(VARIANTS[name])
     x, y = ids(3, 10), ids(3, 10, seed=2)
@@ -124,7 +130,10 @@ def test_inference_path_equals_modules(name):
     hidden = model(x, return_hidden=True)
     packed = model(x, segment_ids=segments)
     one_row = model(x[:1, :1])             # one row: F.linear on (out, in) weights
-    with torch.no_grad():
+    with torch.no_grad():                  # grad mode alone switches nothing: still the modules, bit for bit
+        assert torch.equal(model(x), full.detach()) and model.fast is None
+    with torch.no_grad(), fast_path(model):
+        assert model.fast is not None
         fast, fast_loss = model(x, targets=y)
         torch.testing.assert_close(fast, full, atol=1e-5, rtol=0)
         torch.testing.assert_close(fast_loss, loss, atol=1e-6, rtol=0)
@@ -136,37 +145,66 @@ def test_inference_path_equals_modules(name):
 
 def test_inference_weights_follow_weight_updates():
     # InferenceWeights are copies: an optimizer step between two rollouts (the RL stages), a
-    # load_state_dict or a replaced Parameter must never leave them stale
+    # load_state_dict, a moved model or a replaced Parameter or module must never leave them stale
     model = make(VARIANTS["untied"])
     x = ids(5, 6)
 
     def check():
         expected = model(x)
-        with torch.inference_mode():
+        with torch.inference_mode(), fast_path(model):
             # stale weights would be off by whole units; rounding (the fused matmuls sum in
             # another order) stays near 1e-5 at these logit sizes
             torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=0)           # (in, out) copies
             torch.testing.assert_close(model(x[:1, :1]), expected[:1, :1], atol=1e-4, rtol=0)
+        assert model.fast is None        # the fast path ends with the block
 
     check()
-    first = model.inference_weights()
-    with torch.no_grad():
+    first = inference_weights(model)
+    with torch.no_grad(), fast_path(model):
         model(x)
-    assert model.inference_weights() is first   # nothing changed: no rebuild
+    assert inference_weights(model) is first   # nothing changed: no rebuild
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(ids(2, 8), ids(2, 8, seed=4))[1].backward()
-    opt.step()
+    opt.step()                                   # in place: the version counters move
     check()
     model.load_state_dict(make(VARIANTS["untied"], seed=3).state_dict())
     check()
-    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))   # a new Parameter
     check()
+    before = inference_weights(model)
+    model.norm.weight = torch.nn.Parameter(model.norm.weight.detach().clone())   # same values, new object
+    assert not before.current()
+    current = inference_weights(model)
+    assert current is not before and current.current()
+    model.layers[1].mlp = MLP(model.cfg)         # a replaced module, new random weights
+    assert not current.current()
+    check()
+    model.double()                               # moved: new storage, same Parameter objects
+    x = x.clone()
+    check()
+    model.float()
+    check()
+
+
+def test_fast_path_refuses_gradients_and_skips_nothing_else():
+    # the fast path computes no gradients, so a forward with autograd on inside it is an error,
+    # not a silent detach; fast_path reaches GPTs inside wrappers (reward and value heads)
+    model = make()
+    wrapper = torch.nn.ModuleDict({"backbone": model})
+    with fast_path(wrapper):
+        assert model.fast is not None
+        with pytest.raises(RuntimeError, match="no gradients"):
+            model(ids(1, 4))
+        with fast_path(model):               # nested: left as it is
+            pass
+        assert model.fast is not None
+    assert model.fast is None
 
 
 def test_cache_rollback_discards_tokens():
     model = make(VARIANTS["gqa"])
     x = ids(1, 16)
-    cache = model.make_cache(1, 32)
+    cache = make_cache(model, 1, 32)
     model(x[:, :10], cache=cache)
     model(ids(1, 4, seed=9), cache=cache)  # a speculative guess that gets rejected
     cache.rollback(4)
@@ -179,7 +217,7 @@ def test_cache_rollback_discards_tokens():
 
 def test_cache_full_raises():
     model = make()
-    cache = model.make_cache(1, 8)
+    cache = make_cache(model, 1, 8)
     model(ids(1, 6), cache=cache)
     with pytest.raises(ValueError, match="KV cache is full"):
         model(ids(1, 3), cache=cache)
@@ -187,23 +225,23 @@ def test_cache_full_raises():
 
 def test_cache_layout():
     model = make(VARIANTS["gqa"])
-    cache = model.make_cache(3, 40)
+    cache = make_cache(model, 3, 40)
     assert isinstance(cache, KVCache)
     assert cache.k.shape == (2, 3, 2, 40, 8) and cache.k.dtype == torch.float32
     assert cache.batch_size == 3 and cache.max_len == 40 and cache.pos == 0
 
 
 @pytest.mark.parametrize("name", ["mha", "mqa_qknorm"])
-@pytest.mark.parametrize("no_grad", [False, True], ids=["modules", "inference"])
-def test_left_padding_matches_each_row_alone(name, no_grad):
-    with torch.set_grad_enabled(not no_grad):
-        model = make(VARIANTS[name])
+@pytest.mark.parametrize("fast", [False, True], ids=["modules", "fast_path"])
+def test_left_padding_matches_each_row_alone(name, fast):
+    model = make(VARIANTS[name])
+    with torch.set_grad_enabled(not fast), (fast_path(model) if fast else contextlib.nullcontext()):
         rows = [ids(1, 9, seed=11)[0], ids(1, 4, seed=12)[0], ids(1, 6, seed=13)[0]]
         extra = ids(3, 5, seed=14)  # tokens decoded after the prompts, chunk then single steps
         longest = max(len(r) for r in rows)
         pads = [longest - len(r) for r in rows]
         batch = torch.stack([torch.cat([torch.zeros(p, dtype=torch.long), r]) for p, r in zip(pads, rows)])
-        cache = model.make_cache(3, 32, left_pad=pads)
+        cache = make_cache(model, 3, 32, left_pad=pads)
         prefill = model(batch, cache=cache)
         chunk = model(extra[:, :3], cache=cache)
         steps = [model(extra[:, t:t + 1], cache=cache) for t in range(3, 5)]
@@ -218,7 +256,7 @@ def test_left_padding_matches_each_row_alone(name, no_grad):
 def test_rope_grows_past_seq_len():
     model = make(tiny(seq_len=16))
     x = ids(1, 24)
-    cache = model.make_cache(1, 24)
+    cache = make_cache(model, 1, 24)
     steps = [model(x[:, :10], cache=cache)] + [model(x[:, t:t + 1], cache=cache) for t in range(10, 24)]
     torch.testing.assert_close(torch.cat(steps, 1), model(x), atol=1e-5, rtol=0)
 

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from lmforge.config import ModelConfig, TokenizerConfig, load_config
-from lmforge.model import GPT, load_model
+from lmforge.checkpoints import load_model
+from lmforge.model import GPT
 from lmforge.errors import StageError
 from lmforge.run import get_stage
 from lmforge.rundir import RunDir, StageContext

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lmforge.config import ServeConfig
-from lmforge.generate import generate
+from lmforge.engine import generate
 from tests.test_engine import make_model, make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 
 fastapi = pytest.importorskip("fastapi")

@@ -3,7 +3,7 @@ lookup), the acceptance rule's output distribution, and end-to-end sampling equa
 import pytest
 import torch
 
-from lmforge.generate import SamplingParams, generate, next_token_probs
+from lmforge.engine import generate, next_token_probs, SamplingParams
 from lmforge.speculative import (DraftVocabulary, SpeculativeStats, frequent_tokens, lookup_proposal,
                                  speculative_generate, speculative_stream, verify)
 from tests.test_engine import make_model, make_tokenizer, prompt, single_thread  # noqa: F401 - autouse fixture
@@ -194,10 +194,11 @@ def test_lookup_sampling_follows_the_target_distribution():
     assert chi_square_ok(counts, first * 800)
 
 
-def test_prepare_draft_run_shares_the_tokenizer(tmp_path):
+def test_prepare_draft_run_shares_the_tokenizer(tmp_path, capsys):
+    from lmforge.cli import main
     from lmforge.config import load_config
     from lmforge.rundir import RunDir
-    from lmforge.speculative import prepare_draft_run
+    from lmforge.draft import prepare_draft_run
     from tests.test_engine import make_run
     target, _ = make_run(tmp_path / "tiny")
     target.save_config(load_config("tiny"))
@@ -207,6 +208,10 @@ def test_prepare_draft_run_shares_the_tokenizer(tmp_path):
     copied = prepare_draft_run(target.root, tmp_path / "draft")
     draft = RunDir(tmp_path / "draft")
     assert copied == ["collect"]
+    # the same through the one command line: `lmforge draft prepare DRAFT --run-dir TARGET`
+    assert main(["draft", "prepare", str(tmp_path / "draft2"), "--run-dir", str(target.root)]) == 0
+    assert "the collect manifests" in capsys.readouterr().out
+    assert RunDir(tmp_path / "draft2").load_config().model == draft.load_config().model
     assert (draft.tokenizer_dir / "tokenizer.json").read_text() == (target.tokenizer_dir / "tokenizer.json").read_text()
     cfg, target_cfg = draft.load_config(), target.load_config()
     assert cfg.model == load_config("draft").model and cfg.model.n_layer < target_cfg.model.n_layer
@@ -215,14 +220,15 @@ def test_prepare_draft_run_shares_the_tokenizer(tmp_path):
     assert draft.read_manifest("collect") == target.read_manifest("collect")
 
 
-def test_distill_draft_moves_the_draft_toward_the_target(tmp_path):
+def test_distill_draft_moves_the_draft_toward_the_target(tmp_path, capsys):
     import json
 
     import numpy as np
 
+    from lmforge.checkpoints import load_model
+    from lmforge.cli import main
     from lmforge.config import load_config
-    from lmforge.model import load_model
-    from lmforge.speculative import distill_draft, distill_loss_sum
+    from lmforge.draft import distill_loss_sum
     from tests.test_engine import make_run
     target, tokenizer = make_run(tmp_path / "t", seq_len=32)
     draft, _ = make_run(tmp_path / "d", seq_len=32, n_layer=1)
@@ -233,7 +239,10 @@ def test_distill_draft_moves_the_draft_toward_the_target(tmp_path):
     tokens.tofile(draft.tokens_dir / "train.bin")
     tokens[:1000].tofile(draft.tokens_dir / "val.bin")
     (draft.tokens_dir / "meta.json").write_text(json.dumps({"dtype": "uint16"}))
-    result = distill_draft(target.root, draft.root, steps=6, device="cpu")
+    # through the one command line: `lmforge draft distill DRAFT --run-dir TARGET --steps 6`
+    assert main(["draft", "distill", str(draft.root), "--run-dir", str(target.root), "--steps", "6",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["steps"] == 6 and 0 <= result["greedy_agreement_after"] <= 1
     assert (draft.path("logs", "distill.jsonl")).exists()
     t, before, after = (load_model(run.model_dir(stage)) for run, stage in

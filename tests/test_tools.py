@@ -1,5 +1,5 @@
 """Tests for tool use: the calculator, the registry and ToolBox, the lookup index, and the one tool
-loop run by the real engine (lmforge/tools/, lmforge/generate.py) with a scripted model.
+loop run by the real engine (lmforge/tools/, lmforge/engine/) with a scripted model.
 
     python -m pytest tests/test_tools.py -q
 """
@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmforge.generate import Engine, SamplingParams, Sequence, generate, stream
+from lmforge.engine import Engine, generate, SamplingParams, Sequence, stream
 from lmforge.tools.calculator import MAX_CHARS, calculate
 from lmforge.tools.lookup import LookupIndex, passages_of
 from lmforge.tools.registry import ToolBox, ToolError, load_tools, resolve_tool, tool_from_callable
-from lmforge.tools.session import ToolSession
+from lmforge.engine import ToolSession
 from tests.scripted import ScriptModel
 from tests.test_engine import make_tokenizer, single_thread  # noqa: F401 - autouse fixture
 

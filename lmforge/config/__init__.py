@@ -16,11 +16,11 @@ from .data_sections import CleanConfig, CollectConfig, RunConfig, TokenizerConfi
 from .fields import opt
 from .loader import Config, apply_dict, dump_yaml, list_presets, load_config, parse_override, validate
 from .train_sections import (DPOConfig, GRPOConfig, ModelConfig, PPOConfig, PreferencesConfig, ReasoningConfig,
-                             RewardConfig, SFTConfig, SynthConfig, TrainConfig)
+                             RewardConfig, SFTConfig, SynthConfig, TRACK_LOGGERS, TrackConfig, TrainConfig)
 from .use_sections import BUILTIN_TOOLS, EvalConfig, GenerateConfig, ReportConfig, ServeConfig, ToolsConfig
 
 __all__ = ["BUILTIN_TOOLS", "CleanConfig", "CollectConfig", "Config", "ConfigError", "DPOConfig", "EvalConfig",
            "GRPOConfig", "GenerateConfig", "ModelConfig", "PPOConfig", "PreferencesConfig", "ReasoningConfig",
-           "ReportConfig", "RewardConfig", "RunConfig", "SFTConfig", "ServeConfig", "SynthConfig", "TokenizerConfig",
-           "ToolsConfig", "TrainConfig", "WorldConfig", "apply_dict", "dump_yaml", "list_presets", "load_config", "opt",
-           "parse_override", "validate"]
+           "ReportConfig", "RewardConfig", "RunConfig", "SFTConfig", "ServeConfig", "SynthConfig", "TRACK_LOGGERS",
+           "TokenizerConfig", "ToolsConfig", "TrackConfig", "TrainConfig", "WorldConfig", "apply_dict", "dump_yaml",
+           "list_presets", "load_config", "opt", "parse_override", "validate"]

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .data_sections import CleanConfig, CollectConfig, RunConfig, TokenizerConfig, WorldConfig
 from .fields import set_field
 from .train_sections import (DPOConfig, GRPOConfig, ModelConfig, PPOConfig, PreferencesConfig, ReasoningConfig,
-                             RewardConfig, SFTConfig, SynthConfig, TrainConfig)
+                             RewardConfig, SFTConfig, SynthConfig, TRACK_LOGGERS, TrackConfig, TrainConfig)
 from .use_sections import (BUILTIN_TOOLS, EvalConfig, GenerateConfig, ReportConfig, ServeConfig, ToolsConfig)
 
 PRESET_DIR = Path(__file__).parent.parent / "presets"
@@ -63,6 +63,7 @@ class Config:
     report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
     serve: ServeConfig = dataclasses.field(default_factory=ServeConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -160,6 +161,9 @@ def validate(cfg: Config) -> None:
             if spec.kind not in ("folder", "jsonl", "parquet"):
                 raise ConfigError(f"tools.lookup_sources: {spec.kind!r} sources are not read here; use folder:, "
                                   "jsonl: or parquet:")
+    for name in cfg.track.loggers:    # whether each is installed is checked when a stage starts
+        if name not in TRACK_LOGGERS:
+            raise ConfigError(f"track.loggers: unknown logger {name!r}; choose from {list(TRACK_LOGGERS)}")
     for field_name, specs in (("grpo.tools", cfg.grpo.tools), ("serve.builtin_tools", cfg.serve.builtin_tools),
                               ("tools.extra", cfg.tools.extra)):
         for spec in specs:     # module:function is imported only when the tool is used

@@ -1,5 +1,5 @@
 """Config sections for the model and the stages that train it: model, the shared loop (pretrain),
-synth, sft, reasoning, preferences, reward, ppo, dpo, grpo.
+synth, sft, reasoning, preferences, reward, ppo, dpo, grpo, and the experiment trackers (track).
 
     from lmforge.config import TrainConfig, PreferencesConfig
 """
@@ -241,3 +241,21 @@ class GRPOConfig(TrainConfig):
     eval_k_per_difficulty: int = opt(0, lo=0, help="pass@k on only the first this many of each level; 0 = all")
     eval_temperature: float = opt(1.0, lo=0.01, hi=10.0)
     eval_examples: int = opt(4, lo=0, hi=50, help="worked examples shown in the report")
+
+
+# Experiment trackers `track.loggers` may name (lmforge/train/trackers.py runs them).
+TRACK_LOGGERS = ("tensorboard", "wandb")
+
+
+@dataclass
+class TrackConfig:
+    """Experiment trackers beside the JSONL logs (lmforge/train/trackers.py). In no stage's fingerprint:
+    they record a run, they do not change it."""
+    loggers: list = opt([], help="tensorboard and/or wandb (`pip install 'lmforge[track]'`); [] = the JSONL logs only")
+    tensorboard_dir: str = opt("", help="event files, one folder per stage: <run>/tensorboard/<stage>, or with a "
+                               "folder of your own <folder>/<run name>/<stage>")
+    wandb_project: str = opt("lmforge")
+    wandb_entity: str = opt("", help="W&B team or user; empty = your default")
+    wandb_mode: str = opt("", choices=["", "online", "offline", "disabled"],
+                          help="empty = W&B's own ($WANDB_MODE, else online); offline writes <run>/wandb for "
+                               "`wandb sync`")

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from ..tasks.preferences import encode_answer, load_items
-from ..generate import generate
-from ..model import load_model
+from ..engine import fast_path, generate
+from ..checkpoints import load_model
 from .card import markdown_table, new_figure, read_log, save_figure, stage_metrics
 from .judge import judge, load_index
 from .likelihood import answer_logprob_sums
@@ -55,10 +55,11 @@ def score_answers(items, answers, tokenizer, device, reward_model=None, policy=N
     encoded = [encode_answer(tokenizer, item["prompt"], a["text"], a["ended"], 10**9) for item, a in zip(items, answers)]
     for start in range(0, len(encoded), batch_size):
         ids, mask, lengths = _padded(encoded[start:start + batch_size], tokenizer.pad_id, device)
-        if reward_model is not None:
-            rewards += reward_model(ids, lengths, mask).tolist()
-        if policy is not None and reference is not None:
-            kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
+        with fast_path(reward_model, policy, reference):
+            if reward_model is not None:
+                rewards += reward_model(ids, lengths, mask).tolist()
+            if policy is not None and reference is not None:
+                kls += (answer_logprob_sums(policy, ids, mask) - answer_logprob_sums(reference, ids, mask)).tolist()
     return {"rewards": rewards, "kls": kls}
 
 

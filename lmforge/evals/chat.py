@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import read_jsonl
-from ..generate import generate
+from ..engine import generate
 from .facts import select_facts
 from .judge import judge
 from .stats import proportion
@@ -37,7 +37,7 @@ from .stats import proportion
 class Answer:
     text: str
     ended: bool      # the model emitted <|end|> itself
-    tool_calls: list = field(default_factory=list)   # with tools: the calls it made (lmforge/tools/session.py)
+    tool_calls: list = field(default_factory=list)   # with tools: the calls it made (lmforge/engine/tool_loop.py)
 
 
 def ask(model, tokenizer, questions: list[str], max_new_tokens: int = 64, batch_size: int = 64,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..generate import generate
+from ..engine import generate
 
 
 def select_facts(facts: list[dict], limit: int, held_out: bool = False) -> list[dict]:

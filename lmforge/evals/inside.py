@@ -16,7 +16,8 @@ import itertools
 import torch
 
 from ..world import read_facts
-from ..generate import generate, load_for_sampling, resolve_stage
+from ..checkpoints import load_for_sampling, resolve_stage
+from ..engine import generate
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import all_reduce_sums
+from ..engine import fast_path
 from ..errors import StageError
 
 
@@ -62,7 +63,7 @@ def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], ba
         for r, tokens in enumerate(rows):
             x[r, :len(tokens) - 1] = torch.tensor(tokens[:-1])
             y[r, :len(tokens) - 1] = torch.tensor(tokens[1:])
-        with torch.no_grad():
+        with torch.no_grad(), fast_path(model):
             picked = target_logprobs(model(x.to(device)), y.clamp(min=0).to(device)).cpu()
         for r, (i, tokens) in enumerate(zip(chunk, rows)):
             end = len(tokens) - 1

@@ -29,7 +29,7 @@ from pathlib import Path
 from math import comb
 
 from ..tasks.reasoning import Task, extract_answer
-from ..generate import generate
+from ..engine import generate
 from .card import markdown_table, new_figure, pct, read_log, save_figure
 from .overlap import equations
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..world import read_facts
 from ..files import atomic_write_text, read_jsonl
-from ..generate import generate
-from ..model import load_model
+from ..engine import generate
+from ..checkpoints import load_model
 from ..rundir import STAGE_NAMES, RunDir, StageContext
 from ..tokenizer import Tokenizer
 from . import alignment, cleaning, inside, reasoning, standard, tools

@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..files import atomic_path
-from ..model import GPT, ModelLoadError, load_model, save_model
+from ..checkpoints import load_model, ModelLoadError, save_model
+from ..model import GPT
 from .likelihood import target_logprobs
 
 

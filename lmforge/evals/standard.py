@@ -53,7 +53,8 @@ import torch
 
 from ..device import all_reduce_sums, init_distributed, pick_device
 from ..files import atomic_write_json
-from ..generate import generate, load_for_sampling
+from ..checkpoints import load_for_sampling
+from ..engine import fast_path, generate
 from ..errors import StageError
 from ..tokenizer import TokenizerError, load_split
 from .card import markdown_table
@@ -351,7 +352,7 @@ def score_bpb(run, cfg, model, tokenizer, rank: int, world_size: int) -> dict | 
     device = next(model.parameters()).device
     eval_fn = window_eval_fn(val, cfg.eval.bpb_windows, cfg.eval.batch_size, seq_len, device, rank, world_size,
                              byte_lengths=tokenizer.byte_lengths())
-    with torch.no_grad():
+    with torch.no_grad(), fast_path(model):
         value = eval_fn(model)
     return {"bpb": round(value["bpb"], 4), "loss": round(value["loss"], 4), "windows": cfg.eval.bpb_windows,
             "tokens": cfg.eval.bpb_windows * seq_len, "source": str(run.tokens_dir / "val.bin")}

@@ -17,7 +17,7 @@ tools come back as `tool_calls` (finish_reason "tool_calls"), built-in ones
 (`serve.builtin_tools`) run on the server mid-answer (lmforge/serve/tools.py).
 
 Every request becomes one engine Sequence per choice, submitted to one BackgroundEngine
-(continuous batching, lmforge/generate.py). The engine thread reports tokens through each
+(continuous batching, lmforge/engine/batching.py). The engine thread reports tokens through each
 sequence's callback, which hands them to the request's asyncio queue. A client that goes
 away cancels its sequences: a streaming response's generator is closed by the server,
 and a non-streaming request polls for the disconnect while it waits.
@@ -50,7 +50,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..generate import BackgroundEngine, SamplingParams, Sequence, StreamEvent
+from ..engine import BackgroundEngine, SamplingParams, Sequence, StreamEvent, ToolSession
 from ..tokenizer import TokenizerError
 from . import tools as tool_api
 from .requests import ChatRequest, CompletionRequest, Message, SamplingRequest
@@ -297,7 +297,6 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
         except ValueError as err:
             raise APIError(400, str(err), "tool_choice") from None
         if schemas:
-            from ..tools.session import ToolSession
             box = server.tools if any(s["function"]["name"] not in client_names for s in schemas) else None
             session = lambda: ToolSession(box, tokenizer, client_names, malformed="finish",  # noqa: E731
                                           prefix=prefix)
@@ -419,7 +418,7 @@ def create_app(model, tokenizer, model_name: str, cfg, engine: BackgroundEngine 
 def cli_serve(args, run, cfg) -> int:
     import uvicorn
 
-    from ..generate import load_for_sampling
+    from ..checkpoints import load_for_sampling
     serve_cfg = cfg.serve
     for name in ("host", "port", "api_key", "api_key_file", "max_batch"):
         value = getattr(args, name, None)

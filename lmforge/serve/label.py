@@ -178,7 +178,7 @@ def ensure_items(run, cfg, stage: str = "sft", out=sys.stdout) -> Path:
         return path
     from ..tasks.preferences import build_items
     from ..files import atomic_write_jsonl
-    from ..generate import load_for_sampling
+    from ..checkpoints import load_for_sampling
     tokenizer, model, stage = load_for_sampling(run, stage)
     print(f"{path} does not exist: sampling {cfg.preferences.prompts} prompts x {cfg.preferences.candidates} answers "
           f"with the {stage} model", file=out, flush=True)

@@ -7,7 +7,7 @@ A chat request may offer its own tools (`tools`, OpenAI's function schema) and s
 with `tool_choice` ("auto", "none", "required" or {"type": "function", "function": {"name"}}).
 The server adds the tools it runs itself (`serve.builtin_tools`; a client tool of the same
 name wins). Both are declared to the model in the chat template's tools line, and every
-sequence gets a ToolSession (lmforge/tools/session.py):
+sequence gets a ToolSession (lmforge/engine/tool_loop.py):
 
   - a call to a client's tool ends the choice with finish_reason "tool_calls" and the call in
     `message.tool_calls` (streamed: one `delta.tool_calls` chunk with the whole call); the
@@ -96,7 +96,7 @@ def forced_prefix(tokenizer, schemas: list[dict], choice) -> list[int]:
 
 
 def client_call(record: dict) -> dict:
-    """A call record (tools/session.py) as OpenAI's message.tool_calls entry."""
+    """A call record (engine/tool_loop.py) as OpenAI's message.tool_calls entry."""
     return {"id": record["id"], "type": "function",
             "function": {"name": record["name"], "arguments": record["arguments"]}}
 

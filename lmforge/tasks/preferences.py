@@ -59,8 +59,8 @@ from ..errors import StageError
 from ..evals.judge import judge, load_index, says_idk
 from ..evals.overlap import FactFinder, prompt_overlap
 from ..files import atomic_write_jsonl, read_jsonl, read_jsonl_lenient
-from ..generate import generate
-from ..model import load_model
+from ..checkpoints import load_model
+from ..engine import generate
 from ..rundir import StageContext
 from ..tokenizer import Tokenizer
 from ..world import partition_unseen, read_facts

@@ -40,8 +40,8 @@ from ..errors import StageError
 from ..evals.judge import states_value
 from ..evals.overlap import chain_overlap, names_in, statement_overlap
 from ..files import atomic_write_jsonl, read_jsonl
-from ..generate import generate
-from ..model import load_model
+from ..checkpoints import load_model
+from ..engine import generate
 from ..rundir import StageContext
 from ..tokenizer import Tokenizer
 from ..tools.registry import ToolError

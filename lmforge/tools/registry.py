@@ -15,7 +15,7 @@ argument of its signature. Built in: `calculator` (lmforge/tools/calculator.py) 
 `lookup` (lmforge/tools/lookup.py, which needs the run's index).
 
 The ToolBox runs calls in a small thread pool, so a slow tool never holds up the decoding
-of other rows (lmforge/tools/session.py and the engine decide how long to wait). A tool
+of other rows (lmforge/engine/tool_loop.py and the engine decide how long to wait). A tool
 that raises gives "error: <Type>: <message>"; one still running after `timeout_s` gives
 "error: ... timed out" (a Python thread cannot be stopped, so it finishes in the
 background; the pool's `workers` bound how many can pile up). Results are cut to
@@ -125,7 +125,7 @@ class ToolBox:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lmforge-tool")
         self.lock = threading.Lock()
         # tool_seconds: inside the tools (in the pool's threads); wait_seconds: the decoding
-        # thread blocked waiting for a result (lmforge/tools/session.py)
+        # thread blocked waiting for a result (lmforge/engine/tool_loop.py)
         self.stats = {"calls": 0, "errors": 0, "timeouts": 0, "tool_seconds": 0.0, "wait_seconds": 0.0}
 
     @classmethod

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ..evals.alignment import alignment_metrics
 from ..evals.likelihood import answer_logprob_sums
 from ..evals.stats import proportion
-from ..model import load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..engine import fast_path
 from ..rundir import StageContext
 from .loop import Trainer, budget_line, budget_metrics
 from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
@@ -42,7 +43,8 @@ def add_reference_logprobs(reference, rows: list, batch_size: int, pad_id: int, 
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         batch = collate_pairs(chunk, pad_id, device)
-        sums = answer_logprob_sums(reference, batch["ids"], batch["loss_mask"]).tolist()
+        with fast_path(reference):
+            sums = answer_logprob_sums(reference, batch["ids"], batch["loss_mask"]).tolist()
         half = len(chunk)
         out += [(*row, sums[i], sums[half + i]) for i, row in enumerate(chunk)]
     return out
@@ -123,7 +125,7 @@ def run_stage(ctx: StageContext) -> dict:
     implicit = {}
     for name, fn in (("val", eval_fn), ("test", test_fn)):     # val_*: the dev pairs (the older name)
         val_stats.clear()
-        with torch.no_grad():
+        with torch.no_grad(), fast_path(best):
             fn(best)
         correct, n = val_stats["correct"], val_stats["pairs"]
         implicit.update({f"{name}_{k}": v for k, v in drain(val_stats).items()})

@@ -70,7 +70,7 @@ from ..evals.card import read_log
 from ..evals.overlap import FactFinder, chain_overlap, prompt_overlap
 from ..evals.reasoning import evaluate_reasoning
 from ..evals.stats import proportion
-from ..model import load_model, save_model
+from ..checkpoints import load_model, save_model
 from ..errors import StageError
 from ..rundir import StageContext
 from ..tokenizer import Tokenizer

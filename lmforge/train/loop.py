@@ -48,9 +48,10 @@ from tqdm import tqdm
 
 from .. import progress
 from ..config import TrainConfig
+from ..engine import fast_path
 from ..device import Precision, all_reduce_sums, init_distributed, peak_flops, pick_device, train_precision
 from ..files import atomic_path, atomic_write_text
-from . import sharded
+from . import sharded, trackers
 from .optim import build_optimizers, lr_multiplier
 
 CHECKPOINT_NAME = "trainer_state.pt"
@@ -153,6 +154,7 @@ class Trainer:
         self.best_step: int | None = None
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
+        self.trackers: trackers.Trackers | None = None   # TensorBoard / W&B copies of the log rows
 
     # -- checkpoints ------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -243,6 +245,8 @@ class Trainer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        if self.trackers is not None:
+            self.trackers.log(row)
 
     def _truncate_log(self) -> None:
         """On resume, drop log rows written after the checkpoint we went back to."""
@@ -282,7 +286,7 @@ class Trainer:
         """eval_fn on the model in eval mode, without gradients, in the step's precision.
         eval_fn returns the validation loss, or a dict with "loss" and other figures."""
         self.model.eval()
-        with torch.no_grad(), self.precision.autocast_context(self.device):
+        with torch.no_grad(), self.precision.autocast_context(self.device), fast_path(self.model):
             value = eval_fn(self.model)
         self.model.train()
         return {k: float(v) for k, v in value.items()} if isinstance(value, dict) else {"loss": float(value)}
@@ -361,6 +365,7 @@ class Trainer:
         tc = self.tc
         total_steps = total_steps or tc.max_steps
         resumed = self.start(resume)
+        self.trackers = trackers.for_stage(self.stage, self.step, resumed, self.is_main)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
         last_val = float("nan")
@@ -444,6 +449,8 @@ class Trainer:
             self.best_step = self.step
             self.save_weights()
         self.save_checkpoint()
+        if self.trackers is not None:
+            self.trackers.close()
         items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
         mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None
         return TrainResult(steps=self.step, planned_steps=total_steps, items_seen=self.items_seen,

@@ -74,7 +74,9 @@ from ..evals.judge import judge, load_index, says_idk
 from ..evals.overlap import FactFinder, prompt_overlap
 from ..evals.reward_model import RewardModel, answer_mask_for, load_reward_model
 from ..files import read_jsonl, read_jsonl_lenient
-from ..model import GPT, load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..engine import fast_path
+from ..model import GPT
 from ..errors import StageError
 from ..rundir import StageContext
 from ..tokenizer import Tokenizer
@@ -231,7 +233,8 @@ def reward_model_scores(reward_model, completions: list[dict], batch_size: int, 
         lengths = torch.tensor([len(r) for r in rows])
         answers = answer_mask_for([len(c["prompt_ids"]) for c in completions[start:start + batch_size]],
                                   lengths.tolist(), ids.size(1), device)
-        scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
+        with fast_path(reward_model):
+            scores.append(reward_model(ids.to(device), lengths.to(device), answers).float().cpu())
     return torch.cat(scores)
 
 
@@ -299,7 +302,7 @@ def ppo_step(trainer: Trainer, ref_model, reward_model, tokenizer, prompts: list
     in_order = make_batches(completions, torch.zeros(n), everyone, ppo_cfg.batch_size, "token_mean",
                             ppo_cfg.max_completion_tokens, tokenizer.pad_id, device)
     old_logp, old_values, ref_logp, entropy_sum = [], [], [], 0.0
-    with torch.no_grad():
+    with torch.no_grad(), fast_path(model, ref_model):
         for batch in in_order:
             logp, logp_all, values = policy_and_values(model, lm_head, batch, ppo_cfg.temperature)
             old_logp.append(logp)

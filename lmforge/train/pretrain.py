@@ -25,7 +25,8 @@ from ..world import read_facts
 from ..device import pick_device, set_threads
 from ..evals.facts import fact_accuracy
 from ..evals.likelihood import window_eval_fn, windows_to_batch
-from ..model import GPT, load_model, save_model
+from ..checkpoints import load_model, save_model
+from ..model import GPT
 from ..errors import StageError
 from ..rundir import StageContext
 from ..tokenizer import Tokenizer, TokenizerError, load_split

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from ..evals.reward_model import RewardModel, load_reward_model, save_reward_model
 from ..evals.stats import proportion
-from ..model import load_model
+from ..checkpoints import load_model
+from ..engine import fast_path
 from ..rundir import StageContext
 from .loop import Trainer, budget_line, budget_metrics
 from .pairs import collate_pairs, mean_pair_loss_fn, split_stats, stage_overlap, stage_pairs
@@ -58,7 +59,8 @@ def pair_metrics(model, rows: list, batch_size: int, pad_id: int, device, flippe
     margin_sum = reward_sum = 0.0
     model.eval()
     for start in range(0, len(rows), batch_size):
-        chosen, rejected = pair_rewards(model, collate_pairs(rows[start:start + batch_size], pad_id, device))
+        with fast_path(model):
+            chosen, rejected = pair_rewards(model, collate_pairs(rows[start:start + batch_size], pad_id, device))
         correct += int((chosen > rejected).sum())
         if flipped is not None:
             wrong_label = torch.tensor(flipped[start:start + batch_size], device=chosen.device)

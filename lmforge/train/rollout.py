@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..generate import generate
+from ..engine import fast_path, generate
 
 
 def prompts_for_step(tasks: list, step: int, count: int, seed: int) -> list:
@@ -93,5 +93,6 @@ def token_logprobs(model, lm_head, batch, temperature: float = 1.0) -> tuple[tor
 
 @torch.no_grad()
 def fill_logprobs(model, lm_head, batches: list[dict], key: str, temperature: float) -> None:
-    for batch in batches:
-        batch[key] = token_logprobs(model, lm_head, batch, temperature)[0].detach()
+    with fast_path(model):
+        for batch in batches:
+            batch[key] = token_logprobs(model, lm_head, batch, temperature)[0].detach()

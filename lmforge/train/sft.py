@@ -47,7 +47,7 @@ from ..device import all_reduce_sums, pick_device, set_threads
 from ..evals.chat import lookup_evaluation, sft_evaluation
 from ..evals.judge import load_index
 from ..files import read_jsonl
-from ..model import load_model, save_model
+from ..checkpoints import load_model, save_model
 from ..errors import StageError
 from ..rundir import StageContext
 from ..tokenizer import Tokenizer, TokenizerError, load_split

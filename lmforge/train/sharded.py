@@ -66,7 +66,6 @@ def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
     for block in model.layers:
         fully_shard(block, **kwargs)
     fully_shard(model, **kwargs)
-    model.sharded = True    # GPT.forward then keeps to the modules (their hooks gather the weights)
     return model
 
 
@@ -74,15 +73,6 @@ def set_gradient_sync(model: torch.nn.Module, sync: bool) -> None:
     """FSDP2's no_sync: skip the reduce-scatter on micro-batches before the last one."""
     if hasattr(model, "set_requires_gradient_sync"):
         model.set_requires_gradient_sync(sync)
-
-
-def full_state_dict(model: torch.nn.Module) -> dict | None:
-    """The whole model's state on rank 0 (CPU tensors); None on the other ranks. A collective:
-    every rank must call it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return state if dist.get_rank() == 0 else None
 
 
 # ---------------------------------------------------------------- DCP checkpoints
@@ -220,7 +210,8 @@ def convert_checkpoint(model_dir: Path, out_dir: Path) -> int:
     import torch.distributed.checkpoint as dcp
 
     from ..config import ModelConfig
-    from ..model import GPT, save_model
+    from ..checkpoints import save_model
+    from ..model import GPT
 
     folder = latest_checkpoint(model_dir)
     if folder is None:

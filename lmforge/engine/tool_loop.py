@@ -1,8 +1,8 @@
-"""One sequence's side of the tool loop: find the call, run it, append the result, go on.
+"""The one tool loop, one sequence's side of it: find the call, run it, append the result, go on.
 
-    from lmforge.tools.session import ToolSession
+    from lmforge.engine import Sequence, ToolSession
     seq = Sequence(prompt, params, tokenizer, tools=ToolSession(box, tokenizer))
-    # the engine (lmforge/generate.py) then drives it: Sequence.add hands every sampled token here
+    # the engine (batching.py) then drives it: Sequence.add hands every sampled token here
 
 The loop, for every generation path (generate, stream, the server's BackgroundEngine, and
 so chat, compare, evaluation and GRPO rollouts):
@@ -37,6 +37,7 @@ from collections import deque
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from ..chat_format import CallError, parse_call
+from .sequence import StreamEvent
 
 
 class ToolSession:
@@ -212,6 +213,5 @@ def _public(record: dict) -> dict:
         ({"detail": record["detail"]} if "detail" in record else {})
 
 
-def _event(text: str, tokens: int, tool: dict | None = None):
-    from ..generate import StreamEvent
+def _event(text: str, tokens: int, tool: dict | None = None) -> StreamEvent:
     return StreamEvent(text, tokens, tool=tool)
