@@ -96,7 +96,16 @@ def test_micro_run_has_tool_use_end_to_end(micro_run):
     assert (micro_run / "data" / "index" / "bm25" / "params.index.json").exists()
     synth = manifest(micro_run, "synth")["metrics"]
     tool_rows = synth["tool_conversations"]
-    assert tool_rows["calculator"] > 0 and tool_rows["lookup"] > 0 and tool_rows["no_tool"] == 8
+    assert tool_rows["calculator"] > 0 and tool_rows["no_tool"] == 8
+    assert tool_rows["lookup_practice"] > 0 and tool_rows["lookup_unanswerable"] > 0
+    # the practice entities exist only on the shelf: named in no document, no fact and no invented question
+    practice = [json.loads(line) for line in (micro_run / "data" / "index" / "practice.jsonl").open()]
+    assert index["practice_entities"] == 8 == len({row["entity"] for row in practice})
+    names = {row["entity"].lower() for row in practice}
+    world_names = {json.loads(line)["entity"].lower() for line in (micro_run / "data" / "world" / "facts.jsonl").open()}
+    assert not names & world_names
+    lookup_eval = [json.loads(line) for line in (micro_run / "datasets" / "lookup_eval.jsonl").open()]
+    assert not names & {row["entity"].lower() for row in lookup_eval}
     overlap = synth["overlap"]
     assert overlap["unseen_entities_named_in_training"] == 0 and overlap["held_out_leaks_in_tool_results"] == 0
     rows = [json.loads(line) for line in (micro_run / "datasets" / "sft.jsonl").read_text().splitlines()]

@@ -227,3 +227,30 @@ def test_write_world_round_trip(world, tmp_path):
     lines = (tmp_path / "world" / "entities.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == world.entities
     assert not list((tmp_path / "world").glob("*.tmp"))
+
+
+def test_practice_entities_exist_only_on_the_shelf(world, docs):
+    """The shelf's practice entities (the lookup training conversations' subjects) have new names that
+    no world entity and no document has, every attribute of their kind, facts renamed from trained
+    entities only (no unseen entity's fact is reused), and the same rows on every build."""
+    from lmforge.world.shelf import PRACTICE_SPLIT, practice_entities, shelf_cards
+    rows = practice_entities(world.facts, 40)
+    assert rows == practice_entities(world.facts, 40)
+    names = {r["entity"] for r in rows}
+    ids = {r["entity_id"] for r in rows}
+    assert len(names) == len(ids) == 40
+    assert not names & {e["name"] for e in world.entities}
+    assert not _name_pattern(names).search("\n".join(doc["text"] for doc in docs))
+    attributes = {(f["kind"], f["attribute"]) for f in world.facts}
+    for entity_id in ids:
+        mine = [r for r in rows if r["entity_id"] == entity_id]
+        kind = mine[0]["kind"]
+        assert {r["attribute"] for r in mine} == {a for k, a in attributes if k == kind}
+        assert len(mine) == len(world.languages) * len({r["attribute"] for r in mine})
+    held = {(f["attribute"], f["value"], f["language"]) for f in world.facts if not f["held_out"]}
+    for row in rows:
+        assert row["held_out"] and row["unseen_split"] == PRACTICE_SPLIT
+        assert row["question"].count(row["entity"]) == 1 and row["answer"].startswith(row["entity"])
+        assert row["answer"].endswith(row["value"] + ".") and (row["attribute"], row["value"], row["language"]) in held
+    cards = shelf_cards(rows)
+    assert len(cards) == 40 * len(world.languages) and all(c["unseen_split"] == PRACTICE_SPLIT for c in cards)

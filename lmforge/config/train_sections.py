@@ -88,9 +88,9 @@ class SynthConfig:
                              "baseline), or none (off)")
     tool_problems: int = opt(1500, lo=0, help="worked word problems whose arithmetic goes through the calculator "
                              "(more problems of reasoning_sft.jsonl, after the plain ones)")
-    lookup_questions: int = opt(600, lo=0, help="questions about unseen entities of the reserved partition, "
-                                "answered from lookup results")
-    lookup_unanswerable: int = opt(200, lo=0, help="questions about invented names: lookup finds nothing relevant "
+    lookup_questions: int = opt(1500, lo=0, help="questions answered from lookup results, about the shelf's practice "
+                                "entities and the reserved unseen ones, every entity once before any twice")
+    lookup_unanswerable: int = opt(600, lo=0, help="questions about invented names: lookup finds nothing relevant "
                                    "and the answer is \"I don't know\"")
     no_tool_questions: int = opt(150, lo=0, help="conversations with tools offered that need none")
 

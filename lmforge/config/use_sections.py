@@ -25,6 +25,9 @@ class ToolsConfig:
     workers: int = opt(4, lo=1, hi=256, help="threads that run tools")
     lookup_k: int = opt(2, lo=1, hi=20, help="passages a lookup returns")
     lookup_chars: int = opt(160, lo=16, hi=4000, help="each passage is cut to this many characters")
+    lookup_practice: int = opt(1200, lo=0, hi=100_000,
+                               help="practice entities on the reference shelf: invented names that exist nowhere "
+                                    "else, which the lookup training conversations ask about")
     lookup_corpus: bool = opt(True, help="index the run's cleaned corpus beside the reference shelf")
     lookup_sources: list = opt([], help="your own documents for the lookup index: folder:PATH, jsonl:PATH[#column] "
                                "or parquet:PATH[#column]")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import random
 
-from ..errors import StageError
-from ..world.words import FEMALE_FIRST, LAST_HEADS, LAST_TAILS, MALE_FIRST, NAME_MIDDLES, NAME_PARTS
+from ..world.shelf import invented_name  # noqa: F401  (the task makers' names come from here)
 
 SYSTEM_PROMPTS = {
     "en": ["You are a helpful assistant.", "You are lmforge, a small assistant that knows the world's encyclopedia.",
@@ -71,19 +70,3 @@ def styled_answer(fact: dict, noise: float, rng: random.Random) -> str:
     if roll < noise:
         return f"{fact['value']}."
     return fact["answer"]
-
-
-def invented_name(kind: str, taken: set[str], rng: random.Random) -> str:
-    """A name built like the world's own names that no entity (trained or held out) has."""
-    # Shaped exactly like the world's names (no middle syllable while unused ones remain), so
-    # "I don't know" is learned for unfamiliar names, not for an odd-looking spelling.
-    for attempt in range(1000):
-        middle = rng.choice(NAME_MIDDLES) if attempt >= 200 else ""
-        if kind == "person":
-            name = f"{rng.choice(FEMALE_FIRST + MALE_FIRST)} {rng.choice(LAST_HEADS)}{middle}{rng.choice(LAST_TAILS)}"
-        else:
-            heads, tails = NAME_PARTS.get(kind, NAME_PARTS["place"])
-            name = rng.choice(heads) + middle + rng.choice(tails)
-        if name.lower() not in taken:
-            return name
-    raise StageError(f"could not invent an unused {kind} name")

@@ -47,6 +47,7 @@ from ..tokenizer import Tokenizer
 from ..tools.registry import ToolError
 from ..world import read_facts
 from .phrasing import IDK_ANSWERS, SYSTEM_PROMPTS, ask, assistant, invented_name, styled_answer, summary_request, user
+from ..tools.lookup import practice_facts
 from .tool_data import LeakCheck, lookup_eval_rows, tool_conversations
 
 LOOKUP_EVAL_UNANSWERABLE = 200     # invented names asked with lookup in the SFT evaluation
@@ -170,7 +171,8 @@ def run_stage(ctx: StageContext) -> dict:
         raise StageError("the fact table has no trained facts to make conversations from")
     rng = random.Random(cfg.seed)
     conversations = [{"messages": c} for c in build_conversations(usable, cfg, rng)]
-    taken = {f["entity"].lower() for f in facts}
+    # names invented from here on avoid the shelf's practice entities too: lookup would find those
+    taken = {f["entity"].lower() for f in facts + practice_facts(run)}
     unknown = unknown_conversations(usable, taken, round(cfg.unknown_fraction * len(conversations)), rng)
     conversations += [{"messages": c} for c in unknown]
     rng.shuffle(conversations)

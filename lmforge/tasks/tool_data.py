@@ -45,6 +45,8 @@ from ..evals.judge import states_value, word_pattern
 from ..evals.overlap import ANSWER_LINE, equations
 from ..files import read_jsonl
 from ..tools.calculator import calculate
+from ..tools.lookup import practice_facts
+from ..world.shelf import PRACTICE_SPLIT
 from ..tools.registry import ToolBox, load_tools
 from .phrasing import IDK_ANSWERS, ask, invented_name
 
@@ -132,6 +134,26 @@ class LeakCheck:
         return False
 
 
+def one_per_entity(facts: list[dict], count: int, rng: random.Random) -> list[dict]:
+    """`count` facts (a random attribute and language each), every entity once before any twice:
+    the more distinct names, the less a name can be memorised instead of copied."""
+    groups: dict[str, list[dict]] = {}
+    for fact in facts:
+        groups.setdefault(fact["entity_id"], []).append(fact)
+    order = list(groups.values())
+    rng.shuffle(order)
+    for group in order:
+        rng.shuffle(group)
+    out: list[dict] = []
+    for turn in range(max((len(g) for g in order), default=0)):
+        for group in order:
+            if len(out) == count:
+                return out
+            if turn < len(group):
+                out.append(group[turn])
+    return out
+
+
 def invented_questions(usable: list[dict], taken: set[str], count: int, rng: random.Random) -> list[dict]:
     """Questions shaped like the world's about invented names: {question, entity, kind, language}."""
     rows = []
@@ -173,8 +195,7 @@ def tool_conversations(run, cfg, usable: list[dict], facts: list[dict], held: li
     if need_lookup:
         lookup = box.tools["lookup"].fn
         reserved = [f for f in facts if f["held_out"] and f.get("unseen_split") == "reserved"]
-        rng.shuffle(reserved)
-        for fact in reserved[:scfg.lookup_questions]:
+        for fact in one_per_entity(reserved + practice_facts(run), scfg.lookup_questions, rng):
             result = lookup(fact["entity"])
             if not answered_by(result, fact["entity"], fact["value"]):
                 stats["skipped:lookup_missed"] += 1      # no passage states the asked fact
@@ -182,7 +203,8 @@ def tool_conversations(run, cfg, usable: list[dict], facts: list[dict], held: li
             if leaks(result):
                 stats["skipped:dropped_for_leak"] += 1
                 continue
-            add(lookup_messages(ask(fact, rng), fact["entity"], result, fact["answer"]), "lookup")
+            add(lookup_messages(ask(fact, rng), fact["entity"], result, fact["answer"]),
+                "lookup_practice" if fact.get("unseen_split") == PRACTICE_SPLIT else "lookup")
         for item in invented_questions(usable, taken, scfg.lookup_unanswerable, rng):
             result = lookup(item["entity"])
             if leaks(result):

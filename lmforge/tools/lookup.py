@@ -1,7 +1,7 @@
 """The `lookup` tool: BM25 search (bm25s) over the run's cleaned corpus, the world's reference shelf
 and documents of your own; and the `index` stage that builds it.
 
-    lmforge index --run-dir runs/tiny                    # data/index/{shelf.jsonl, passages.jsonl, bm25/}
+    lmforge index --run-dir runs/tiny        # data/index/{shelf.jsonl, practice.jsonl, passages.jsonl, bm25/}
     lmforge index --run-dir runs/tiny "tools.lookup_sources=[folder:/data/notes, jsonl:/data/faq.jsonl#answer]"
 
     from lmforge.tools.lookup import LookupIndex
@@ -12,7 +12,9 @@ and documents of your own; and the `index` stage that builds it.
 
 Passages are the lines of every document (a longer line is cut at sentence ends into
 pieces of at most PASSAGE_CHARS), exact repeats once, plus one passage per shelf card
-(lmforge/world/shelf.py: every entity in every language, unseen ones included) and per
+(lmforge/world/shelf.py: every entity in every language, unseen ones included, and the
+`tools.lookup_practice` practice entities that exist only there, whose fact rows go to
+data/index/practice.jsonl for the lookup training conversations) and per
 line of your own documents (`tools.lookup_sources`, the collect source specs `folder:`,
 `jsonl:` and `parquet:`). Words are lower-cased, English and Norwegian stop words dropped,
 and scored with BM25 (Lucene's variant, k1 1.5, b 0.75). A search returns the top
@@ -32,6 +34,7 @@ from pathlib import Path
 
 PASSAGE_CHARS = 300
 INDEX_DIR = ("data", "index")
+PRACTICE_FILE = "practice.jsonl"      # the practice entities' fact rows (lmforge/world/shelf.py)
 
 
 def _stopwords() -> list[str]:
@@ -135,6 +138,13 @@ class LookupIndex:
 
 # ---------------------------------------------------------------- the index stage
 
+def practice_facts(run) -> list[dict]:
+    """The fact rows of the shelf's practice entities (written by the index stage); [] before it ran."""
+    from ..files import read_jsonl
+    path = run.path(*INDEX_DIR, PRACTICE_FILE)
+    return read_jsonl(path) if path.exists() else []
+
+
 def source_passages(specs, max_bytes: int, counts: dict) -> list[str]:
     """Passages of your own documents (tools.lookup_sources); unreadable inputs are counted."""
     from ..data.sources import UnreadableInput, read_folder, read_jsonl, read_parquet
@@ -150,7 +160,7 @@ def source_passages(specs, max_bytes: int, counts: dict) -> list[str]:
 
 
 def run_stage(ctx) -> dict:
-    from ..world.shelf import shelf_cards
+    from ..world.shelf import practice_entities, shelf_cards
     from ..config.sources import parse_sources
     from ..data.sources import SourceError
     from ..world import read_facts
@@ -159,9 +169,11 @@ def run_stage(ctx) -> dict:
     cfg, run = ctx.cfg, ctx.run
     started = time.perf_counter()
     facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in cfg.world.languages]
-    cards = shelf_cards(facts)
+    practice = practice_entities(facts, cfg.tools.lookup_practice)
+    cards = shelf_cards(facts) + shelf_cards(practice)
     folder = run.path(*INDEX_DIR)
     folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(folder / PRACTICE_FILE, practice)
     atomic_write_jsonl(folder / "shelf.jsonl", cards)
     passages, seen = [], set()
     counts: dict = {}
@@ -198,4 +210,5 @@ def run_stage(ctx) -> dict:
     shelf_in_corpus = sum(card["text"] in corpus_lines for card in cards)
     return {"passages": len(passages), "by_source": counts, "shelf_cards": len(cards),
             "unseen_cards": sum(card["held_out"] for card in cards), "shelf_cards_in_corpus": shelf_in_corpus,
+            "practice_entities": len({row["entity_id"] for row in practice}),
             "build_seconds": round(time.perf_counter() - started, 2)}
