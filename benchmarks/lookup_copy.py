@@ -1,0 +1,113 @@
+"""Can the model copy a name it has never seen? The skill lookup needs, measured two ways.
+
+    python benchmarks/lookup_copy.py --run-dir runs/tiny                  # base and SFT models
+    python benchmarks/lookup_copy.py --run-dir runs/tiny --stages pretrain --questions 0
+
+1. In-context copying, no tools: a list of four invented names (lmforge/world/shelf.py's
+   `invented_name`, so no entity has them) is shown, then repeated; the figure is the share of
+   the repeat's tokens the model predicts greedily (a model with induction heads gets most of
+   them; one without gets only what it can guess).
+2. With the SFT model and the built-in tools declared: for `--questions` unseen *dev* questions
+   of datasets/lookup_eval.jsonl (never the test part: this is for settings) and as many lookup
+   conversations of the SFT data (names the model trained on), the share whose first lookup
+   query is exactly the asked name, with a few examples.
+
+Needs a run through sft (for 2: with `synth.tool_use=calls`); writes nothing. A benchmark, never
+a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lmforge.checkpoints import load_model  # noqa: E402
+from lmforge.config.loader import load_config  # noqa: E402
+from lmforge.evals.chat import ask  # noqa: E402
+from lmforge.files import read_jsonl  # noqa: E402
+from lmforge.rundir import RunDir  # noqa: E402
+from lmforge.tokenizer import Tokenizer  # noqa: E402
+from lmforge.tools.lookup import practice_facts  # noqa: E402
+from lmforge.tools.registry import ToolBox  # noqa: E402
+from lmforge.world import read_facts  # noqa: E402
+from lmforge.world.shelf import invented_name  # noqa: E402
+
+
+def copy_accuracy(model, tokenizer, taken: set[str], trials: int, seed: int) -> float:
+    rng = random.Random(seed)
+    right = total = 0
+    for _ in range(trials):
+        names = ", ".join(invented_name(rng.choice(["person", "place", "animal"]), taken, rng) for _ in range(4)) + "."
+        shown = [tokenizer.bos_id] + tokenizer.encode(f"Names: {names} Again: ")
+        repeat = tokenizer.encode(names)
+        with torch.no_grad():
+            logits = model(torch.tensor([shown + repeat]))
+        predicted = logits[0, len(shown) - 1:-1].argmax(-1).tolist()
+        right += sum(p == t for p, t in zip(predicted, repeat))
+        total += len(repeat)
+    return round(right / total, 4)
+
+
+def query_of(call: dict):
+    arguments = call.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return None
+    return arguments.get("query") if isinstance(arguments, dict) else None
+
+
+def query_copies(model, tokenizer, box, questions: list[str], names: list[str]) -> dict:
+    answers = ask(model, tokenizer, questions, 96, tools=box)
+    queries = [query_of(a.tool_calls[0]) if a.tool_calls else None for a in answers]
+    return {"questions": len(questions), "query_is_the_name": sum(q == n for q, n in zip(queries, names)),
+            "examples": [f"{n} -> {q!r}: {a.text[:70]}" for n, q, a in list(zip(names, queries, answers))[:5]]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--stages", default="pretrain,sft")
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--questions", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    run = RunDir(args.run_dir)
+    tokenizer = Tokenizer.load(run.root / "tokenizer")
+    taken = {f["entity"].lower() for f in read_facts(run.world_dir / "facts.jsonl") + practice_facts(run)}
+    result: dict = {}
+    for stage in args.stages.split(","):
+        model = load_model(run.model_dir(stage))
+        model.eval()
+        result[stage] = {"in_context_copy_token_accuracy": copy_accuracy(model, tokenizer, taken, args.trials,
+                                                                         args.seed)}
+    if args.questions and "sft" in result:
+        rng = random.Random(args.seed)
+        cfg = load_config(base=run.root / "config.yaml")
+        box = ToolBox.from_config(["calculator", "lookup"], run, cfg.tools)
+        model = load_model(run.model_dir("sft"))
+        model.eval()
+        dev = [r for r in read_jsonl(run.path("datasets", "lookup_eval.jsonl")) if r["split"] == "unseen_dev"]
+        dev = rng.sample(dev, min(args.questions, len(dev)))
+        trained = [row["messages"] for row in read_jsonl(run.path("datasets", "sft.jsonl"))
+                   if row.get("tools") and len(row["messages"]) > 1
+                   and (row["messages"][1].get("tool_calls") or [{}])[0].get("function", {}).get("name") == "lookup"]
+        trained = rng.sample(trained, min(args.questions, len(trained)))
+        result["sft"]["dev_questions"] = query_copies(model, tokenizer, box, [r["question"] for r in dev],
+                                                      [r["entity"] for r in dev])
+        result["sft"]["trained_names"] = query_copies(
+            model, tokenizer, box, [m[0]["content"] for m in trained],
+            [m[1]["tool_calls"][0]["function"]["arguments"]["query"] for m in trained])
+        box.close()
+    print(json.dumps(result, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()
