@@ -10,12 +10,14 @@ Four kinds, each with the tools declared (rows in TRL's tool-calling format: "me
     the step ("7 + 5"), reads the result and writes the step out ("7 + 5 = 12. "), then the
     next; the answer line last. Problems come from the reasoning stage's SFT split, after the
     ones synth adds in plain form, so no held-out chain is ever worked (its overlap count);
-  - questions about unseen entities of the world's *reserved* partition, answered from a real
-    `lookup`: the assistant copies the entity's name from the question into the query (a
-    whole question would rank other entities' question lines first: their words match) and
-    answers with the fact's sentence. The reserved entities are the lookup's training entities; its
-    test entities are the unseen *test* partition, which nothing trains on (the same ones the
-    preference stages' "I don't know" figures use, there without tools);
+  - questions answered from a real `lookup`, about the reference shelf's *practice* entities
+    (invented names that exist only on the shelf, lmforge/world/shelf.py) and the world's
+    *reserved* unseen partition, every entity once before any twice: the assistant copies the
+    entity's name from the question into the query (a whole question would rank other entities'
+    question lines first: their words match) and answers with the fact's sentence. So many
+    names, each seen nowhere else, leave copying as the only way to answer. These are the
+    lookup's training entities; its test entities are the unseen *test* partition, which nothing
+    trains on (the same ones the preference stages' "I don't know" figures use, there without tools);
   - questions about invented names (built like the world's names, used nowhere) whose lookup
     finds only other entities: the answer is "I don't know";
   - conversations that need no tool: a greeting, or a question the user's own message answers.
