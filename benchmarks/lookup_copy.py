@@ -2,6 +2,7 @@
 
     python benchmarks/lookup_copy.py --run-dir runs/tiny                  # base and SFT models
     python benchmarks/lookup_copy.py --run-dir runs/tiny --stages pretrain --questions 0
+    python benchmarks/lookup_copy.py --run-dir runs/tiny --sft-model /tmp/other/models/sft    # another SFT model
 
 1. In-context copying, no tools: a list of four invented names (lmforge/world/shelf.py's
    `invented_name`, so no entity has them) is shown, then repeated; the figure is the share of
@@ -78,13 +79,15 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--questions", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sft-model", default=None, help="an SFT model folder other than the run's (same tokenizer)")
     args = ap.parse_args()
     run = RunDir(args.run_dir)
     tokenizer = Tokenizer.load(run.root / "tokenizer")
     taken = {f["entity"].lower() for f in read_facts(run.world_dir / "facts.jsonl") + practice_facts(run)}
     result: dict = {}
+    sft_dir = Path(args.sft_model) if args.sft_model else run.model_dir("sft")
     for stage in args.stages.split(","):
-        model = load_model(run.model_dir(stage))
+        model = load_model(sft_dir if stage == "sft" else run.model_dir(stage))
         model.eval()
         result[stage] = {"in_context_copy_token_accuracy": copy_accuracy(model, tokenizer, taken, args.trials,
                                                                          args.seed)}
@@ -92,7 +95,7 @@ def main() -> None:
         rng = random.Random(args.seed)
         cfg = load_config(base=run.root / "config.yaml")
         box = ToolBox.from_config(["calculator", "lookup"], run, cfg.tools)
-        model = load_model(run.model_dir("sft"))
+        model = load_model(sft_dir)
         model.eval()
         dev = [r for r in read_jsonl(run.path("datasets", "lookup_eval.jsonl")) if r["split"] == "unseen_dev"]
         dev = rng.sample(dev, min(args.questions, len(dev)))

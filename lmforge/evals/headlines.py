@@ -169,7 +169,8 @@ def _index(m: dict) -> list[list]:
     sources = m.get("by_source") or {}
     return [count("index", "lookup passages", m.get("passages"), " / ".join(f"{k} {v}" for k, v in sources.items())),
             count("index", "reference-shelf cards found in the corpus", m.get("shelf_cards_in_corpus"),
-                  f"of {m.get('shelf_cards')} cards ({m.get('unseen_cards')} about unseen entities)")]
+                  f"of {m.get('shelf_cards')} cards ({m.get('unseen_cards')} about unseen entities, "
+                  f"{m.get('practice_cards', 0)} about practice entities)")]
 
 
 HEADLINES = {"collect": _collect, "clean": _clean, "tokenizer": _tokenizer, "pretrain": _pretrain,

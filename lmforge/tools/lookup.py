@@ -160,7 +160,7 @@ def source_passages(specs, max_bytes: int, counts: dict) -> list[str]:
 
 
 def run_stage(ctx) -> dict:
-    from ..world.shelf import practice_entities, shelf_cards
+    from ..world.shelf import PRACTICE_SPLIT, practice_entities, shelf_cards
     from ..config.sources import parse_sources
     from ..data.sources import SourceError
     from ..world import read_facts
@@ -209,6 +209,7 @@ def run_stage(ctx) -> dict:
     # the shelf must never be in the training text: count cards that are lines of a document
     shelf_in_corpus = sum(card["text"] in corpus_lines for card in cards)
     return {"passages": len(passages), "by_source": counts, "shelf_cards": len(cards),
-            "unseen_cards": sum(card["held_out"] for card in cards), "shelf_cards_in_corpus": shelf_in_corpus,
-            "practice_entities": len({row["entity_id"] for row in practice}),
+            "unseen_cards": sum(card["held_out"] and card["unseen_split"] != PRACTICE_SPLIT for card in cards),
+            "practice_cards": sum(card["unseen_split"] == PRACTICE_SPLIT for card in cards),
+            "shelf_cards_in_corpus": shelf_in_corpus, "practice_entities": len({row["entity_id"] for row in practice}),
             "build_seconds": round(time.perf_counter() - started, 2)}
