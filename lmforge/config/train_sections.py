@@ -51,7 +51,8 @@ class TrainConfig:
     clip_grad: float = opt(1.0, lo=0.0, help="0 = no clipping")
     dtype: str = opt("auto", choices=["auto", "fp32", "bf16"],
                      help="auto = bf16 on CUDA and on CPUs where bf16 is measured fast, else fp32 everywhere "
-                          "(Muon's Newton-Schulz included); recorded in the manifest, not fingerprinted")
+                          "(Muon's Newton-Schulz included); the setting is fingerprinted, the choice auto makes "
+                          "and its probe are recorded in the manifest only")
     compile: bool = opt(False)
     parallel: str = opt("ddp", choices=["ddp", "fsdp"],
                         help="under torchrun: ddp = a whole model per process; fsdp = FSDP2, parameters, gradients "
