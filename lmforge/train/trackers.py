@@ -7,7 +7,7 @@ The JSONL log of each training stage (logs/<stage>.jsonl) stays the source of tr
 a copy of the numbers in each row the training loop writes there, nothing more, and nothing
 reads them back. Install them with `pip install 'lmforge[track]'`.
 
-How it is wired: `run.run_stage` opens a `session` around every stage (the run's `track` config
+How it is wired: `run.execute_stage` opens a `session` around every stage (the run's `track` config
 and folder); the one training loop (`Trainer`, train/loop.py) asks `for_stage` for its trackers
 when it starts and hands them every row it appends to the JSONL log. Outside a session
 (benchmarks, the estimate's timed steps, tests that build a Trainer) there are none, and on
