@@ -180,7 +180,9 @@ class Probe:
                 generate(model, prompts, max_new_tokens=32, temperature=1.0, seed=0)
                 self.decode_cache[batch] = (time.perf_counter() - start) / 32
             self.measured_seconds += time.perf_counter() - started
-        one, many = self.decode_cache[1], self.decode_cache[64]
+        # a step of 64 rows never costs less than a step of one; on a busy machine the two timings
+        # can say otherwise, and the line through them would then go below zero
+        one, many = self.decode_cache[1], max(self.decode_cache[1], self.decode_cache[64])
         return one + (many - one) * (rows - 1) / 63
 
     def generation(self, sequences: int, new_tokens: int, batch: int, prompt_tokens: int = PROMPT_TOKENS) -> float:
