@@ -39,7 +39,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..checkpoints import save_model
+from ..config import ModelConfig
 from ..files import atomic_write_json, atomic_write_text
+from ..model import GPT
 
 CHECKPOINT_DIR = "checkpoint"
 LATEST = "latest"
@@ -208,10 +211,6 @@ def convert_checkpoint(model_dir: Path, out_dir: Path) -> int:
     """The latest checkpoint's model weights as model.safetensors + config.json in out_dir
     (readable by every other command); returns its step. One process, no process group."""
     import torch.distributed.checkpoint as dcp
-
-    from ..config import ModelConfig
-    from ..checkpoints import save_model
-    from ..model import GPT
 
     folder = latest_checkpoint(model_dir)
     if folder is None:
