@@ -9,15 +9,20 @@ Documents are English prose made from templates and a word list (so they pass th
 and quality filters and are not duplicates), written as Parquet shards with FineWeb's columns
 (text, id, dump, url, date, file_path, language, language_score, token_count). Then
 `lmforge run --preset gpt2-124m-web --to tokenizer` runs on them as a real user would
-(a subprocess); a sampler reads the resident memory of that process and all its children
-from /proc every 0.2 s, and the peak of their sum is reported with each stage's rate from
-its manifest.
+(a subprocess, its progress lines in <work>/run.log); every 0.2 s a sampler reads from /proc
+the memory of that process and all its children and which stage is running (the manifest
+that says "running"). It reports, overall and per stage, the peak of the tree's summed RSS
+(shared pages counted once per process that maps them: a forked pool shares its parent's
+pages, so this overstates), of its summed PSS (each shared page divided among the processes
+that map it: what the tree really occupies), of the stage process alone, and the process
+count; then each stage's documents per CPU-second from its manifest.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -82,8 +87,8 @@ def write_corpus(folder: Path, megabytes: float, docs_per_file: int = 20_000, se
     return docs, written
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc."""
+def tree_pids(root: int) -> list[int]:
+    """A process and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -92,17 +97,66 @@ def tree_rss_mb(root: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
+    pids, todo = [], [root]
     while todo:
         pid = todo.pop()
+        pids.append(pid)
         todo += children.get(pid, [])
+    return pids
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of one process in MB. RSS counts every page it maps, shared or not, so summing it
+    over a forked pool counts the shared pages once per process; PSS divides each shared page
+    among the processes that map it, so PSS sums to what the tree really occupies."""
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except OSError:              # the process ended between listing and reading
+        pass
+    return rss / 1024, pss / 1024
+
+
+def running_stage(run_dir: Path) -> str:
+    """The stage whose manifest says running (rundir writes it at the start), else "between"."""
+    for path in sorted((run_dir / "stages").glob("*.json")):
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
+            if json.loads(path.read_text()).get("status") == "running":
+                return path.stem
+        except (OSError, ValueError):
             pass
-    return total / 1024
+    return "between"
+
+
+class TreeSampler(threading.Thread):
+    """Samples the process tree every `every` seconds and keeps, overall and per stage, the
+    peaks of its summed RSS and summed PSS, of the stage process alone, and the process count."""
+
+    def __init__(self, proc: subprocess.Popen, run_dir: Path, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.proc, self.run_dir, self.every = proc, run_dir, every
+        self.stages: dict[str, dict] = {}
+
+    def run(self) -> None:
+        while self.proc.poll() is None:
+            pids = tree_pids(self.proc.pid)
+            stage = running_stage(self.run_dir)
+            sizes = [memory_mb(pid) for pid in pids]
+            now = {"rss_sum_mb": sum(r for r, _ in sizes), "pss_sum_mb": sum(p for _, p in sizes),
+                   "stage_process_rss_mb": sizes[0][0], "processes": len(pids)}
+            peak = self.stages.setdefault(stage, dict.fromkeys(now, 0))
+            for key, value in now.items():
+                peak[key] = round(max(peak[key], value), 1)
+            time.sleep(self.every)
+
+    def peak(self, key: str) -> tuple[float, str]:
+        """The highest value of `key` over the run and the stage that set it."""
+        stage = max(self.stages, key=lambda s: self.stages[s][key], default="none")
+        return (self.stages[stage][key] if self.stages else 0.0), stage
 
 
 def main() -> None:
@@ -119,39 +173,44 @@ def main() -> None:
         docs, chars = write_corpus(corpus, args.megabytes)
         print(f"wrote {docs:,} documents, {chars / 1e6:,.0f} MB of text in {time.perf_counter() - started:.0f}s")
     run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)      # every stage runs: none is skipped as up to date
+    run_dir.mkdir(parents=True)
     command = [sys.executable, "-m", "lmforge", "run", "--preset", "gpt2-124m-web", "--run-dir", str(run_dir),
                "--to", "tokenizer", f"collect.sources=[fineweb=parquet:{corpus}/*.parquet]",
                f"clean.workers={args.workers}", f"tokenizer.workers={args.workers}",
                f"tokenizer.vocab_size={args.vocab_size}", "run.estimate=false"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = [0.0]
-
-    def sample():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
-            time.sleep(0.2)
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    log = work / "run.log"                           # the stages' progress lines, to follow a long run
     began = time.perf_counter()
-    _, stderr = proc.communicate()
-    sampler.join()
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        sampler = TreeSampler(proc, run_dir)
+        sampler.start()
+        proc.wait()
+        sampler.join()
     wall = time.perf_counter() - began
     if proc.returncode:
-        sys.exit(f"lmforge run failed ({proc.returncode}):\n{stderr[-2000:]}")
-    result = {"megabytes": args.megabytes, "wall_seconds": round(wall, 1), "peak_tree_rss_mb": round(peak[0], 1)}
+        sys.exit(f"lmforge run failed ({proc.returncode}):\n{log.read_text()[-2000:]}")
+    result = {"command": " ".join(sys.argv), "megabytes": args.megabytes,
+              "corpus_files_mb": round(sum(f.stat().st_size for f in corpus.glob("*.parquet")) / 1e6, 1),
+              "workers": args.workers or os.cpu_count(), "wall_seconds": round(wall, 1)}
+    for key in ("rss_sum_mb", "pss_sum_mb"):
+        value, stage = sampler.peak(key)
+        result[f"peak_{key}"] = {"mb": value, "stage": stage}
+    result["peaks_by_stage"] = sampler.stages
     for stage in ("collect", "clean", "tokenizer"):
         manifest = json.loads((run_dir / "stages" / f"{stage}.json").read_text())
         metrics = manifest["metrics"]
-        row = {"wall_seconds": manifest.get("wall_seconds"),
-               "peak_rss_mb": manifest.get("peak_rss_mb") or metrics.get("peak_rss_mb")}
+        row = {"wall_seconds": manifest.get("wall_seconds")}
         if stage == "collect":
             row["documents"] = metrics["documents"]
         elif stage == "clean":
             row["kept"] = metrics["kept"]
             row["docs_per_cpu_second"] = {k: v.get("docs_per_second") for k, v in metrics["steps"].items()}
             row["removed"] = metrics["removed"]
+            row["peak_rss_mb"] = metrics.get("peak_rss_mb")      # each process's own high-water mark
         else:
+            row["bpe_documents_per_cpu_second"] = metrics.get("bpe_documents_per_cpu_second")
             row["documents_per_cpu_second"] = metrics["documents_per_cpu_second"]
             row["train_tokens"] = metrics["train_tokens"]
         result[stage] = row
