@@ -1,5 +1,5 @@
 """Parallel tokenization into memory-mapped parts, read back as one array; corrupt parts stop
-or are skipped as configured; the tokens-per-parameter budget."""
+or are skipped as configured; the tokens-per-parameter budget; the BPE trainer's sample budget."""
 import json
 
 import numpy as np
@@ -7,8 +7,12 @@ import pytest
 
 from lmforge.config import TokenizerConfig, TrainConfig
 from lmforge.data.shards import DocWriter
+from lmforge.files import read_documents
 from lmforge.tokenizer import Tokenizer, TokenizerError, TokenShards, load_split, write_token_parts
+from lmforge.tokenizer.stage import training_sample
 from lmforge.train.pretrain import planned_steps
+
+from .conftest import lmforge
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,29 @@ def test_tokens_per_parameter_budget():
     cfg.tokens_per_param = 20.0
     assert planned_steps(cfg, 10_000, world_size=1) == 391                   # ceil(200,000 / 512)
     assert planned_steps(cfg, 10_000, world_size=2) == 196                   # twice the tokens per step
+
+
+def test_bpe_training_sample_spans_every_file_within_its_budget(corpus):
+    root, files, _ = corpus
+    every = [doc["text"] for f in files for doc in read_documents(f, columns=("text",))]
+    assert list(training_sample(files, 0)) == every                      # 0: every document, in order
+    assert list(training_sample(files, 10 * sum(map(len, every)))) == every     # a budget above the corpus
+    budget = sum(map(len, every)) // 4
+    sample = list(training_sample(files, budget))
+    longest = max(map(len, every))
+    assert budget <= sum(map(len, sample)) <= budget + len(files) * longest
+    for f in files:       # each file gives its first documents, so the sample spans the corpus
+        texts = [doc["text"] for doc in read_documents(f, columns=("text",))]
+        taken = [t for t in sample if t in texts]
+        assert 0 < len(taken) < len(texts) and taken == texts[:len(taken)]
+
+
+def test_micro_tokenizer_reads_its_budget_only(micro_copy):
+    whole = json.loads((micro_copy / "stages" / "tokenizer.json").read_text())["metrics"]
+    assert whole["bpe_documents"] == whole["train_documents"] + whole["val_documents"] + whole["skipped_documents"]
+    lmforge("run", "--run-dir", str(micro_copy), "--to", "tokenizer", "tokenizer.train_chars=20000")
+    budgeted = json.loads((micro_copy / "stages" / "tokenizer.json").read_text())["metrics"]
+    assert 0 < budgeted["bpe_documents"] < whole["bpe_documents"]
+    assert 20_000 <= budgeted["bpe_chars"] < 40_000
+    # the shards still hold every document: the budget bounds what the trainer reads, not the corpus
+    assert budgeted["train_documents"] + budgeted["val_documents"] == whole["train_documents"] + whole["val_documents"]

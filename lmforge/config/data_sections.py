@@ -156,5 +156,7 @@ class TokenizerConfig:
     vocab_size: int = opt(4096, lo=300, hi=262_144)
     val_fraction: float = opt(0.02, lo=0.001, hi=0.5, help="documents held out for validation")
     min_frequency: int = opt(2, lo=1)
+    train_chars: int = opt(0, lo=0, help="characters of text the BPE trainer reads, spread over the document files "
+                           "(its memory grows with the distinct words it sees); 0 = every document")
     workers: int = opt(0, lo=0, hi=1024, help="processes tokenizing document files into token shards in parallel; "
                        "0 = one per CPU core (clean.executor=ray runs them on Ray)")

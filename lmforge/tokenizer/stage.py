@@ -4,10 +4,32 @@
 """
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Iterator
+
 from ..files import read_documents
 from ..rundir import StageContext
 from .bpe import Tokenizer
 from .parts import write_token_parts
+
+
+def training_sample(files: list[Path], train_chars: int = 0) -> Iterator[str]:
+    """The texts the BPE trainer reads: every document, or with a budget of `train_chars`, the
+    first documents of each file up to an equal share of what is left of the budget, so the
+    sample spans the whole corpus and a file too short for its share passes the rest on. The
+    trainer keeps a count of every distinct word it sees (about 0.7 KB each,
+    benchmarks/bpe_train_memory.py), and real text keeps meeting new words, so the budget is
+    what bounds its memory on a large corpus."""
+    left = train_chars
+    for index, file in enumerate(files):
+        share = left / (len(files) - index)
+        for doc in read_documents(file, columns=("text",)):
+            if train_chars and share <= 0:
+                break
+            share -= len(doc["text"])
+            left -= len(doc["text"])
+            yield doc["text"]
 
 
 def run_stage(ctx: StageContext) -> dict:
@@ -15,13 +37,20 @@ def run_stage(ctx: StageContext) -> dict:
     run, cfg = ctx.run, ctx.cfg
     docs_dir = run.documents_dir()
 
-    def texts():
-        for doc in read_documents(docs_dir, columns=("text",)):
-            yield doc["text"]
-
-    tokenizer = Tokenizer.train(texts(), cfg.tokenizer)
-    tokenizer.save(run.tokenizer_dir, model_max_length=cfg.model.seq_len)
     files = sorted(docs_dir.glob("*.parquet"))
+    read = [0, 0]        # documents and characters the trainer reads
+
+    def texts():
+        for text in training_sample(files, cfg.tokenizer.train_chars):
+            read[0] += 1
+            read[1] += len(text)
+            yield text
+
+    # CPU seconds of this process, the trainer's Rust threads included: a per-core rate like the shards'
+    started = time.process_time()
+    tokenizer = Tokenizer.train(texts(), cfg.tokenizer)
+    bpe_cpu_seconds = time.process_time() - started
+    tokenizer.save(run.tokenizer_dir, model_max_length=cfg.model.seq_len)
     ctx.progress(f"trained a {tokenizer.vocab_size}-token BPE on {docs_dir}; tokenizing {len(files)} files "
                  f"into token shards")
     # one part per document file, in parallel processes (parts.py)
@@ -39,6 +68,10 @@ def run_stage(ctx: StageContext) -> dict:
         "skipped_documents": meta["skipped_documents"],
         "bytes_per_token": round(meta["bytes_per_token_val"], 3),
         "parts": len(meta["parts"]),
+        "bpe_documents": read[0],
+        "bpe_chars": read[1],
+        "bpe_cpu_seconds": round(bpe_cpu_seconds, 2),
+        "bpe_documents_per_cpu_second": round(read[0] / max(bpe_cpu_seconds, 1e-9), 1),
         "documents_per_cpu_second": meta["documents_per_cpu_second"],
         "dtype": meta["dtype"],
         "source": str(docs_dir.relative_to(run.root)),
