@@ -16,6 +16,8 @@ from lmforge.train.grpo import group_advantages, grpo_step, make_loss_fn, run_st
 from lmforge.train.rollout import make_batches, prompts_for_step, token_logprobs
 from lmforge.train.loop import Trainer
 
+from .conftest import lmforge
+
 PEOPLE = [{"name": "Ada Berg", "gender": "f"}, {"name": "Knut Dahl", "gender": "m"}]
 
 
@@ -316,3 +318,44 @@ def test_stage_with_tools_measures_with_and_without_them(tmp_path, tokenizer):
     from lmforge.evals.tools import report_section
     run.write_manifest("grpo", {"status": "done", "metrics": metrics})
     assert "with and without tools" in report_section(run, None)
+
+
+# ---------------------------------------------------------------- GRPO on lookup questions
+
+def test_fact_rows_are_judged_by_the_fact_judge_and_others_by_their_answer():
+    """`judge: "fact"` rows (grpo.tasks=lookup) get the ground-truth judge in the reward and the
+    evaluation alike: the asked fact stated is right, another value or "I don't know" is not; for
+    an unanswerable name only "I don't know" is. A numeric row in the same batch keeps its check."""
+    from lmforge.evals.reasoning import is_right
+    from lmforge.train.rewards import correctness_reward
+    known = {"judge": "fact", "known": True, "value": "Ulhavn", "entity": "Odd Haugen", "attribute": "birthplace",
+             "language": "en"}
+    unknown = {**known, "known": False, "value": None}
+    number = {"judge": None, "known": None, "value": None, "entity": None, "attribute": None, "language": None}
+    rows = [(known, "Odd Haugen came from Ulhavn."), (known, "Odd Haugen came from Brustad."),
+            (known, "I don't know who Odd Haugen is."), (unknown, "I don't know anything about Odd Haugen."),
+            (unknown, "Odd Haugen came from Ulhavn."), (number, "3 + 4 = 7. The answer is 7.")]
+    columns = {name: [row[name] for row, _ in rows] for name in known}
+    rewards = correctness_reward(None, [text for _, text in rows], ["ulhavn"] * 5 + ["7"], **columns)
+    assert rewards == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    assert [is_right(text, answer, row) for (row, text), answer in zip(rows, ["ulhavn"] * 5 + ["7"])] == \
+        [r == 1.0 for r in rewards]
+
+
+def test_grpo_on_lookup_questions(micro_copy):
+    """grpo.tasks=lookup: trains on the shelf's practice entities (and invented names), tests on the
+    unseen test entities and half the unanswerable names, with the lookup tool; refuses without it."""
+    settings = ["grpo.tasks=lookup", "grpo.max_steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
+                "grpo.eval_per_difficulty=3", "grpo.dev_per_difficulty=2", "grpo.eval_k=2",
+                "grpo.max_completion_tokens=16"]
+    bad = lmforge("grpo", "--run-dir", str(micro_copy), *settings, check=False)
+    assert bad.returncode != 0 and "grpo.tasks=lookup: offer the lookup tool too" in bad.stderr
+    lmforge("grpo", "--run-dir", str(micro_copy), *settings, "grpo.tools=[lookup]")
+    metrics = RunDir(micro_copy).read_manifest("grpo")["metrics"]
+    assert metrics["task_kind"] == "lookup" and metrics["steps"] == 2
+    assert set(metrics["before"]["by_difficulty"]) == {"unseen", "unanswerable"}
+    assert metrics["overlap"]["test"]["same_prompt_in_training"] == 0
+    practice = {json.loads(line)["entity"] for line in (micro_copy / "data/index/practice.jsonl").open()}
+    tested = {json.loads(line)["entity"] for line in (micro_copy / "datasets/lookup_eval.jsonl").open()}
+    assert practice and not practice & tested
+    assert metrics["before_no_tools"]["n"] == metrics["before"]["n"] == 6

@@ -207,6 +207,10 @@ class DPOConfig(TrainConfig):
 class GRPOConfig(TrainConfig):
     """Reasoning RL with verifiable rewards (lmforge/train/grpo.py): the shared loop's settings plus GRPO's.
     batch_size is the number of completions per loss micro-batch; max_steps counts rollout batches."""
+    tasks: str = opt("reasoning", choices=["reasoning", "lookup"],
+                     help="reasoning: word problems (data_path, eval_path, dev_path); lookup: questions about the "
+                          "shelf's practice entities, tested on unseen entities and unanswerable names, judged by "
+                          "the fact judge (needs lookup in grpo.tools; lmforge/tasks/lookup_rl.py)")
     data_path: str = opt("", help="GSM8K-style or prompt-only JSONL; empty = datasets/reasoning.jsonl")
     eval_path: str = opt("", help="test problems (the headline), same formats; empty = datasets/reasoning_eval.jsonl, "
                          "or with your own data_path a held-out slice of it")

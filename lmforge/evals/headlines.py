@@ -146,17 +146,19 @@ def _grpo(m: dict) -> list[list]:
         n = (m.get("after") or {}).get("n")
         return [rate_figure("grpo", "problems solved, greedy (pass@1)", m.get("held_out_pass_at_1"), n, "held out",
                             "problems")]
-    where = "test" if m.get("held_out_source", "").endswith(".jsonl") else "test (held-out slice)"
+    lookup = m.get("task_kind") == "lookup"
+    where = "test" if lookup or m.get("held_out_source", "").endswith(".jsonl") else "test (held-out slice)"
     tools = f" with tools ({', '.join(m['tools'])})" if m.get("tools") else ""
-    rows = [figure("grpo", f"problems solved, greedy (pass@1){tools}", f["test_pass_at_1"], where, "problems"),
-            figure("grpo", "the SFT model on the same problems", f["test_pass_at_1_sft"], where, "problems"),
-            figure("grpo", "problems solved, greedy (pass@1)", f["dev_pass_at_1"], "dev", "problems")]
+    solved, unit = ("lookup questions answered right", "questions") if lookup else ("problems solved", "problems")
+    rows = [figure("grpo", f"{solved}, greedy (pass@1){tools}", f["test_pass_at_1"], where, unit),
+            figure("grpo", f"the SFT model on the same {unit}", f["test_pass_at_1_sft"], where, unit),
+            figure("grpo", f"{solved}, greedy (pass@1)", f["dev_pass_at_1"], "dev", unit)]
     if m.get("chosen_step") is not None:
         rows.append(count("grpo", "output chosen on dev", "the SFT weights" if m["chosen_step"] == 0
                           else f"step {m['chosen_step']}", "best dev pass@1 of the SFT weights and each validation"))
     if "test_pass_at_1_no_tools" in f:
-        rows += [figure("grpo", "problems solved without tools", f["test_pass_at_1_no_tools"], where, "problems"),
-                 figure("grpo", "the SFT model without tools", f["test_pass_at_1_sft_no_tools"], where, "problems"),
+        rows += [figure("grpo", f"{solved} without tools", f["test_pass_at_1_no_tools"], where, unit),
+                 figure("grpo", "the SFT model without tools", f["test_pass_at_1_sft_no_tools"], where, unit),
                  figure("grpo", "malformed tool calls (evaluation)", f["malformed_tool_calls_eval"], where, "calls"),
                  figure("grpo", "malformed tool calls (rollouts)", f["malformed_tool_calls_rollouts"], "training",
                         "calls"),

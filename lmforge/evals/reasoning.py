@@ -30,6 +30,7 @@ from math import comb
 
 from ..tasks.reasoning import Task, extract_answer
 from ..engine import generate
+from .judge import judge, load_index
 from .card import markdown_table, new_figure, pct, read_log, save_figure
 from .overlap import equations
 
@@ -46,6 +47,21 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def is_correct(text: str, answer: str) -> bool:
     said = extract_answer(text)
     return said is not None and said == answer
+
+
+def is_right(text: str, answer: str, columns: dict) -> bool:
+    """Whether a completion answers its task: the final answer equals the reference, or, for a
+    task whose `judge` column is "fact" (lookup questions, lmforge/tasks/lookup_rl.py), the
+    ground-truth judge (lmforge/evals/judge.py) finds the fact stated (`known` rows) or an
+    "I don't know" (unanswerable rows), with the run's fact table when the row names it."""
+    if columns.get("judge") != "fact":
+        return is_correct(text, answer)
+    known = bool(columns.get("known"))
+    facts = columns.get("facts")
+    index = load_index(facts) if facts and Path(facts).exists() else None
+    item = {"known": known, "value": columns.get("value"), "entity": columns.get("entity", ""),
+            "attribute": columns.get("attribute", ""), "language": columns.get("language", "en")}
+    return judge(text, True, item, index).reason.startswith("correct" if known else "idk_unknown")
 
 
 def step_is_right(a: str, op: str, b: str, c: str) -> bool:
@@ -121,8 +137,8 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
     tallies: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0, 0.0, 0.0])   # n, pass@1, n_sampled, pass@k, sampled
     rows = []
     for i, task in enumerate(tasks):
-        ok_greedy = is_correct(greedy[i], task.answer)
-        right = sum(is_correct(text, task.answer) for text in sampled[i]) if i in sampled else None
+        ok_greedy = is_right(greedy[i], task.answer, task.columns)
+        right = sum(is_right(text, task.answer, task.columns) for text in sampled[i]) if i in sampled else None
         for key in ("all", str(task.columns.get("difficulty", "?"))):
             tally = tallies[key]
             tally[0] += 1
@@ -205,6 +221,13 @@ def held_out_note(m: dict) -> str:
     return f"{name}; {where}; dev problems ({dev}) are for choosing settings"
 
 
+def level_label(level) -> str:
+    """A row label for a difficulty level: "2 steps" for word problems, the level's own name
+    ("unseen", "unanswerable") for lookup questions."""
+    level = str(level)
+    return f"{level} step{'s' if level != '1' else ''}" if level.isdigit() else level
+
+
 def report_section(run, cfg) -> str | None:
     """Markdown for the report card from the grpo manifest (the stage measured before and after)."""
     manifest = run.read_manifest("grpo")
@@ -219,19 +242,20 @@ def report_section(run, cfg) -> str | None:
     rows = []
     for level in sorted(set(before.get("by_difficulty", {})) | set(after.get("by_difficulty", {})), key=str):
         b, a = before["by_difficulty"].get(level, {}), after["by_difficulty"].get(level, {})
-        rows.append([f"{level} step{'s' if str(level) != '1' else ''}", b.get("n", a.get("n")),
+        rows.append([level_label(level), b.get("n", a.get("n")),
                      pct(b.get("pass@1")), pct(a.get("pass@1")), pct(b.get("pass@k")), pct(a.get("pass@k"))])
     rows.append(["**all**", before.get("n"), f"**{pct(before.get('pass@1'))}**", f"**{pct(after.get('pass@1'))}**",
                  pct(before.get("pass@k")), pct(after.get("pass@k"))])
-    header = ["difficulty", "problems", "pass@1 SFT", "pass@1 GRPO", f"pass@{k} SFT", f"pass@{k} GRPO"]
+    lookup = m.get("task_kind") == "lookup"
+    header = ["difficulty" if not lookup else "questions about", "problems" if not lookup else "questions", "pass@1 SFT", "pass@1 GRPO", f"pass@{k} SFT", f"pass@{k} GRPO"]
     n_sampled = before.get("n_sampled")
     subset = (f" (measured on {n_sampled} of the {before.get('n')} problems: sampling costs {k} greedy answers)"
               if isinstance(n_sampled, int) and n_sampled < before.get("n", 0) else "")
-    text = ["## Reasoning RL (GRPO): the reasoning model", "",
+    text = ["## Reasoning RL (GRPO): the reasoning model" + (" (on lookup questions)" if lookup else ""), "",
             f"{m.get('steps')} GRPO steps ({m.get('completions', 0):,} sampled completions) in "
             f"{m.get('train_seconds', 0):.0f}s, stop: {m.get('stop_reason')}; {pct(m.get('zero_std_group_fraction'))}"
             f" of groups had equal rewards{' and were skipped' if m.get('skip_flat_groups', True) else ''}. "
-            f"Test problems: {held_out_note(m)}; pass@1 is the greedy answer, pass@{k} the chance that one of {k} "
+            f"Test {'questions' if lookup else 'problems'}: {held_out_note(m)}; pass@1 is the greedy answer, pass@{k} the chance that one of {k} "
             f"samples at temperature {before.get('temperature')} is right{subset}.", "", markdown_table(header, rows)]
     errors = m.get("reward_errors") or {}
     if errors:

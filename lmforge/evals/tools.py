@@ -13,6 +13,7 @@ calls). Each figure has its split and size; the interval is on the headline tabl
 from __future__ import annotations
 
 from .card import markdown_table, pct, stage_metrics
+from .reasoning import level_label
 
 
 def share(figure: dict | None) -> str:
@@ -38,17 +39,25 @@ def reasoning_part(m: dict) -> list[str]:
     for level in levels + ["all"]:
         def at(result: dict) -> dict:
             return result if level == "all" else (result.get("by_difficulty") or {}).get(level, {})
-        label = "**all**" if level == "all" else f"{level} step{'s' if level != '1' else ''}"
+        label = "**all**" if level == "all" else level_label(level)
         rows.append([label, at(arms[0][1]).get("n", "-")] +
                     [pct(at(result).get("pass@1")) for _, before, after in arms for result in (before, after)])
-    text = [f"### Word problems with and without tools ({', '.join(m.get('tools') or [])})", "",
-            "Greedy pass@1 on the test problems (their solution chains never occur in training), the SFT model "
-            "before GRPO and the GRPO model after, each with the tools declared and without them.", "",
-            markdown_table(["difficulty", "problems", "SFT, tools", "GRPO, tools", "SFT, no tools",
-                            "GRPO, no tools"], rows), "",
-            "Where the wrong greedy answers first leave the worked solution:", ""]
-    text += [f"- {name}, {when}: {_errors(result)}" for name, before, after in arms
-             for when, result in (("SFT", before), ("GRPO", after)) if result]
+    if m.get("task_kind") == "lookup":
+        text = [f"### Lookup questions with and without tools ({', '.join(m.get('tools') or [])})", "",
+                "Greedy answers judged right (the fact stated; for names nobody knows, \"I don't know\") on the "
+                "unseen test entities and half the unanswerable names, the SFT model before GRPO and the GRPO "
+                "model after, each with the tools declared and without them.", "",
+                markdown_table(["questions about", "questions", "SFT, tools", "GRPO, tools", "SFT, no tools",
+                                "GRPO, no tools"], rows)]
+    else:
+        text = [f"### Word problems with and without tools ({', '.join(m.get('tools') or [])})", "",
+                "Greedy pass@1 on the test problems (their solution chains never occur in training), the SFT model "
+                "before GRPO and the GRPO model after, each with the tools declared and without them.", "",
+                markdown_table(["difficulty", "problems", "SFT, tools", "GRPO, tools", "SFT, no tools",
+                                "GRPO, no tools"], rows), "",
+                "Where the wrong greedy answers first leave the worked solution:", ""]
+        text += [f"- {name}, {when}: {_errors(result)}" for name, before, after in arms
+                 for when, result in (("SFT", before), ("GRPO", after)) if result]
     text += ["", f"Tool calls in the rollouts: {m.get('rollout_tool_calls', 0):,}, malformed "
                  f"{m.get('rollout_malformed_calls', 0):,}; time in tools and waiting for them "
                  f"{pct(m.get('tool_share_of_rollout'))} of rollout time ({m.get('tool_seconds')} s running, "

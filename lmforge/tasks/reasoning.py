@@ -328,19 +328,29 @@ def load_tasks(path: str | Path, tokenizer, max_prompt_tokens: int, answer_colum
             except json.JSONDecodeError:
                 stats["skipped:bad_json"] += 1
                 continue
-            parsed, reason = parse_task(row, answer_column)
-            if parsed is None:
-                stats[f"skipped:{reason}"] += 1
-                continue
-            ids, _ = tokenizer.render_chat(parsed["prompt"], add_generation_prompt=True, tools=tools)
-            if len(ids) > max_prompt_tokens:
-                stats["skipped:too_long"] += 1
-                continue
-            stats["kept"] += 1
-            tasks.append(Task(parsed["prompt"], parsed["answer"], ids, parsed["columns"]))
+            task = make_task(row, tokenizer, max_prompt_tokens, answer_column, tools, stats)
+            if task is not None:
+                tasks.append(task)
             if limit and len(tasks) >= limit:
                 break
     return tasks, stats
+
+
+def make_task(row, tokenizer, max_prompt_tokens: int, answer_column: str = "answer", tools: list | None = None,
+              stats: Counter | None = None) -> Task | None:
+    """One row as a Task rendered for the model, or None with the reason counted in `stats`
+    (kept, skipped:<reason>)."""
+    stats = stats if stats is not None else Counter()
+    parsed, reason = parse_task(row, answer_column)
+    if parsed is None:
+        stats[f"skipped:{reason}"] += 1
+        return None
+    ids, _ = tokenizer.render_chat(parsed["prompt"], add_generation_prompt=True, tools=tools)
+    if len(ids) > max_prompt_tokens:
+        stats["skipped:too_long"] += 1
+        return None
+    stats["kept"] += 1
+    return Task(parsed["prompt"], parsed["answer"], ids, parsed["columns"])
 
 
 def balanced_subset(tasks: list[Task], per_difficulty: int) -> list[Task]:

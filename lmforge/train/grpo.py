@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..tasks.lookup_rl import lookup_tasks
 from ..tasks.reasoning import Task, balanced_subset, load_tasks
 from ..data.splits import keyed_fraction, pick
 from ..device import pick_device, set_threads
@@ -212,8 +213,13 @@ def run_stage(ctx: StageContext) -> dict:
     device = pick_device(cfg.run.device)
     policy = load_model(run.model_dir("sft"), device=device)
     max_prompt = policy.cfg.seq_len - grpo_cfg.max_completion_tokens
+    lookup = grpo_cfg.tasks == "lookup"
+    if lookup and "lookup" not in grpo_cfg.tools:
+        raise StageError("grpo.tasks=lookup: offer the lookup tool too, e.g. grpo.tools=[lookup]")
+    if lookup and grpo_cfg.data_path:
+        raise StageError("grpo.tasks=lookup makes its own tasks; leave grpo.data_path empty")
     data_path = Path(grpo_cfg.data_path) if grpo_cfg.data_path else run.path("datasets", "reasoning.jsonl")
-    if not data_path.exists():
+    if not lookup and not data_path.exists():
         raise StageError(f"{data_path} does not exist; run `lmforge reasoning` or set grpo.data_path")
     box = None
     if grpo_cfg.tools:
@@ -224,9 +230,15 @@ def run_stage(ctx: StageContext) -> dict:
             box = ToolBox.from_config(grpo_cfg.tools, run, cfg.tools)
         except ToolError as err:
             raise StageError(f"grpo.tools: {err}") from None
-    tasks, stats = load_tasks(data_path, tokenizer, max_prompt, grpo_cfg.answer_column,
-                              tools=box.schemas() if box is not None else None)
-    held, sources = held_out_tasks(run, grpo_cfg, tokenizer, max_prompt, tasks, cfg.run.seed)
+    if lookup:
+        sft_data = Path(cfg.sft.data_path) if cfg.sft.data_path else run.path("datasets", "sft.jsonl")
+        made, counts, sources = lookup_tasks(run, tokenizer, max_prompt, box.schemas(), cfg.run.seed, sft_data)
+        tasks, stats, data_path = made["train"], counts["train"], run.path("data", "index", "practice.jsonl")
+        held = {"train": tasks, "test": (made["test"], counts["test"]), "dev": (made["dev"], counts["dev"])}
+    else:
+        tasks, stats = load_tasks(data_path, tokenizer, max_prompt, grpo_cfg.answer_column,
+                                  tools=box.schemas() if box is not None else None)
+        held, sources = held_out_tasks(run, grpo_cfg, tokenizer, max_prompt, tasks, cfg.run.seed)
     tasks = held.pop("train")
     if not tasks:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "the file is empty"
@@ -359,7 +371,10 @@ def run_stage(ctx: StageContext) -> dict:
         "dev_after": strip(dev_after),
         "examples": examples,
         "tools": grpo_cfg.tools,
+        "task_kind": grpo_cfg.tasks,
     }
+    if lookup:
+        result["train_source"] = sources["train"]
     if box is not None:
         extra = tool_metrics(rows, strip(plain_before), strip(plain_after), before, after)
         result["figures"].update(extra.pop("figures_tools"))

@@ -24,15 +24,23 @@ from typing import Callable
 
 from ..tasks.reasoning import NUMBER, extract_answer, normalize_answer
 from ..evals.overlap import equations
+from ..evals.reasoning import is_right
 from ..plugins import import_callable
 
 _FORMAT_END = re.compile(r"(?:The answer is|Svaret er) " + NUMBER + r"\.?\s*$")
 
 
 def correctness_reward(prompts, completions, answer, **columns) -> list[float]:
-    """1.0 when the completion's final answer equals the reference answer, else 0.0."""
+    """1.0 when the completion's final answer equals the reference answer, else 0.0. Rows whose
+    `judge` column is "fact" (lookup questions) are judged as the evaluation judges them
+    (lmforge/evals/reasoning.py's is_right): the fact stated, or "I don't know" when unanswerable."""
+    judges = columns.get("judge") or [None] * len(completions)
     rewards = []
-    for completion, reference in zip(completions, answer):
+    for i, (completion, reference) in enumerate(zip(completions, answer)):
+        if judges[i] == "fact":
+            right = is_right(completion, reference, {name: values[i] for name, values in columns.items()})
+            rewards.append(1.0 if right else 0.0)
+            continue
         said = extract_answer(completion)
         if said is None:   # a non-numeric reference can still match a stated text answer
             said = normalize_answer(completion.strip().split("\n")[-1]) if completion.strip() else None
