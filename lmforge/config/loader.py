@@ -29,6 +29,10 @@ RENAMED = {"label": "preferences"}
 # Fingerprints hash a section under the name it had when the fingerprint was defined, so that a
 # rename does not make every run's stages out of date.
 HASHED_AS = {"preferences": "label"}
+# Fields added after runs existed, with the default that means "as before": a field at that value
+# is left out of the hash, so a new option does not make every existing run's stages out of date;
+# set to anything else it counts like any other field.
+ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning"}}
 
 
 @dataclass
@@ -74,7 +78,11 @@ class Config:
         picked = {}
         for name in sections:
             head, _, key = name.partition(".")
-            picked[HASHED_AS.get(name, name)] = data[head][key] if key else data[head]
+            value = data[head][key] if key else data[head]
+            if not key and head in ADDED_LATER:
+                value = {k: v for k, v in value.items()
+                         if not (k in ADDED_LATER[head] and v == ADDED_LATER[head][k])}
+            picked[HASHED_AS.get(name, name)] = value
         blob = json.dumps(picked, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
