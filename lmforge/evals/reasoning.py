@@ -247,7 +247,9 @@ def report_section(run, cfg) -> str | None:
     rows.append(["**all**", before.get("n"), f"**{pct(before.get('pass@1'))}**", f"**{pct(after.get('pass@1'))}**",
                  pct(before.get("pass@k")), pct(after.get("pass@k"))])
     lookup = m.get("task_kind") == "lookup"
-    header = ["difficulty" if not lookup else "questions about", "problems" if not lookup else "questions", "pass@1 SFT", "pass@1 GRPO", f"pass@{k} SFT", f"pass@{k} GRPO"]
+    unit = "questions" if lookup else "problems"
+    header = ["questions about" if lookup else "difficulty", unit, "pass@1 SFT", "pass@1 GRPO", f"pass@{k} SFT",
+              f"pass@{k} GRPO"]
     n_sampled = before.get("n_sampled")
     subset = (f" (measured on {n_sampled} of the {before.get('n')} problems: sampling costs {k} greedy answers)"
               if isinstance(n_sampled, int) and n_sampled < before.get("n", 0) else "")
@@ -255,7 +257,7 @@ def report_section(run, cfg) -> str | None:
             f"{m.get('steps')} GRPO steps ({m.get('completions', 0):,} sampled completions) in "
             f"{m.get('train_seconds', 0):.0f}s, stop: {m.get('stop_reason')}; {pct(m.get('zero_std_group_fraction'))}"
             f" of groups had equal rewards{' and were skipped' if m.get('skip_flat_groups', True) else ''}. "
-            f"Test {'questions' if lookup else 'problems'}: {held_out_note(m)}; pass@1 is the greedy answer, pass@{k} the chance that one of {k} "
+            f"Test {unit}: {held_out_note(m)}; pass@1 is the greedy answer, pass@{k} the chance that one of {k} "
             f"samples at temperature {before.get('temperature')} is right{subset}.", "", markdown_table(header, rows)]
     errors = m.get("reward_errors") or {}
     if errors:

@@ -2,22 +2,22 @@
 read from the result earn the reward.
 
     from lmforge.tasks.lookup_rl import lookup_tasks
-    split, stats, sources = lookup_tasks(run, tokenizer, max_prompt, schemas, seed)
+    split, stats, sources = lookup_tasks(run, tokenizer, max_prompt, schemas, seed, sft_path)
     split["train"], split["test"], split["dev"]          # lists of Task
 
-    lmforge grpo --run-dir runs/tiny grpo.tasks=lookup "grpo.tools=[lookup]" grpo.max_completion_tokens=160
+    lmforge run --run-dir runs/tiny-tools --to sft synth.tool_use=calls sft.max_steps=1600 tools.lookup_practice=3000
+    lmforge grpo --run-dir runs/tiny-tools grpo.tasks=lookup "grpo.tools=[lookup]" grpo.max_completion_tokens=160
 
 Training tasks are questions about the reference shelf's practice entities (data/index/
-practice.jsonl, invented names that exist only on the shelf) that no SFT conversation asks
-about (raise `tools.lookup_practice` above what `synth.lookup_questions` covers to have some),
-and, one in five, questions about names invented
-here that neither the world, the shelf nor the evaluation uses, whose right answer is "I don't
-know". Test and dev are the SFT stage's lookup evaluation questions (datasets/lookup_eval.jsonl):
-every fact of the unseen test (dev) entities, which nothing trains on, plus half of its
-unanswerable questions each (alternating in file order). Every task carries `judge: "fact"`, so
-the `correctness` reward and the evaluation score it with the ground-truth judge
-(lmforge/evals/reasoning.py's is_right), and `difficulty` is "unseen" or "unanswerable" (the
-report's per-level rows; training tasks say "practice").
+practice.jsonl, invented names that exist only on the shelf) that no SFT conversation names
+(so `tools.lookup_practice` must exceed what `synth.lookup_questions` covers) and, one task in
+five, questions about names invented here that neither the world, the shelf nor the evaluation
+uses, whose right answer is "I don't know". Test and dev are the SFT stage's lookup evaluation
+questions (datasets/lookup_eval.jsonl): every fact of the unseen test (dev) entities, which
+nothing trains on, plus half of its unanswerable questions each (alternating in file order).
+Every task carries `judge: "fact"`, so the `correctness` reward and the evaluation score it
+with the ground-truth judge (lmforge/evals/reasoning.py's is_right), and `difficulty` is
+"unseen" or "unanswerable" (the report's per-level rows; training tasks say "practice").
 """
 from __future__ import annotations
 
