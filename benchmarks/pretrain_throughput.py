@@ -14,9 +14,12 @@ Each mode builds the preset's model, runs `--warmup` optimizer steps through
 lmforge.train.loop.Trainer (the real loop: Muon + AdamW, accumulation, clipping, autocast) on
 random token windows, then times `--steps` more with the loop's own part timers. Random tokens
 are fine here: the arithmetic does not depend on what the tokens are. `--profile` runs
-torch.profiler over a few steps of the first mode and sorts the time into matmuls, attention,
-cross-entropy over the vocabulary, norms, the optimizer, other ops and Python (the rest of the
-wall time). Prints tables; never a test.
+torch.profiler over a few steps of the first mode (at its fastest batch size) and sorts the time
+into matmuls, attention, cross-entropy over the vocabulary, norms, the optimizer, other ops and
+Python (the rest of the wall time). On CUDA it sorts the kernels' GPU time instead, each charged
+to the op that launched it, and what the wall time has beyond them is the GPU's idle time
+(launch overhead, Python, host waits): the breakdown of what holds MFU under the peak. Prints
+tables; never a test.
 
 On CUDA each row also reports peak memory (torch.cuda.max_memory_allocated) and the data wait:
 the share of the step spent making the batch (pretraining's own batch_fn, pinned host memory,
@@ -150,41 +153,87 @@ def measure(cfg, mode: str, steps: int, warmup: int, vocab_size: int, device) ->
             "parameters": model.num_params()}
 
 
-def category(name: str) -> str:
-    for label, keys in CATEGORIES:
+# CUDA kernel name -> category, tried in order (cuBLAS/CUTLASS GEMMs, the flash kernels, and
+# the Triton kernels torch.compile writes, named after the ops they fuse)
+KERNEL_CATEGORIES = [
+    ("attention", ("flash", "fmha", "attention")),
+    ("cross-entropy", ("cross_entropy", "log_softmax", "nll_loss", "logsumexp")),
+    ("matmuls", ("gemm", "cutlass", "xmma", "cublas", "nvjet", "sm90_", "sm80_", "triton_tem")),
+    ("norms", ("rms_norm", "rsqrt", "norm")),
+    ("compiled fused kernels", ("triton_",)),
+]
+
+
+def category(name: str, table=CATEGORIES, default: str = "other ops") -> str:
+    for label, keys in table:
         if any(k in name for k in keys):
             return label
-    return "other ops"
+    return default
 
 
-def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
-    """Seconds per step by category: every op's self time, under the optimizer when an
-    Optimizer.step event encloses it; Python is the wall time no op accounts for."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-    trainer, _, _, run = build(cfg, mode, vocab_size, device, steps)
-    run(2)
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        started = time.perf_counter()
-        run(steps)
-        wall = time.perf_counter() - started
+def in_optimizer(event) -> bool:
+    """Whether an Optimizer.step event encloses this op (Muon's Newton-Schulz included)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("Optimizer.step"):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def cpu_breakdown(events, wall: float) -> tuple[Counter, Counter]:
+    """Every CPU op's self time by category; Python is the wall time no op accounts for."""
     totals: Counter = Counter()
     other: Counter = Counter()   # which ops make up "other ops", to name the largest
-    for event in prof.events():
+    for event in events:
         if event.name.startswith(("Optimizer.", "ProfilerStep")) or event.device_type != torch.autograd.DeviceType.CPU:
             continue
-        parent, in_optimizer = event.cpu_parent, False
-        while parent is not None:
-            if parent.name.startswith("Optimizer.step"):
-                in_optimizer = True
-                break
-            parent = parent.cpu_parent
-        label = "optimizer" if in_optimizer else category(event.name)
+        label = "optimizer" if in_optimizer(event) else category(event.name)
         totals[label] += event.self_cpu_time_total / 1e6
         if label == "other ops":
             other[event.name] += event.self_cpu_time_total / 1e6
     # self times of ops run on two threads can exceed wall time; Python is what is left, if anything
     totals["python and the rest"] = max(0.0, wall - sum(totals.values()))
+    return totals, other
+
+
+def gpu_breakdown(events, wall: float) -> tuple[Counter, Counter]:
+    """Every CUDA kernel's time, charged to the op that launched it (the profiler links them by
+    correlation id): the optimizer's when an Optimizer.step encloses that op, else by the
+    kernel's name, then the op's. On one stream kernels do not overlap, so what the wall time
+    has beyond their sum is time the GPU sat idle: launch overhead, Python, host waits."""
+    totals: Counter = Counter()
+    other: Counter = Counter()
+    for event in events:
+        if event.device_type != torch.autograd.DeviceType.CPU or not event.kernels:
+            continue
+        optimizer = in_optimizer(event)
+        for kernel in event.kernels:
+            label = "optimizer" if optimizer else category(
+                kernel.name, KERNEL_CATEGORIES, category(event.name, default="other kernels"))
+            if label == "other ops":          # an op category with no GPU meaning of its own
+                label = "other kernels"
+            totals[label] += kernel.duration / 1e6
+            if label == "other kernels":
+                other[kernel.name[:60]] += kernel.duration / 1e6
+    totals["GPU idle (launches, Python, waits)"] = max(0.0, wall - sum(totals.values()))
+    return totals, other
+
+
+def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
+    """Seconds per step by category: on a CPU every op's self time (cpu_breakdown), on CUDA every
+    kernel's time and the GPU's idle time (gpu_breakdown)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    trainer, _, _, run = build(cfg, mode, vocab_size, device, steps)
+    run(2)
+    cuda = trainer.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        started = time.perf_counter()
+        run(steps)          # ends with a synchronize on CUDA, so the wall time covers every kernel
+        wall = time.perf_counter() - started
+    totals, other = (gpu_breakdown if cuda else cpu_breakdown)(prof.events(), wall)
     return ({k: round(v / steps, 4) for k, v in totals.most_common()} | {"wall_per_step": round(wall / steps, 4)}
             | {"largest_other_ops": {k: round(v / steps, 4) for k, v in other.most_common(6)}})
 
@@ -247,13 +296,20 @@ def main() -> None:
     result = {"rows": rows, "auto": auto.record()}
     if args.profile:
         mode = args.modes.split(",")[0].strip()
-        breakdown = profile(cfg, mode, max(3, args.steps // 2), vocab_size, device)
+        profile_cfg = cfg
+        first = [r for r in rows if r["mode"] == mode and "tokens_per_second" in r]
+        if first:   # the first mode at its fastest batch size
+            size, accum, _ = (int(v) for v in max(first, key=lambda r: r["tokens_per_second"])["batch"].split("x"))
+            profile_cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, batch_size=size,
+                                                                                grad_accum=accum))
+        breakdown = profile(profile_cfg, mode, max(3, args.steps // 2), vocab_size, device)
         wall = breakdown.pop("wall_per_step")
         largest = breakdown.pop("largest_other_ops")
-        print(f"\nprofile of {mode}: seconds per step by category (wall {wall:.3f} s)")
+        print(f"\nprofile of {mode}, batch {profile_cfg.pretrain.batch_size}x{profile_cfg.pretrain.grad_accum}: "
+              f"seconds per step by category (wall {wall:.3f} s)")
         for key, value in breakdown.items():
             print(f"  {key:<22}{value:>8.4f}  {value / wall:>6.1%}")
-        print("  largest of the other ops: " + ", ".join(f"{k} {v:.4f}" for k, v in largest.items()))
+        print("  largest of the other ops or kernels: " + ", ".join(f"{k} {v:.4f}" for k, v in largest.items()))
         breakdown["largest_other_ops"] = largest
         result["profile"] = {"mode": mode, "wall_per_step": wall, **breakdown}
     if args.json:

@@ -211,17 +211,21 @@ def train_precision(setting: str, device: torch.device) -> Precision:
 # ---------------------------------------------------------------- GPU peak FLOPs (for MFU)
 
 # Dense bf16 peak FLOP/s, matched on whole words of the device name: "L4" must not match
-# "L40S", nor "A10" "A100".
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
-                   "A10": 125e12, "4090": 165e12}
+# "L40S", nor "A10" "A100". The H100's PCIe and NVL boards are slower than its SXM one, so the
+# longer keys come first.
+PEAK_BF16_FLOPS = {("H100", "PCIe"): 756e12, ("H100", "NVL"): 835e12, ("H100",): 989e12, ("H200",): 989e12,
+                   ("A100",): 312e12, ("L40S",): 362e12, ("L4",): 121e12, ("A10",): 125e12, ("4090",): 165e12}
+
+
+def peak_flops_of(name: str) -> float | None:
+    """Dense bf16 peak of a GPU by its CUDA name ("NVIDIA H100 80GB HBM3"); None where unknown."""
+    words = set(name.replace("-", " ").split())
+    for key, value in PEAK_BF16_FLOPS.items():
+        if words.issuperset(key):
+            return value
+    return None
 
 
 def peak_flops(device: torch.device) -> float | None:
     """Dense bf16 peak of the GPU, for MFU; None where unknown (CPU)."""
-    if device.type != "cuda":
-        return None
-    words = set(torch.cuda.get_device_name(device).replace("-", " ").split())
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in words:
-            return value
-    return None
+    return peak_flops_of(torch.cuda.get_device_name(device)) if device.type == "cuda" else None

@@ -195,3 +195,26 @@ def test_eval_start_keeps_the_starting_weights_unless_training_beats_them(tmp_pa
         assert result.best_step == 6 and not torch.equal(saved["w"], start)
     else:
         assert result.best_step == 0 and torch.equal(saved["w"], start)
+
+
+def test_fit_reports_the_share_of_time_spent_making_batches(tmp_path):
+    """The data-loader wait: fit times batch_fn, and the manifest's budget metrics carry the
+    share. A batch_fn that sleeps 0.2 s beside a step of a 2x2 matrix is most of the time;
+    a plain run() (RL stages: no batch_fn) reports none."""
+    from lmforge.train.loop import budget_metrics
+    torch.manual_seed(0)
+    cfg = TrainConfig(max_steps=3, warmup_steps=0, lr=0.01, matrix_lr=0.01, optimizer="adamw")
+    trainer = Trainer(TinyModel(), cfg, out_dir=tmp_path, log_path=tmp_path / "log.jsonl", device="cpu",
+                      save_fn=lambda m, _: None)
+
+    def slow_batch(step, micro, rank, world_size):
+        time.sleep(0.2)
+        return {"n_items": 1}
+
+    result = trainer.fit(slow_batch, lambda m, batch: (m.proj.weight ** 2).sum(), resume=False)
+    assert 0.5 < result.data_wait_share <= 1.0
+    assert budget_metrics(result)["data_wait_share"] == result.data_wait_share
+    other = Trainer(TinyModel(), cfg, out_dir=tmp_path / "b", log_path=tmp_path / "b.jsonl", device="cpu",
+                    save_fn=lambda m, _: None)
+    plain = other.run(lambda step: {"loss": other.train_step([{"n_items": 1}], lambda m, b: (m.proj.weight ** 2).sum())})
+    assert plain.data_wait_share is None and "data_wait_share" not in budget_metrics(plain)

@@ -79,6 +79,7 @@ class TrainResult:
     precision: dict
     resumed: bool = False     # continued from a checkpoint
     best_step: int | None = None   # the step whose weights are the output (0: the starting weights)
+    data_wait_share: float | None = None   # fit: the share of training time spent making batches
     @property
     def cut_short(self) -> bool:
         """The max_minutes cap, not the plan or early stopping, ended the stage."""
@@ -91,7 +92,8 @@ def budget_metrics(result: TrainResult) -> dict:
     return {"steps": result.steps, "planned_steps": result.planned_steps, "stop_reason": result.stop_reason,
             "cut_short": result.cut_short, "train_seconds": result.wall_seconds,
             "seconds_per_step": round(result.wall_seconds / max(result.steps, 1), 4),
-            "resumed": result.resumed, "precision": result.precision}
+            "resumed": result.resumed, "precision": result.precision,
+            **({"data_wait_share": result.data_wait_share} if result.data_wait_share is not None else {})}
 
 
 def budget_line(result: TrainResult) -> str:
@@ -149,6 +151,7 @@ class Trainer:
         self.items_seen = 0
         self.time_parts = False        # benchmarks: time forward, backward and optimizer (synchronizing)
         self.part_seconds = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        self.data_seconds: float | None = None   # seconds in batch_fn this session (fit only)
         self.best_val = float("inf")
         self.best_eval: dict = {}
         self.best_step: int | None = None
@@ -344,7 +347,11 @@ class Trainer:
         grad_accum = self.tc.grad_accum
 
         def step_fn(step: int) -> dict:
+            # Timed always (two clock reads a step): the step ends with one host sync (the loss),
+            # so on a GPU this is time the device sits idle waiting for data.
+            started = time.perf_counter()
             batches = [batch_fn(step, micro, self.rank, self.world_size) for micro in range(grad_accum)]
+            self.data_seconds = (self.data_seconds or 0.0) + time.perf_counter() - started
             row = {"loss": round(self.train_step(batches, loss_fn), 7)}   # 7 decimals: resume checks at 1e-6
             if log_extra is not None:
                 row.update(log_extra())
@@ -365,6 +372,7 @@ class Trainer:
         tc = self.tc
         total_steps = total_steps or tc.max_steps
         resumed = self.start(resume)
+        self.data_seconds = None        # fit's step_fn adds its batch_fn time
         self.trackers = trackers.for_stage(self.stage, self.step, resumed, self.is_main)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
@@ -453,9 +461,12 @@ class Trainer:
             self.trackers.close()
         items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
         mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None
+        session_seconds = self.train_seconds - session_start_seconds
+        data_wait = (round(self.data_seconds / session_seconds, 4)
+                     if self.data_seconds is not None and session_seconds > 0 else None)
         return TrainResult(steps=self.step, planned_steps=total_steps, items_seen=self.items_seen,
                            best_val_loss=self.best_val, best_eval=dict(self.best_eval), last_val_loss=last_val, stopped_early=stopped_early,
                            stop_reason=stop_reason, wall_seconds=round(self.train_seconds, 2),
                            items_per_second=round(items_per_second, 1), mfu=mfu_total,
                            precision=self.precision.record(), resumed=resumed,
-                           best_step=self.best_step if eval_fn is not None else None)
+                           best_step=self.best_step if eval_fn is not None else None, data_wait_share=data_wait)
