@@ -2,16 +2,22 @@
 
     python benchmarks/lookup_copy.py --run-dir runs/tiny                  # base and SFT models
     python benchmarks/lookup_copy.py --run-dir runs/tiny --stages pretrain --questions 0
+    python benchmarks/lookup_copy.py --run-dir runs/tiny --questions 400    # every dev question, by attribute
     python benchmarks/lookup_copy.py --run-dir runs/tiny --sft-model /tmp/other/models/sft    # another SFT model
 
 1. In-context copying, no tools: a list of four invented names (lmforge/world/shelf.py's
    `invented_name`, so no entity has them) is shown, then repeated; the figure is the share of
    the repeat's tokens the model predicts greedily (a model with induction heads gets most of
    them; one without gets only what it can guess).
-2. With the SFT model and the built-in tools declared: for `--questions` unseen *dev* questions
+2. Restating a year from a card, no tools: an invented person's card in the reference shelf's
+   form ("X: was born in 1752; came from Ulhavn; died in 1801.") and then "X was born in" (or
+   "X died in"); the figure is the share of cards whose year the model writes exactly, every
+   token of it. This is the step a lookup answer about a number needs.
+3. With the SFT model and the built-in tools declared: for `--questions` unseen *dev* questions
    of datasets/lookup_eval.jsonl (never the test part: this is for settings) and as many lookup
    conversations of the SFT data (names the model trained on), the share whose first lookup
-   query is exactly the asked name, with a few examples.
+   query is exactly the asked name, with a few examples; and per attribute of those dev
+   questions: answered right, query exactly the name, and the true value in the tool's result.
 
 Needs a run through sft (for 2: with `synth.tool_use=calls`); writes nothing. A benchmark, never
 a test.
@@ -31,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lmforge.checkpoints import load_model  # noqa: E402
 from lmforge.config.loader import load_config  # noqa: E402
 from lmforge.evals.chat import ask  # noqa: E402
+from lmforge.evals.judge import judge  # noqa: E402
 from lmforge.files import read_jsonl  # noqa: E402
 from lmforge.rundir import RunDir  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
@@ -53,6 +60,42 @@ def copy_accuracy(model, tokenizer, taken: set[str], trials: int, seed: int) -> 
         right += sum(p == t for p, t in zip(predicted, repeat))
         total += len(repeat)
     return round(right / total, 4)
+
+
+def year_restating(model, tokenizer, taken: set[str], trials: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    exact = {"born": 0, "died": 0}
+    for _ in range(trials):
+        name = invented_name("person", taken, rng)
+        born = rng.randint(1700, 1899)
+        died = born + rng.randint(30, 80)
+        card = f"{name}: was born in {born}; came from {invented_name('place', taken, rng)}; died in {died}.\n"
+        for field, year in (("born", born), ("died", died)):
+            shown = [tokenizer.bos_id] + tokenizer.encode(f"{card}{name} {'was born' if field == 'born' else 'died'} in")
+            target = tokenizer.encode(f" {year}")
+            with torch.no_grad():
+                logits = model(torch.tensor([shown + target]))
+            predicted = logits[0, len(shown) - 1:-1].argmax(-1).tolist()
+            exact[field] += predicted == target
+    return {f"year_{field}_exact": round(k / trials, 4) for field, k in exact.items()}
+
+
+def by_attribute(model, tokenizer, box, rows: list[dict]) -> dict:
+    """Per attribute of unseen dev questions: answered right (the ground-truth judge), first
+    query exactly the entity's name, and the true value somewhere in that call's result."""
+    answers = ask(model, tokenizer, [r["question"] for r in rows], 192, tools=box)
+    table: dict = {}
+    for row, answer in zip(rows, answers):
+        call = answer.tool_calls[0] if answer.tool_calls else {}
+        item = {"known": True, "value": row["value"], "entity": row["entity"], "attribute": row["attribute"],
+                "language": row["language"]}
+        line = table.setdefault(row["attribute"], {"questions": 0, "right": 0, "query_is_the_name": 0,
+                                                   "value_in_result": 0})
+        line["questions"] += 1
+        line["right"] += judge(answer.text, answer.ended, item).reason.startswith("correct")
+        line["query_is_the_name"] += query_of(call) == row["entity"] if call else False
+        line["value_in_result"] += row["value"] in str(call.get("result", ""))
+    return dict(sorted(table.items(), key=lambda kv: -kv[1]["questions"]))
 
 
 def query_of(call: dict):
@@ -90,7 +133,8 @@ def main() -> None:
         model = load_model(sft_dir if stage == "sft" else run.model_dir(stage))
         model.eval()
         result[stage] = {"in_context_copy_token_accuracy": copy_accuracy(model, tokenizer, taken, args.trials,
-                                                                         args.seed)}
+                                                                         args.seed),
+                         **year_restating(model, tokenizer, taken, 2 * args.trials, args.seed)}
     if args.questions and "sft" in result:
         rng = random.Random(args.seed)
         cfg = load_config(base=run.root / "config.yaml")
@@ -108,6 +152,7 @@ def main() -> None:
         result["sft"]["trained_names"] = query_copies(
             model, tokenizer, box, [m[0]["content"] for m in trained],
             [m[1]["tool_calls"][0]["function"]["arguments"]["query"] for m in trained])
+        result["sft"]["dev_by_attribute"] = by_attribute(model, tokenizer, box, dev)
         box.close()
     print(json.dumps(result, ensure_ascii=False, indent=1))
 

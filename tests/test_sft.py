@@ -158,6 +158,17 @@ def test_sft_manifest_reports_quality_and_batching(micro_run):
         assert key in m
     assert m["batching"] == "packed" and 0 <= m["padding_fraction"] < 1
     assert "## SFT: the chat model" in (micro_run / "report" / "report.md").read_text()
+    # the lookup figure on unseen test entities, and its split into number and word answers
+    f = m["figures"]
+    whole, number, word = (f[f"unseen_test{kind}_correct_with_lookup"] for kind in ("", "_number", "_word"))
+    assert number["n"] > 0 and word["n"] > 0
+    assert (number["n"] + word["n"], number["k"] + word["k"]) == (whole["n"], whole["k"])
+
+
+def test_value_kind():
+    from lmforge.evals.chat import value_kind
+    assert [value_kind(v) for v in ("1752", "536 km", "29 år", "Ulhavn", "sailor", "")] == \
+        ["number", "number", "number", "word", "word", "word"]
 
 
 def test_zero_valid_conversations_stop_with_one_line(micro_copy, tmp_path):

@@ -96,6 +96,8 @@ def _sft(m: dict) -> list[list]:
     tools = [("unseen_test_correct_with_lookup", "unseen entities answered right, with lookup", "test"),
              ("unseen_test_correct_without_tools", "the same without tools: answered right", "test"),
              ("unseen_test_idk_without_tools", "the same without tools: \"I don't know\"", "test"),
+             ("unseen_test_number_correct_with_lookup", "of them, numbers (years, lengths...) answered right", "test"),
+             ("unseen_test_word_correct_with_lookup", "of them, words (towns, trades...) answered right", "test"),
              ("unseen_dev_correct_with_lookup", "unseen entities answered right, with lookup", "dev"),
              ("unanswerable_idk_with_lookup", "\"I don't know\" when lookup finds nothing (invented names)",
               "test"),

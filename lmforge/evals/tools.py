@@ -67,6 +67,10 @@ def reasoning_part(m: dict) -> list[str]:
 
 def lookup_part(t: dict, figures: dict) -> list[str]:
     rows = [["unseen test entities: answered right, with lookup", share(figures.get("unseen_test_correct_with_lookup"))],
+            ["... of them, a number for answer (years, lengths, populations)",
+             share(figures.get("unseen_test_number_correct_with_lookup"))],
+            ["... of them, a word for answer (towns, trades, foods)",
+             share(figures.get("unseen_test_word_correct_with_lookup"))],
             ["unseen test entities: answered right, without tools",
              share(figures.get("unseen_test_correct_without_tools"))],
             ["unseen test entities: \"I don't know\", without tools",
