@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from lmforge.tasks.tool_data import one_per_entity
 
 
@@ -22,3 +24,14 @@ def test_lookup_questions_take_every_entity_once_before_any_twice():
     assert one_per_entity(facts, 45, random.Random(1)) == chosen
     assert len(one_per_entity(facts, 1000, random.Random(1))) == 120     # no fact twice, however many asked
     assert one_per_entity([], 5, random.Random(1)) == []
+
+
+def test_running_out_of_invented_names_is_one_line_naming_the_settings():
+    from lmforge.errors import StageError
+    from lmforge.world.shelf import NAME_MIDDLES, NAME_PARTS, invented_name
+    heads, tails = NAME_PARTS["river"]
+    taken = {(h + m + t).lower() for h in heads for m in [""] + list(NAME_MIDDLES) for t in tails}
+    with pytest.raises(StageError) as err:
+        invented_name("river", taken, random.Random(0))
+    message = str(err.value)
+    assert "\n" not in message and "tools.lookup_practice" in message and "synth.lookup_unanswerable" in message

@@ -68,7 +68,9 @@ def invented_name(kind: str, taken: set[str], rng: random.Random) -> str:
             name = rng.choice(heads) + middle + rng.choice(tails)
         if name.lower() not in taken:
             return name
-    raise StageError(f"could not invent an unused {kind} name")
+    raise StageError(f"could not invent an unused {kind} name ({len(taken):,} names taken): fewer invented "
+                     f"entities (tools.lookup_practice) or questions about invented names "
+                     f"(synth.lookup_unanswerable) leave room")
 
 
 def free_plain_names(kind: str, taken: set[str]) -> int:
