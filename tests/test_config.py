@@ -76,14 +76,15 @@ def test_the_old_label_section_still_loads_with_a_one_line_note(tmp_path, capsys
 
 
 def test_options_added_later_leave_fingerprints_alone_at_their_default():
-    """tokenizer.train_chars and grpo.tasks came after runs existed: at their default the section
+    """tokenizer.train_chars, grpo.tasks and synth.lookup_entities came after runs existed: at their default the section
     hashes as it did without them (so no stage goes out of date); set, they count."""
     import hashlib
     import json
     cfg = load_config("micro")
-    for section, field in (("tokenizer", "train_chars"), ("grpo", "tasks")):
+    for section, field in (("tokenizer", "train_chars"), ("grpo", "tasks"), ("synth", "lookup_entities")):
         before = {section: {k: v for k, v in cfg.to_dict()[section].items() if k != field}}
         old = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
         assert cfg.section_hash(section) == old
     assert load_config("micro", ["tokenizer.train_chars=1000"]).section_hash("tokenizer") != cfg.section_hash("tokenizer")
     assert load_config("micro", ["grpo.tasks=lookup"]).section_hash("grpo") != cfg.section_hash("grpo")
+    assert load_config("micro", ["synth.lookup_entities=5"]).section_hash("synth") != cfg.section_hash("synth")

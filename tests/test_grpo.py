@@ -359,3 +359,17 @@ def test_grpo_on_lookup_questions(micro_copy):
     tested = {json.loads(line)["entity"] for line in (micro_copy / "datasets/lookup_eval.jsonl").open()}
     assert practice and not practice & tested
     assert metrics["before_no_tools"]["n"] == metrics["before"]["n"] == 6
+
+
+def test_synth_can_leave_practice_entities_to_grpo(micro_copy):
+    """synth.lookup_entities=N: SFT's lookup conversations name at most N practice entities, so
+    the others stay unnamed for grpo.tasks=lookup even when synth.lookup_questions covers the shelf."""
+    practice = {json.loads(line)["entity"] for line in (micro_copy / "data/index/practice.jsonl").open()}
+    lmforge("synth", "--run-dir", str(micro_copy), "--force", "synth.lookup_entities=3", "synth.lookup_questions=40")
+    queries = set()
+    for line in (micro_copy / "datasets/sft.jsonl").open():
+        for message in json.loads(line)["messages"]:
+            for call in message.get("tool_calls") or []:
+                if call["function"]["name"] == "lookup":
+                    queries.add(call["function"]["arguments"]["query"])
+    assert len(practice) == 8 and len(queries & practice) == 3

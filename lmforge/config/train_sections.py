@@ -93,6 +93,8 @@ class SynthConfig:
                                 "entities and the reserved unseen ones, every entity once before any twice")
     lookup_unanswerable: int = opt(600, lo=0, help="questions about invented names: lookup finds nothing relevant "
                                    "and the answer is \"I don't know\"")
+    lookup_entities: int = opt(0, lo=0, help="ask SFT about at most this many of the shelf's practice entities "
+                               "(0 = all); the rest stay unnamed for grpo.tasks=lookup to train on")
     no_tool_questions: int = opt(150, lo=0, help="conversations with tools offered that need none")
 
 

@@ -197,7 +197,11 @@ def tool_conversations(run, cfg, usable: list[dict], facts: list[dict], held: li
     if need_lookup:
         lookup = box.tools["lookup"].fn
         reserved = [f for f in facts if f["held_out"] and f.get("unseen_split") == "reserved"]
-        for fact in one_per_entity(reserved + practice_facts(run), scfg.lookup_questions, rng):
+        practice = practice_facts(run)
+        if scfg.lookup_entities:      # the first ones (the shelf's order); the rest are GRPO's
+            kept = list(dict.fromkeys(f["entity_id"] for f in practice))[:scfg.lookup_entities]
+            practice = [f for f in practice if f["entity_id"] in set(kept)]
+        for fact in one_per_entity(reserved + practice, scfg.lookup_questions, rng):
             result = lookup(fact["entity"])
             if not answered_by(result, fact["entity"], fact["value"]):
                 stats["skipped:lookup_missed"] += 1      # no passage states the asked fact
