@@ -10,7 +10,8 @@ read from the result earn the reward.
 
 Training tasks are questions about the reference shelf's practice entities (data/index/
 practice.jsonl, invented names that exist only on the shelf) that no SFT conversation names
-(so `tools.lookup_practice` must exceed what `synth.lookup_questions` covers) and, one task in
+(so `tools.lookup_practice` must exceed what `synth.lookup_questions` covers, or
+`synth.lookup_entities` must keep some from SFT) and, one task in
 five, questions about names invented here that neither the world, the shelf nor the evaluation
 uses, whose right answer is "I don't know". Test and dev are the SFT stage's lookup evaluation
 questions (datasets/lookup_eval.jsonl): every fact of the unseen test (dev) entities, which
@@ -101,7 +102,8 @@ def lookup_tasks(run, tokenizer, max_prompt: int, tools: list | None, seed: int,
     fresh = [r for r in practice if r["entity"] not in seen]
     if not fresh:
         raise StageError(f"every practice entity in {practice_path} is asked about in the SFT data {sft_path}: "
-                         f"raise tools.lookup_practice above the entities synth.lookup_questions covers")
+                         f"raise tools.lookup_practice above the entities synth.lookup_questions covers, or "
+                         f"keep some from SFT with synth.lookup_entities")
     taken = {r["entity"].lower() for r in practice + evaluation}
     taken |= {r["entity"].lower() for r in read_jsonl(facts_path)}
     rng = random.Random(f"{seed}:lookup-rl")
