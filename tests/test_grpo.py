@@ -373,3 +373,21 @@ def test_synth_can_leave_practice_entities_to_grpo(micro_copy):
                 if call["function"]["name"] == "lookup":
                     queries.add(call["function"]["arguments"]["query"])
     assert len(practice) == 8 and len(queries & practice) == 3
+
+
+def test_lookup_test_and_dev_are_the_same_sample_for_every_seed(micro_copy):
+    """The evaluation takes the first questions of each level: the unseen ones come in a fixed
+    shuffled order (the file lists entities kind by kind), the same for every run seed, and all of
+    them are there."""
+    from lmforge.files import read_jsonl
+    from lmforge.tasks.lookup_rl import lookup_tasks
+    run, tokenizer = RunDir(micro_copy), Tokenizer.load(micro_copy / "tokenizer")
+    one, _, _ = lookup_tasks(run, tokenizer, 256, None, seed=1)
+    two, _, _ = lookup_tasks(run, tokenizer, 256, None, seed=2)
+    rows = read_jsonl(micro_copy / "datasets" / "lookup_eval.jsonl")
+    for name in ("test", "dev"):
+        asked = [t.prompt[-1]["content"] for t in one[name] if t.columns["difficulty"] == "unseen"]
+        assert asked == [t.prompt[-1]["content"] for t in two[name] if t.columns["difficulty"] == "unseen"]
+        in_file = [r["question"] for r in rows if r["split"] == f"unseen_{name}"]
+        assert sorted(asked) == sorted(in_file) and len(in_file) >= 5
+        assert asked != in_file          # shuffled (a fixed order: this holds or fails every time)

@@ -113,7 +113,12 @@ def lookup_tasks(run, tokenizer, max_prompt: int, tools: list | None, seed: int,
     rng.shuffle(rows["train"])
     unanswerable = [r for r in evaluation if r["split"] == "unanswerable"]
     for name in ("test", "dev"):
-        rows[name] = [_columns(r, True, "unseen", facts_path) for r in evaluation if r["split"] == f"unseen_{name}"]
+        unseen = [r for r in evaluation if r["split"] == f"unseen_{name}"]
+        # The file lists entities kind by kind (persons first), and the evaluation takes the first
+        # eval_per_difficulty of each level: a fixed shuffle, the same for every run seed, makes
+        # that prefix a sample of all kinds, not mostly persons (whose years and trades are easier).
+        random.Random(f"lookup-{name}-order").shuffle(unseen)
+        rows[name] = [_columns(r, True, "unseen", facts_path) for r in unseen]
         rows[name] += [_columns(r, False, "unanswerable", facts_path)
                        for r in unanswerable[(name == "dev")::2]]
     tasks: dict[str, list[Task]] = {}
