@@ -19,7 +19,7 @@
    query is exactly the asked name, with a few examples; and per attribute of those dev
    questions: answered right, query exactly the name, and the true value in the tool's result.
 
-Needs a run through sft (for 2: with `synth.tool_use=calls`); writes nothing. A benchmark, never
+Needs a run through sft (for 3: with `synth.tool_use=calls`); writes nothing. A benchmark, never
 a test.
 """
 from __future__ import annotations

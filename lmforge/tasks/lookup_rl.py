@@ -15,7 +15,9 @@ practice.jsonl, invented names that exist only on the shelf) that no SFT convers
 five, questions about names invented here that neither the world, the shelf nor the evaluation
 uses, whose right answer is "I don't know". Test and dev are the SFT stage's lookup evaluation
 questions (datasets/lookup_eval.jsonl): every fact of the unseen test (dev) entities, which
-nothing trains on, plus half of its unanswerable questions each (alternating in file order).
+nothing trains on, in a fixed shuffled order (the evaluation takes the first ones, and the file
+lists entities kind by kind), plus half of its unanswerable questions each (alternating in file
+order).
 Every task carries `judge: "fact"`, so the `correctness` reward and the evaluation score it
 with the ground-truth judge (lmforge/evals/reasoning.py's is_right), and `difficulty` is
 "unseen" or "unanswerable" (the report's per-level rows; training tasks say "practice").

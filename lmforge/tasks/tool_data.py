@@ -199,8 +199,8 @@ def tool_conversations(run, cfg, usable: list[dict], facts: list[dict], held: li
         reserved = [f for f in facts if f["held_out"] and f.get("unseen_split") == "reserved"]
         practice = practice_facts(run)
         if scfg.lookup_entities:      # the first ones (the shelf's order); the rest are GRPO's
-            kept = list(dict.fromkeys(f["entity_id"] for f in practice))[:scfg.lookup_entities]
-            practice = [f for f in practice if f["entity_id"] in set(kept)]
+            kept = set(list(dict.fromkeys(f["entity_id"] for f in practice))[:scfg.lookup_entities])
+            practice = [f for f in practice if f["entity_id"] in kept]
         for fact in one_per_entity(reserved + practice, scfg.lookup_questions, rng):
             result = lookup(fact["entity"])
             if not answered_by(result, fact["entity"], fact["value"]):

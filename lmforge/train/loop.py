@@ -79,7 +79,7 @@ class TrainResult:
     precision: dict
     resumed: bool = False     # continued from a checkpoint
     best_step: int | None = None   # the step whose weights are the output (0: the starting weights)
-    data_wait_share: float | None = None   # fit: the share of training time spent making batches
+    data_wait_share: float | None = None   # fit: the share of the steps' time spent making batches
     @property
     def cut_short(self) -> bool:
         """The max_minutes cap, not the plan or early stopping, ended the stage."""
@@ -152,6 +152,7 @@ class Trainer:
         self.time_parts = False        # benchmarks: time forward, backward and optimizer (synchronizing)
         self.part_seconds = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.data_seconds: float | None = None   # seconds in batch_fn this session (fit only)
+        self.step_seconds = 0.0                  # seconds in step_fn this session (validation left out)
         self.best_val = float("inf")
         self.best_eval: dict = {}
         self.best_step: int | None = None
@@ -372,7 +373,7 @@ class Trainer:
         tc = self.tc
         total_steps = total_steps or tc.max_steps
         resumed = self.start(resume)
-        self.data_seconds = None        # fit's step_fn adds its batch_fn time
+        self.data_seconds, self.step_seconds = None, 0.0    # fit's step_fn adds its batch_fn time
         self.trackers = trackers.for_stage(self.stage, self.step, resumed, self.is_main)
         self.model.train()
         stop_reason, stopped_early = "max_steps", False
@@ -394,7 +395,9 @@ class Trainer:
         time_fraction = self._time_fraction()
         while self.step < total_steps:
             lr_mult = self._set_lr(total_steps, time_fraction)
+            started = time.perf_counter()
             fields = step_fn(self.step)
+            self.step_seconds += time.perf_counter() - started
             loss = fields.get("loss")
             if loss is not None and not math.isfinite(loss):
                 raise FloatingPointError(f"{self.stage}: loss became {loss} at step {self.step}; "
@@ -461,9 +464,8 @@ class Trainer:
             self.trackers.close()
         items_per_second = self.items_seen / max(self.train_seconds, 1e-9)
         mfu_total = (items_per_second * self.flops_per_item / peak) if (peak and self.flops_per_item) else None
-        session_seconds = self.train_seconds - session_start_seconds
-        data_wait = (round(self.data_seconds / session_seconds, 4)
-                     if self.data_seconds is not None and session_seconds > 0 else None)
+        data_wait = (round(self.data_seconds / self.step_seconds, 4)
+                     if self.data_seconds is not None and self.step_seconds > 0 else None)
         return TrainResult(steps=self.step, planned_steps=total_steps, items_seen=self.items_seen,
                            best_val_loss=self.best_val, best_eval=dict(self.best_eval), last_val_loss=last_val, stopped_early=stopped_early,
                            stop_reason=stop_reason, wall_seconds=round(self.train_seconds, 2),
