@@ -7,6 +7,7 @@ step and tokens/s (MFU on a GPU), for each precision side by side, and what `dty
     python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes auto,compile+bf16
     python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes compile+bf16,compile+bf16+fp8 \
         --batch-sizes 16,32,64 --profile          # a GPU: the best batch that fits, FP8 (torchao) beside bf16
+    python benchmarks/pretrain_throughput.py --preset gpt2-124m --modes compile+bf16+flash,compile+bf16+cudnn  # attention kernels
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         python benchmarks/pretrain_throughput.py --preset tiny                   # a CPU without native bf16
 
@@ -23,8 +24,10 @@ tables; never a test.
 
 On CUDA each row also reports peak memory (torch.cuda.max_memory_allocated) and the data wait:
 the share of the step spent making the batch (pretraining's own batch_fn, pinned host memory,
-non-blocking copies). Attention runs through the flash SDPA kernel (forced, so a fallback is
-an error, not a silent slowdown), AdamW is fused. `--batch-sizes` tries each micro-batch size
+non-blocking copies). Attention runs through the kernel torch's SDPA dispatch picks, as in a
+training run (cuDNN's on an H100 with torch 2.11, 1.55x flash's speed there:
+benchmarks/attention_backends.py); "+flash" or "+cudnn" forces one, so that a fallback is an
+error, not a silent slowdown. AdamW is fused. `--batch-sizes` tries each micro-batch size
 (grad_accum scaled to keep the tokens per step) and marks the fastest that fits; a "+fp8" mode
 converts the linear layers with torchao's float8 training (`pip install torchao`, GPUs with
 FP8: H100/H200/L40S/4090), left out where either is missing.
@@ -53,8 +56,11 @@ from lmforge.model import GPT  # noqa: E402
 from lmforge.train.loop import Trainer  # noqa: E402
 from lmforge.train.pretrain import next_token_loss_sum, window_batch_fn  # noqa: E402
 
-MODES = {  # name -> (dtype setting, compile); "+plain-loss" after any: the loss from full (B, T, V)
-    "auto": ("auto", False),            # logits instead of lmforge/head_loss.py's chunks
+# name -> (dtype setting, compile). After any: "+plain-loss" takes the loss from full (B, T, V)
+# logits instead of lmforge/head_loss.py's chunks; on CUDA "+flash" or "+cudnn" forces that
+# attention kernel (else torch chooses, as in training), "+fp8" converts the linear layers (torchao)
+MODES = {
+    "auto": ("auto", False),
     "fp32": ("fp32", False),
     "bf16": ("bf16", False),
     "compile": ("auto", True),
@@ -89,7 +95,8 @@ def to_float8(model) -> None:
 
 def build(cfg, mode: str, vocab_size: int, device, steps: int):
     fp8 = "+fp8" in mode
-    base = mode.replace("+fp8", "").removesuffix("+plain-loss")
+    forced = next((name for name in ("flash", "cudnn") if f"+{name}" in mode), None)
+    base = mode.replace("+fp8", "").replace("+flash", "").replace("+cudnn", "").removesuffix("+plain-loss")
     setting, compile_ = MODES[base]
     loss_fn = plain_loss_sum if mode.endswith("+plain-loss") else next_token_loss_sum
     tcfg = dataclasses.replace(cfg.pretrain, dtype=setting, compile=compile_, max_steps=10**9,
@@ -105,17 +112,20 @@ def build(cfg, mode: str, vocab_size: int, device, steps: int):
                       flops_per_item=model.flops_per_token(tcfg.seq_len), stage=f"bench-{mode}")
     batch_fn = window_batch_fn(tokens, tcfg.batch_size, tcfg.grad_accum, tcfg.seq_len, 0, trainer.device)
 
-    attention = contextlib.nullcontext()
-    if trainer.device.type == "cuda":
+    # torch's own kernel choice, as in training, unless the mode forces one (a new context each
+    # step: sdpa_kernel's cannot be entered twice)
+    attention = contextlib.nullcontext
+    if forced and trainer.device.type == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
-        attention = sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+        backend = SDPBackend.CUDNN_ATTENTION if forced == "cudnn" else SDPBackend.FLASH_ATTENTION
+        attention = lambda: sdpa_kernel([backend])  # noqa: E731
 
     def run(n: int) -> None:
         for _ in range(n):
             started = time.perf_counter()
             batches = [batch_fn(trainer.step, m, 0, 1) for m in range(tcfg.grad_accum)]
             trainer.part_seconds["data"] = trainer.part_seconds.get("data", 0.0) + time.perf_counter() - started
-            with attention:
+            with attention():
                 trainer.train_step(batches, loss_fn)
             trainer.step += 1
         if trainer.device.type == "cuda":
@@ -234,8 +244,10 @@ def profile(cfg, mode: str, steps: int, vocab_size: int, device) -> dict:
         run(steps)          # ends with a synchronize on CUDA, so the wall time covers every kernel
         wall = time.perf_counter() - started
     totals, other = (gpu_breakdown if cuda else cpu_breakdown)(prof.events(), wall)
+    # the profiler's own table of the costliest ops (device time on CUDA), for reading beside the categories
+    table = prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=30)
     return ({k: round(v / steps, 4) for k, v in totals.most_common()} | {"wall_per_step": round(wall / steps, 4)}
-            | {"largest_other_ops": {k: round(v / steps, 4) for k, v in other.most_common(6)}})
+            | {"largest_other_ops": {k: round(v / steps, 4) for k, v in other.most_common(6)}, "table": table})
 
 
 def main() -> None:
@@ -305,6 +317,9 @@ def main() -> None:
         breakdown = profile(profile_cfg, mode, max(3, args.steps // 2), vocab_size, device)
         wall = breakdown.pop("wall_per_step")
         largest = breakdown.pop("largest_other_ops")
+        table = breakdown.pop("table")
+        if args.json:
+            Path(args.json).with_suffix(".profile.txt").write_text(table)
         print(f"\nprofile of {mode}, batch {profile_cfg.pretrain.batch_size}x{profile_cfg.pretrain.grad_accum}: "
               f"seconds per step by category (wall {wall:.3f} s)")
         for key, value in breakdown.items():
