@@ -263,13 +263,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> int:
     """Console entry point: main(), then leave the torchrun process group cleanly."""
     code = main()
-    dist = sys.modules.get("torch.distributed")    # only if something imported it
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        # rank 0 works on after training (evaluation, the manifest) while the others are done;
-        # a rank that tore its group down and left then could abort in gloo's transport thread
-        # ("terminate called without an active exception"), so every rank leaves together
-        dist.barrier()
-        dist.destroy_process_group()
+    if "torch.distributed" in sys.modules:          # only if something imported it: a torchrun process
+        from .device import leave_process_group
+        leave_process_group(code)                   # all ranks together; ends the process if one was joined
     return code
 
 

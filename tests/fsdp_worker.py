@@ -97,13 +97,13 @@ def muon_uneven(rank: int, world: int) -> float:
         for opt in opts:
             opt.step()
             opt.zero_grad()
-    return max(float((a - b.full_tensor()).abs().max()) for a, b in zip(whole.parameters(), sharded.parameters()))
+    return max(float((a.detach() - b.full_tensor().detach()).abs().max()) for a, b in zip(whole.parameters(), sharded.parameters()))
 
 
 def main(work: Path) -> None:
     import torch.distributed as dist
 
-    from lmforge.device import init_distributed
+    from lmforge.device import init_distributed, leave_process_group
     rank, world = init_distributed(torch.device("cpu"))
     assert world == 2, world
     trainer = train(work / "two", 10)
@@ -116,8 +116,7 @@ def main(work: Path) -> None:
     difference = muon_uneven(rank, world)
     if rank == 0:
         (work / "muon.json").write_text(json.dumps({"max_abs_difference": difference}))
-    dist.barrier()
-    dist.destroy_process_group()
+    leave_process_group(0)      # as the CLI leaves: together, then os._exit (lmforge/device.py)
 
 
 if __name__ == "__main__":
