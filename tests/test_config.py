@@ -76,15 +76,20 @@ def test_the_old_label_section_still_loads_with_a_one_line_note(tmp_path, capsys
 
 
 def test_options_added_later_leave_fingerprints_alone_at_their_default():
-    """tokenizer.train_chars, grpo.tasks and synth.lookup_entities came after runs existed: at their default the section
-    hashes as it did without them (so no stage goes out of date); set, they count."""
+    """tokenizer.train_chars, grpo.tasks, grpo.lookup_values, grpo.seed and synth.lookup_entities came after runs
+    existed: at their default the section hashes as it did without them (so no stage goes out of date); set, they
+    count."""
     import hashlib
     import json
     cfg = load_config("micro")
-    for section, field in (("tokenizer", "train_chars"), ("grpo", "tasks"), ("synth", "lookup_entities")):
-        before = {section: {k: v for k, v in cfg.to_dict()[section].items() if k != field}}
+    later = {"tokenizer": {"train_chars"}, "grpo": {"tasks", "lookup_values", "seed"}, "synth": {"lookup_entities"}}
+    for section, fields in later.items():
+        before = {section: {k: v for k, v in cfg.to_dict()[section].items() if k not in fields}}
         old = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
         assert cfg.section_hash(section) == old
-    assert load_config("micro", ["tokenizer.train_chars=1000"]).section_hash("tokenizer") != cfg.section_hash("tokenizer")
-    assert load_config("micro", ["grpo.tasks=lookup"]).section_hash("grpo") != cfg.section_hash("grpo")
-    assert load_config("micro", ["synth.lookup_entities=5"]).section_hash("synth") != cfg.section_hash("synth")
+    for override in ("tokenizer.train_chars=1000", "grpo.tasks=lookup", "grpo.lookup_values=number", "grpo.seed=2",
+                     "synth.lookup_entities=5"):
+        section = override.split(".")[0]
+        assert load_config("micro", [override]).section_hash(section) != cfg.section_hash(section), override
+    # a GRPO seed of its own ages the GRPO stage only; run.seed is in every stage's hash
+    assert load_config("micro", ["grpo.seed=2"]).section_hash("run.seed") == cfg.section_hash("run.seed")

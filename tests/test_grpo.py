@@ -354,6 +354,14 @@ def test_grpo_on_lookup_questions(micro_copy):
     metrics = RunDir(micro_copy).read_manifest("grpo")["metrics"]
     assert metrics["task_kind"] == "lookup" and metrics["steps"] == 2
     assert set(metrics["before"]["by_difficulty"]) == {"unseen", "unanswerable"}
+    # the unseen questions again, by the kind of answer (unanswerable ones have none)
+    kinds, unseen = metrics["before"]["by_value_kind"], metrics["before"]["by_difficulty"]["unseen"]
+    assert set(kinds) <= {"number", "word"}
+    assert sum(v["n"] for v in kinds.values()) == unseen["n"] and sum(v["correct"] for v in kinds.values()) == unseen["correct"]
+    from lmforge.evals.reasoning import report_section
+    run = RunDir(micro_copy)
+    section = report_section(run, run.load_config())
+    assert all(f"unseen, a {kind} for answer | {v['n']} |" in section for kind, v in kinds.items()), section
     assert metrics["overlap"]["test"]["same_prompt_in_training"] == 0
     practice = {json.loads(line)["entity"] for line in (micro_copy / "data/index/practice.jsonl").open()}
     tested = {json.loads(line)["entity"] for line in (micro_copy / "datasets/lookup_eval.jsonl").open()}
@@ -391,3 +399,22 @@ def test_lookup_test_and_dev_are_the_same_sample_for_every_seed(micro_copy):
         in_file = [r["question"] for r in rows if r["split"] == f"unseen_{name}"]
         assert sorted(asked) == sorted(in_file) and len(in_file) >= 5
         assert asked != in_file          # shuffled (a fixed order: this holds or fails every time)
+
+
+def test_lookup_values_trains_on_one_kind_of_answer_and_keeps_every_kind_in_test(micro_copy):
+    """grpo.lookup_values=number: only practice questions answered by a number (and the invented
+    names asked the same questions) are trained on; test and dev are the same as with all."""
+    from lmforge.evals.chat import value_kind
+    from lmforge.tasks.lookup_rl import lookup_tasks
+    run, tokenizer = RunDir(micro_copy), Tokenizer.load(micro_copy / "tokenizer")
+    every, _, _ = lookup_tasks(run, tokenizer, 256, None, seed=1)
+    numbers, _, sources = lookup_tasks(run, tokenizer, 256, None, seed=1, values="number")
+    kinds = {value_kind(t.columns["value"]) for t in every["train"] if t.columns["known"]}
+    assert kinds == {"number", "word"}
+    known = [t for t in numbers["train"] if t.columns["known"]]
+    assert known and {value_kind(t.columns["value"]) for t in known} == {"number"}
+    assert len(known) == sum(1 for t in every["train"] if t.columns["known"] and value_kind(t.columns["value"]) == "number")
+    assert any(not t.columns["known"] for t in numbers["train"])          # "I don't know" stays in training
+    assert "with a number for answer" in sources["train"]
+    for name in ("test", "dev"):
+        assert [t.prompt for t in numbers[name]] == [t.prompt for t in every[name]]

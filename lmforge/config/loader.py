@@ -32,7 +32,7 @@ HASHED_AS = {"preferences": "label"}
 # Fields added after runs existed, with the default that means "as before": a field at that value
 # is left out of the hash, so a new option does not make every existing run's stages out of date;
 # set to anything else it counts like any other field.
-ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning"}, "synth": {"lookup_entities": 0}}
+ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning", "lookup_values": "all", "seed": 0}, "synth": {"lookup_entities": 0}}
 
 
 @dataclass

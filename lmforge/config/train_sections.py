@@ -213,6 +213,11 @@ class GRPOConfig(TrainConfig):
                      help="reasoning: word problems (data_path, eval_path, dev_path); lookup: questions about the "
                           "shelf's practice entities, tested on unseen entities and unanswerable names, judged by "
                           "the fact judge (needs lookup in grpo.tools; lmforge/tasks/lookup_rl.py)")
+    seed: int = opt(0, lo=0, help="seed of training's draws (task order, rollouts); 0 = run.seed. Repeating GRPO "
+                    "with other seeds here leaves the earlier stages' fingerprints alone (run.seed is in them all)")
+    lookup_values: str = opt("all", choices=["all", "number", "word"],
+                             help="grpo.tasks=lookup: train on the practice questions whose answer is a number "
+                                  "(\"1752\", \"240700\"), a word, or all; test and dev stay all of them")
     data_path: str = opt("", help="GSM8K-style or prompt-only JSONL; empty = datasets/reasoning.jsonl")
     eval_path: str = opt("", help="test problems (the headline), same formats; empty = datasets/reasoning_eval.jsonl, "
                          "or with your own data_path a held-out slice of it")

@@ -30,6 +30,7 @@ from math import comb
 
 from ..tasks.reasoning import Task, extract_answer
 from ..engine import generate
+from .chat import value_kind
 from .judge import judge, load_index
 from .card import markdown_table, new_figure, pct, read_log, save_figure
 from .overlap import equations
@@ -155,6 +156,17 @@ def evaluate_reasoning(model, tokenizer, tasks: list[Task], k: int, temperature:
                 "pass@k": round(tally[3] / n_sampled, 4), "sampled_accuracy": round(tally[4] / n_sampled, 4)}
     result = {**summary(tallies["all"]), "k": k, "temperature": temperature,
               "by_difficulty": {key: summary(t) for key, t in sorted(tallies.items()) if key != "all"}}
+    # lookup questions with an answer: greedy pass@1 by the kind of value (numbers are what a
+    # small model copies worst from a result: docs/LOG.md)
+    kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for task, _, ok in rows:
+        if task.columns.get("judge") == "fact" and task.columns.get("known"):
+            tally = kinds[value_kind(task.columns.get("value"))]
+            tally[0] += 1
+            tally[1] += ok
+    if kinds:
+        result["by_value_kind"] = {kind: {"n": n, "correct": right, "pass@1": round(right / n, 4)}
+                                   for kind, (n, right) in sorted(kinds.items())}
     # the greedy answers' worked steps: wrong results, and where wrong answers first go wrong
     steps = [step for text in greedy for step in equations(text)]
     result["equations"] = len(steps)
@@ -244,6 +256,11 @@ def report_section(run, cfg) -> str | None:
         b, a = before["by_difficulty"].get(level, {}), after["by_difficulty"].get(level, {})
         rows.append([level_label(level), b.get("n", a.get("n")),
                      pct(b.get("pass@1")), pct(a.get("pass@1")), pct(b.get("pass@k")), pct(a.get("pass@k"))])
+        if level == "unseen":     # lookup: the unseen questions again, by the kind of answer
+            for kind in sorted(set(before.get("by_value_kind", {})) | set(after.get("by_value_kind", {}))):
+                b, a = before.get("by_value_kind", {}).get(kind, {}), after.get("by_value_kind", {}).get(kind, {})
+                rows.append([f"  unseen, a {kind} for answer", b.get("n", a.get("n")), pct(b.get("pass@1")),
+                             pct(a.get("pass@1")), "", ""])
     rows.append(["**all**", before.get("n"), f"**{pct(before.get('pass@1'))}**", f"**{pct(after.get('pass@1'))}**",
                  pct(before.get("pass@k")), pct(after.get("pass@k"))])
     lookup = m.get("task_kind") == "lookup"

@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import StageError
+from ..evals.chat import value_kind
 from ..files import read_jsonl
 from .reasoning import Task, make_task
 from ..world.shelf import invented_name
@@ -84,11 +85,14 @@ def asked_in(sft_path: Path, names: set[str]) -> set[str]:
 
 
 def lookup_tasks(run, tokenizer, max_prompt: int, tools: list | None, seed: int,
-                 sft_path: Path | None = None) -> tuple[dict, dict, dict]:
+                 sft_path: Path | None = None, values: str = "all") -> tuple[dict, dict, dict]:
     """({"train", "test", "dev"} -> [Task]), the load counts of each, and where each came from.
     Practice entities that a conversation of the SFT data (`sft_path`) asks about are left out
     of training: the SFT model has seen their names, and GRPO is to learn what the test needs,
-    reading a name it has never seen into the query and the answer out of the result."""
+    reading a name it has never seen into the query and the answer out of the result.
+    values = "number" or "word" trains only on the practice questions whose answer is of that
+    kind (evals/chat.value_kind; the invented names are asked the same questions), aiming RL at
+    what the SFT model misses; test and dev keep every kind."""
     practice_path = run.path("data", "index", "practice.jsonl")
     eval_path = run.path("datasets", "lookup_eval.jsonl")
     for path, stage in ((practice_path, "index"), (eval_path, "synth")):
@@ -106,6 +110,10 @@ def lookup_tasks(run, tokenizer, max_prompt: int, tools: list | None, seed: int,
         raise StageError(f"every practice entity in {practice_path} is asked about in the SFT data {sft_path}: "
                          f"raise tools.lookup_practice above the entities synth.lookup_questions covers, or "
                          f"keep some from SFT with synth.lookup_entities")
+    if values != "all":
+        fresh = [r for r in fresh if value_kind(r["value"]) == values]
+        if not fresh:
+            raise StageError(f"grpo.lookup_values={values}: no practice question in {practice_path} has such an answer")
     taken = {r["entity"].lower() for r in practice + evaluation}
     taken |= {r["entity"].lower() for r in read_jsonl(facts_path)}
     rng = random.Random(f"{seed}:lookup-rl")
@@ -130,8 +138,9 @@ def lookup_tasks(run, tokenizer, max_prompt: int, tools: list | None, seed: int,
         made = (make_task(row, tokenizer, max_prompt, "answer", tools, stats[name]) for row in items)
         tasks[name] = [task for task in made if task is not None]
     entities = len({r["entity"] for r in fresh})
+    chosen = "" if values == "all" else f", their questions with a {values} for answer"
     sources = {"train": f"{practice_path} ({entities} practice entities no SFT conversation names, "
-                        f"{len(seen)} left out; + {len({r['entity'] for r in invented})} invented names)",
+                        f"{len(seen)} left out{chosen}; + {len({r['entity'] for r in invented})} invented names)",
                "test": f"{eval_path} (unseen_test + half the unanswerable)",
                "dev": f"{eval_path} (unseen_dev + half the unanswerable)"}
     return tasks, stats, sources

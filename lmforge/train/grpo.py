@@ -207,6 +207,9 @@ def build_rewards(grpo_cfg) -> list[tuple[str, object, float]]:
 def run_stage(ctx: StageContext) -> dict:
     cfg, run = ctx.cfg, ctx.run
     grpo_cfg = cfg.grpo
+    # the seed of what training draws (task order, invented names, rollouts); held-out splits and
+    # evaluation keep run.seed, so runs of several GRPO seeds share their test set
+    train_seed = grpo_cfg.seed or cfg.run.seed
     tokenizer = Tokenizer.load(run.tokenizer_dir)
     reward_fns = build_rewards(grpo_cfg)
     set_threads(cfg.run.threads)
@@ -232,7 +235,8 @@ def run_stage(ctx: StageContext) -> dict:
             raise StageError(f"grpo.tools: {err}") from None
     if lookup:
         sft_data = Path(cfg.sft.data_path) if cfg.sft.data_path else run.path("datasets", "sft.jsonl")
-        made, counts, sources = lookup_tasks(run, tokenizer, max_prompt, box.schemas(), cfg.run.seed, sft_data)
+        made, counts, sources = lookup_tasks(run, tokenizer, max_prompt, box.schemas(), train_seed, sft_data,
+                                               values=cfg.grpo.lookup_values)
         tasks, stats, data_path = made["train"], counts["train"], run.path("data", "index", "practice.jsonl")
         held = {"train": tasks, "test": (made["test"], counts["test"]), "dev": (made["dev"], counts["dev"])}
     else:
@@ -274,14 +278,14 @@ def run_stage(ctx: StageContext) -> dict:
         # the softmax touches the whole vocabulary, and with a tied head that drags the input
         # embeddings of tokens the prompts rely on.
         policy.embed.weight.requires_grad_(False)
-    trainer = Trainer(policy, grpo_cfg, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=cfg.run.seed,
+    trainer = Trainer(policy, grpo_cfg, out_dir=run.model_dir("grpo"), log_path=run.log_path("grpo"), seed=train_seed,
                       device=device, save_fn=save_model, stage="grpo")
     warned = False
 
     def step_fn(step: int) -> dict:
         nonlocal warned
-        batch_tasks = prompts_for_step(tasks, step, grpo_cfg.prompts_per_step, cfg.run.seed)
-        seed = cfg.run.seed * 1_000_003 + step * 10_007
+        batch_tasks = prompts_for_step(tasks, step, grpo_cfg.prompts_per_step, train_seed)
+        seed = train_seed * 1_000_003 + step * 10_007
         row = grpo_step(trainer, ref_model, tokenizer, batch_tasks, reward_fns, grpo_cfg, seed, box)
         if row.get("reward_errors") and not warned:
             warned = True
