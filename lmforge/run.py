@@ -38,7 +38,7 @@ STAGES: list[Stage] = [
     Stage("reasoning", ("collect",), ("reasoning", "world.languages"), "lmforge.tasks.reasoning:run_stage",
           "problems", "make verifiable arithmetic word problems: RL prompts, worked SFT examples, held-out tests"),
     Stage("index", ("clean",), ("tools.lookup_corpus", "tools.lookup_sources", "tools.lookup_practice",
-                               "world.languages"),
+                               "tools.lookup_practice_mix", "world.languages"),
           "lmforge.tools.lookup:run_stage", "passages",
           "the lookup tool's BM25 index: cleaned corpus, the world's reference shelf, your documents"),
     Stage("synth", ("collect", "pretrain"), ("synth", "tools", "world.languages"), "lmforge.tasks.synth:run_stage",

@@ -76,20 +76,26 @@ def test_the_old_label_section_still_loads_with_a_one_line_note(tmp_path, capsys
 
 
 def test_options_added_later_leave_fingerprints_alone_at_their_default():
-    """tokenizer.train_chars, grpo.tasks, grpo.lookup_values, grpo.seed and synth.lookup_entities came after runs
-    existed: at their default the section hashes as it did without them (so no stage goes out of date); set, they
+    """tokenizer.train_chars, grpo.tasks, grpo.lookup_values, grpo.seed, synth.lookup_entities and
+    tools.lookup_practice_mix came after runs existed: at their default the section hashes as it did without them (so no stage goes out of date); set, they
     count."""
     import hashlib
     import json
     cfg = load_config("micro")
-    later = {"tokenizer": {"train_chars"}, "grpo": {"tasks", "lookup_values", "seed"}, "synth": {"lookup_entities"}}
+    later = {"tokenizer": {"train_chars"}, "grpo": {"tasks", "lookup_values", "seed"}, "synth": {"lookup_entities"},
+             "tools": {"lookup_practice_mix"}}
     for section, fields in later.items():
         before = {section: {k: v for k, v in cfg.to_dict()[section].items() if k not in fields}}
         old = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
         assert cfg.section_hash(section) == old
     for override in ("tokenizer.train_chars=1000", "grpo.tasks=lookup", "grpo.lookup_values=number", "grpo.seed=2",
-                     "synth.lookup_entities=5"):
+                     "synth.lookup_entities=5", "tools.lookup_practice_mix=world"):
         section = override.split(".")[0]
         assert load_config("micro", [override]).section_hash(section) != cfg.section_hash(section), override
+    # one field hashed alone (the index stage hashes tools.lookup_practice_mix, not the whole tools section)
+    assert cfg.section_hash("tools.lookup_practice", "tools.lookup_practice_mix") == cfg.section_hash("tools.lookup_practice")
+    changed = load_config("micro", ["tools.lookup_practice_mix=world"])
+    assert changed.section_hash("tools.lookup_practice", "tools.lookup_practice_mix") != cfg.section_hash("tools.lookup_practice")
+    assert changed.section_hash("tools") != cfg.section_hash("tools")
     # a GRPO seed of its own ages the GRPO stage only; run.seed is in every stage's hash
     assert load_config("micro", ["grpo.seed=2"]).section_hash("run.seed") == cfg.section_hash("run.seed")

@@ -254,3 +254,33 @@ def test_practice_entities_exist_only_on_the_shelf(world, docs):
         assert row["answer"].endswith(row["value"] + ".") and (row["attribute"], row["value"], row["language"]) in held
     cards = shelf_cards(rows)
     assert len(cards) == 40 * len(world.languages) and all(c["unseen_split"] == PRACTICE_SPLIT for c in cards)
+
+
+def test_practice_entities_can_follow_the_world_kinds_past_the_plain_names(world):
+    """mix="world": every kind keeps the world's share however many entities are asked for, the
+    ones past a kind's share of plain names get a middle syllable (so plain names stay for the
+    "I don't know" questions), and no name repeats or belongs to the world. The default ("names")
+    stops a kind at its plain names, so the kinds with many names fill the rest."""
+    from lmforge.world.shelf import free_plain_names, practice_entities
+    from lmforge.world.words import NAME_MIDDLES
+    count = 1500
+    by_kind = {}
+    for mix in ("names", "world"):
+        rows = practice_entities(world.facts, count, mix=mix)
+        entities = {r["entity_id"]: (r["kind"], r["entity"]) for r in rows}
+        assert len(entities) == count == len({name for _, name in entities.values()})
+        assert not {name.lower() for _, name in entities.values()} & {e["name"].lower() for e in world.entities}
+        by_kind[mix] = Counter(kind for kind, _ in entities.values())
+        names_of = entities.values()
+    world_kinds = Counter(e["kind"] for e in world.entities)
+    taken = {e["name"].lower() for e in world.entities}
+    capped = [k for k in world_kinds if 30 <= free_plain_names(k, taken)
+              and free_plain_names(k, taken) // 2 < 0.6 * count * world_kinds[k] / sum(world_kinds.values())]
+    assert capped                                   # this world has kinds whose plain names run short at 1,500
+    for kind in capped:
+        share = world_kinds[kind] / sum(world_kinds.values())
+        assert by_kind["names"][kind] < 0.9 * share * count <= by_kind["world"][kind] * 1.25, kind
+        assert by_kind["world"][kind] > free_plain_names(kind, taken) // 2
+        # past the plain-name share: a middle syllable in the name
+        mids = [name for k, name in names_of if k == kind and any(m in name.lower() for m in NAME_MIDDLES)]
+        assert len(mids) >= by_kind["world"][kind] - free_plain_names(kind, taken) // 2

@@ -32,7 +32,8 @@ HASHED_AS = {"preferences": "label"}
 # Fields added after runs existed, with the default that means "as before": a field at that value
 # is left out of the hash, so a new option does not make every existing run's stages out of date;
 # set to anything else it counts like any other field.
-ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning", "lookup_values": "all", "seed": 0}, "synth": {"lookup_entities": 0}}
+ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning", "lookup_values": "all", "seed": 0}, "synth": {"lookup_entities": 0},
+               "tools": {"lookup_practice_mix": "names"}}
 
 
 @dataclass
@@ -78,6 +79,8 @@ class Config:
         picked = {}
         for name in sections:
             head, _, key = name.partition(".")
+            if key and ADDED_LATER.get(head, {}).get(key, object()) == data[head][key]:
+                continue          # a field added later, at the default that means "as before"
             value = data[head][key] if key else data[head]
             if not key and head in ADDED_LATER:
                 value = {k: v for k, v in value.items()

@@ -174,7 +174,7 @@ def run_stage(ctx) -> dict:
     cfg, run = ctx.cfg, ctx.run
     started = time.perf_counter()
     facts = [f for f in read_facts(run.world_dir / "facts.jsonl") if f["language"] in cfg.world.languages]
-    practice = practice_entities(facts, cfg.tools.lookup_practice)
+    practice = practice_entities(facts, cfg.tools.lookup_practice, mix=cfg.tools.lookup_practice_mix)
     cards = shelf_cards(facts) + shelf_cards(practice)
     folder = run.path(*INDEX_DIR)
     folder.mkdir(parents=True, exist_ok=True)
