@@ -81,9 +81,13 @@ def test_options_added_later_leave_fingerprints_alone_at_their_default():
     count."""
     import hashlib
     import json
-    cfg = load_config("micro")
+    from lmforge.config.loader import ADDED_LATER
+    # every such field at its "as before" value (tools.lookup_practice_mix's default for new runs is another)
+    cfg = load_config("micro", [f"{head}.{key}={value}" for head, fields in ADDED_LATER.items()
+                                for key, value in fields.items()])
     later = {"tokenizer": {"train_chars"}, "grpo": {"tasks", "lookup_values", "seed"}, "synth": {"lookup_entities"},
              "tools": {"lookup_practice_mix"}}
+    assert later == {head: set(fields) for head, fields in ADDED_LATER.items()}
     for section, fields in later.items():
         before = {section: {k: v for k, v in cfg.to_dict()[section].items() if k not in fields}}
         old = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -91,11 +95,33 @@ def test_options_added_later_leave_fingerprints_alone_at_their_default():
     for override in ("tokenizer.train_chars=1000", "grpo.tasks=lookup", "grpo.lookup_values=number", "grpo.seed=2",
                      "synth.lookup_entities=5", "tools.lookup_practice_mix=world"):
         section = override.split(".")[0]
-        assert load_config("micro", [override]).section_hash(section) != cfg.section_hash(section), override
+        changed = load_config("micro", [f"{head}.{key}={value}" for head, fields in ADDED_LATER.items()
+                                        for key, value in fields.items()] + [override])
+        assert changed.section_hash(section) != cfg.section_hash(section), override
     # one field hashed alone (the index stage hashes tools.lookup_practice_mix, not the whole tools section)
     assert cfg.section_hash("tools.lookup_practice", "tools.lookup_practice_mix") == cfg.section_hash("tools.lookup_practice")
-    changed = load_config("micro", ["tools.lookup_practice_mix=world"])
+    changed = load_config("micro")          # new runs: the world's mix
+    assert changed.tools.lookup_practice_mix == "world"
     assert changed.section_hash("tools.lookup_practice", "tools.lookup_practice_mix") != cfg.section_hash("tools.lookup_practice")
     assert changed.section_hash("tools") != cfg.section_hash("tools")
     # a GRPO seed of its own ages the GRPO stage only; run.seed is in every stage's hash
     assert load_config("micro", ["grpo.seed=2"]).section_hash("run.seed") == cfg.section_hash("run.seed")
+
+
+def test_a_run_saved_before_a_field_existed_keeps_the_old_behaviour(tmp_path):
+    """A saved config.yaml without a field added later loads with the field's "as before" value
+    (tools.lookup_practice_mix: names), while a new run gets the new default (world); a saved
+    value is kept."""
+    import yaml
+    cfg = load_config("micro")
+    assert cfg.tools.lookup_practice_mix == "world"
+    data = cfg.to_dict()
+    del data["tools"]["lookup_practice_mix"]
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(data))
+    assert load_config(base=old).tools.lookup_practice_mix == "names"
+    assert load_config(base=old, overrides=["tools.lookup_practice_mix=world"]).tools.lookup_practice_mix == "world"
+    data["tools"]["lookup_practice_mix"] = "world"
+    new = tmp_path / "new.yaml"
+    new.write_text(yaml.safe_dump(data))
+    assert load_config(base=new).tools.lookup_practice_mix == "world"

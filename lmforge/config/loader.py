@@ -29,9 +29,10 @@ RENAMED = {"label": "preferences"}
 # Fingerprints hash a section under the name it had when the fingerprint was defined, so that a
 # rename does not make every run's stages out of date.
 HASHED_AS = {"preferences": "label"}
-# Fields added after runs existed, with the default that means "as before": a field at that value
+# Fields added after runs existed, with the value that means "as before": a field at that value
 # is left out of the hash, so a new option does not make every existing run's stages out of date;
-# set to anything else it counts like any other field.
+# set to anything else it counts like any other field. A run's saved config.yaml without the field
+# loads with that value, also where the field's default for new runs is another one.
 ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning", "lookup_values": "all", "seed": 0}, "synth": {"lookup_entities": 0},
                "tools": {"lookup_practice_mix": "names"}}
 
@@ -131,7 +132,15 @@ def load_config(preset: str | None = "tiny", overrides: list[str] | None = None,
     cfg = Config()
     if base is not None:
         path = Path(base)
-        apply_dict(cfg, _read_yaml(path), str(path), saved=True)
+        saved = _read_yaml(path)
+        apply_dict(cfg, saved, str(path), saved=True)
+        # a run saved before a field existed keeps the behaviour it was made with, even where
+        # the field's default has changed since (tools.lookup_practice_mix)
+        present = {RENAMED.get(name, name): set(values) for name, values in saved.items() if isinstance(values, dict)}
+        for head, fields in ADDED_LATER.items():
+            for key, value in fields.items():
+                if key not in present.get(head, set()):
+                    setattr(getattr(cfg, head), key, value)
     elif preset:
         path = Path(preset)
         if not path.suffix:

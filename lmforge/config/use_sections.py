@@ -28,11 +28,11 @@ class ToolsConfig:
     lookup_practice: int = opt(1200, lo=0, hi=100_000,
                                help="practice entities on the reference shelf: invented names that exist nowhere "
                                     "else, which the lookup training conversations ask about")
-    lookup_practice_mix: str = opt("names", choices=["names", "world"],
-                                   help="kinds of the practice entities: names = the world's shares while a kind's "
-                                        "plain names last (persons and rivers then fill the rest), world = the "
-                                        "world's shares throughout, names with a middle syllable once a kind's "
-                                        "share of plain names is used")
+    lookup_practice_mix: str = opt("world", choices=["world", "names"],
+                                   help="kinds of the practice entities: world = the world's shares at any count, "
+                                        "names with a middle syllable once a kind's share of plain names is used; "
+                                        "names = the world's shares only while a kind's plain names last (persons "
+                                        "and rivers then fill the rest: the shelf of runs made before this option)")
     lookup_corpus: bool = opt(True, help="index the run's cleaned corpus beside the reference shelf")
     lookup_sources: list = opt([], help="your own documents for the lookup index: folder:PATH, jsonl:PATH[#column] "
                                "or parquet:PATH[#column]")
