@@ -289,6 +289,7 @@ def main() -> None:
             except Exception as err:  # noqa: BLE001 - one mode failing (no compiler, out of memory) must not hide the rest
                 rows.append({"mode": mode, "error": f"batch {size}: {type(err).__name__}: "
                                                     f"{str(err).splitlines()[0][:120]}"})
+            print(f"measured: {json.dumps(rows[-1])}", flush=True)   # kept if a later mode hangs or is killed
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     base = next((r["tokens_per_second"] for r in rows if "tokens_per_second" in r), None)
