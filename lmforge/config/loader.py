@@ -33,7 +33,9 @@ HASHED_AS = {"preferences": "label"}
 # is left out of the hash, so a new option does not make every existing run's stages out of date;
 # set to anything else it counts like any other field. A run's saved config.yaml without the field
 # loads with that value, also where the field's default for new runs is another one.
-ADDED_LATER = {"tokenizer": {"train_chars": 0}, "grpo": {"tasks": "reasoning", "lookup_values": "all", "seed": 0}, "synth": {"lookup_entities": 0},
+ADDED_LATER = {"tokenizer": {"train_chars": 0},
+               "grpo": {"tasks": "reasoning", "lookup_values": "all", "seed": 0},
+               "synth": {"lookup_entities": 0},
                "tools": {"lookup_practice_mix": "names"}}
 
 
@@ -81,7 +83,7 @@ class Config:
         for name in sections:
             head, _, key = name.partition(".")
             if key and ADDED_LATER.get(head, {}).get(key, object()) == data[head][key]:
-                continue          # a field added later, at the default that means "as before"
+                continue          # a field added later, at the value that means "as before"
             value = data[head][key] if key else data[head]
             if not key and head in ADDED_LATER:
                 value = {k: v for k, v in value.items()
