@@ -404,7 +404,7 @@ def test_lookup_test_and_dev_are_the_same_sample_for_every_seed(micro_copy):
 def test_lookup_values_trains_on_one_kind_of_answer_and_keeps_every_kind_in_test(micro_copy):
     """grpo.lookup_values=number: only practice questions answered by a number (and the invented
     names asked the same questions) are trained on; test and dev are the same as with all."""
-    from lmforge.evals.chat import value_kind
+    from lmforge.evals.judge import value_kind
     from lmforge.tasks.lookup_rl import lookup_tasks
     run, tokenizer = RunDir(micro_copy), Tokenizer.load(micro_copy / "tokenizer")
     every, _, _ = lookup_tasks(run, tokenizer, 256, None, seed=1)

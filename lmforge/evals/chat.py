@@ -29,7 +29,7 @@ from pathlib import Path
 from ..files import read_jsonl
 from ..engine import generate
 from .facts import select_facts
-from .judge import judge
+from .judge import judge, value_kind
 from .stats import proportion
 
 
@@ -55,11 +55,6 @@ def ask(model, tokenizer, questions: list[str], max_new_tokens: int = 64, batch_
                         stop_ids=(tokenizer.end_id,), tokenizer=tokenizer, tools=tools)
         answers += [Answer(o.text.strip(), o.finish_reason == "stop", o.tool_calls or []) for o in outs]
     return answers
-
-
-def value_kind(value) -> str:
-    """"number" for a fact whose value starts with a digit ("1752", "536 km"), else "word"."""
-    return "number" if str(value)[:1].isdigit() else "word"
 
 
 def qa_accuracy(model, tokenizer, facts: list[dict], limit: int, index=None) -> dict:

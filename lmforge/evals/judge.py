@@ -71,6 +71,11 @@ def says_idk(text: str) -> bool:
     return IDK_PATTERNS.search(text) is not None
 
 
+def value_kind(value) -> str:
+    """"number" for a fact whose value starts with a digit ("1752", "536 km"), else "word"."""
+    return "number" if str(value)[:1].isdigit() else "word"
+
+
 def states_value(text: str, value: str) -> bool:
     """value occurs in text as a whole word or number ("1820" is not in "18200")."""
     return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text) is not None

@@ -30,8 +30,7 @@ from math import comb
 
 from ..tasks.reasoning import Task, extract_answer
 from ..engine import generate
-from .chat import value_kind
-from .judge import judge, load_index
+from .judge import judge, load_index, value_kind
 from .card import markdown_table, new_figure, pct, read_log, save_figure
 from .overlap import equations
 

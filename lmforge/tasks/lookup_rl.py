@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import StageError
-from ..evals.chat import value_kind
+from ..evals.judge import value_kind
 from ..files import read_jsonl
 from .reasoning import Task, make_task
 from ..world.shelf import invented_name
@@ -91,7 +91,7 @@ def lookup_tasks(run, tokenizer, max_prompt: int, tools: list | None, seed: int,
     of training: the SFT model has seen their names, and GRPO is to learn what the test needs,
     reading a name it has never seen into the query and the answer out of the result.
     values = "number" or "word" trains only on the practice questions whose answer is of that
-    kind (evals/chat.value_kind; the invented names are asked the same questions), aiming RL at
+    kind (evals/judge.value_kind; the invented names are asked the same questions), aiming RL at
     what the SFT model misses; test and dev keep every kind."""
     practice_path = run.path("data", "index", "practice.jsonl")
     eval_path = run.path("datasets", "lookup_eval.jsonl")
