@@ -77,8 +77,8 @@ def test_the_old_label_section_still_loads_with_a_one_line_note(tmp_path, capsys
 
 def test_options_added_later_leave_fingerprints_alone_at_their_default():
     """tokenizer.train_chars, grpo.tasks, grpo.lookup_values, grpo.seed, synth.lookup_entities and
-    tools.lookup_practice_mix came after runs existed: at their default the section hashes as it did without them (so no stage goes out of date); set, they
-    count."""
+    tools.lookup_practice_mix came after runs existed: at their "as before" value the section hashes
+    as it did without them (so no stage goes out of date); set otherwise, they count."""
     import hashlib
     import json
     from lmforge.config.loader import ADDED_LATER

@@ -262,16 +262,16 @@ def test_practice_entities_can_follow_the_world_kinds_past_the_plain_names(world
     "I don't know" questions), and no name repeats or belongs to the world. The default ("names")
     stops a kind at its plain names, so the kinds with many names fill the rest."""
     from lmforge.world.shelf import free_plain_names, practice_entities
-    from lmforge.world.words import NAME_MIDDLES
+    from lmforge.world.words import NAME_MIDDLES, NAME_PARTS
     count = 1500
-    by_kind = {}
+    by_kind, names = {}, {}
     for mix in ("names", "world"):
         rows = practice_entities(world.facts, count, mix=mix)
         entities = {r["entity_id"]: (r["kind"], r["entity"]) for r in rows}
         assert len(entities) == count == len({name for _, name in entities.values()})
         assert not {name.lower() for _, name in entities.values()} & {e["name"].lower() for e in world.entities}
         by_kind[mix] = Counter(kind for kind, _ in entities.values())
-        names_of = entities.values()
+        names[mix] = list(entities.values())
     world_kinds = Counter(e["kind"] for e in world.entities)
     taken = {e["name"].lower() for e in world.entities}
     capped = [k for k in world_kinds if 30 <= free_plain_names(k, taken)
@@ -281,6 +281,10 @@ def test_practice_entities_can_follow_the_world_kinds_past_the_plain_names(world
         share = world_kinds[kind] / sum(world_kinds.values())
         assert by_kind["names"][kind] < 0.9 * share * count <= by_kind["world"][kind] * 1.25, kind
         assert by_kind["world"][kind] > free_plain_names(kind, taken) // 2
-        # past the plain-name share: a middle syllable in the name
-        mids = [name for k, name in names_of if k == kind and any(m in name.lower() for m in NAME_MIDDLES)]
-        assert len(mids) >= by_kind["world"][kind] - free_plain_names(kind, taken) // 2
+        # past the plain-name share: names with a middle syllable (head + middle + tail, not head + tail)
+        heads, tails = NAME_PARTS.get(kind, NAME_PARTS["place"])
+        plain = {(h + t).lower() for h in heads for t in tails}
+        with_middle = {(h + m + t).lower() for h in heads for m in NAME_MIDDLES for t in tails}
+        mine = [name.lower() for k, name in names["world"] if k == kind]
+        assert len([n for n in mine if n not in plain and n in with_middle]) == \
+            by_kind["world"][kind] - free_plain_names(kind, taken) // 2
